@@ -1,0 +1,289 @@
+//! Turns CSV bytes into BatchPutMessage batches: one row, one message, at most 100 a batch.
+//!
+//! Synchronous and push-fed, so the worker can drive it from a network stream and the
+//! benchmark from memory; it holds at most one row and one batch, whatever the object's size.
+
+use aws_sdk_iotanalytics::primitives::Blob;
+use aws_sdk_iotanalytics::types::Message;
+
+use crate::payload::{PayloadEncoder, RowProblem, ValueMode, validate_header};
+use crate::rows::{ReadOutcome, RowReader};
+
+/// Messages per BatchPutMessage request, the service's fixed maximum.
+pub const MAX_BATCH_MESSAGES: usize = 100;
+
+/// The UTF-8 byte-order mark some tools write before the header.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A batch ready to send, with where its rows came from.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The messages; `messageId` is the row number.
+    pub messages: Vec<Message>,
+    /// Source line of each message, in the same order.
+    pub lines: Vec<u64>,
+    /// Data row number of the first message.
+    pub first_row: u64,
+    /// Data row number of the last message.
+    pub last_row: u64,
+    /// Where reading resumes after this batch's last row.
+    pub resume: ResumePoint,
+}
+
+/// A row boundary to resume reading from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Byte offset in the object.
+    pub byte_offset: u64,
+    /// Physical line at that offset.
+    pub line: u64,
+    /// Data row number the next row gets.
+    pub next_row: u64,
+}
+
+/// A row that could not become a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRow {
+    /// Physical line where the row starts.
+    pub line: u64,
+    /// Its data row number.
+    pub row: u64,
+    /// Why.
+    pub problem: RowProblem,
+    /// Where reading resumes after it.
+    pub resume: ResumePoint,
+}
+
+/// What the batcher produced from the input it was given.
+#[derive(Debug)]
+pub enum Produced {
+    /// More input is needed (or `&[]` at the end).
+    NeedInput,
+    /// The header row was read and accepted.
+    Header,
+    /// A full batch.
+    Batch(Batch),
+    /// A row that cannot be sent.
+    BadRow(BadRow),
+    /// The data ended; take the last partial batch with [`Batcher::finish`].
+    End,
+}
+
+/// Why the header row was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderProblem(pub String);
+
+/// CSV to batches.
+#[derive(Debug)]
+pub struct Batcher {
+    reader: RowReader,
+    encoder: Option<PayloadEncoder>,
+    header: Vec<String>,
+    mode: ValueMode,
+    batch_limit: usize,
+    next_row: u64,
+    pending: Vec<Message>,
+    pending_lines: Vec<u64>,
+    payload: Vec<u8>,
+    bom_checked: bool,
+    boundary_line: u64,
+}
+
+impl Batcher {
+    /// A batcher at the start of an object: its first row is the header.
+    pub fn at_start(mode: ValueMode, batch_limit: usize) -> Self {
+        Self::new(RowReader::new(0, 1), None, Vec::new(), mode, batch_limit, 1)
+    }
+
+    /// A batcher resuming at a row boundary with a header read earlier.
+    pub fn resume(
+        header: Vec<String>,
+        at: ResumePoint,
+        mode: ValueMode,
+        batch_limit: usize,
+    ) -> Result<Self, HeaderProblem> {
+        validate_header(&header).map_err(HeaderProblem)?;
+        let encoder = PayloadEncoder::new(&header, mode);
+        let mut batcher = Self::new(
+            RowReader::new(at.byte_offset, at.line),
+            Some(encoder),
+            header,
+            mode,
+            batch_limit,
+            at.next_row,
+        );
+        batcher.bom_checked = true;
+        Ok(batcher)
+    }
+
+    fn new(
+        reader: RowReader,
+        encoder: Option<PayloadEncoder>,
+        header: Vec<String>,
+        mode: ValueMode,
+        batch_limit: usize,
+        next_row: u64,
+    ) -> Self {
+        let batch_limit = batch_limit.clamp(1, MAX_BATCH_MESSAGES);
+        let boundary_line = reader.line();
+        Self {
+            reader,
+            encoder,
+            header,
+            mode,
+            batch_limit,
+            next_row,
+            pending: Vec::with_capacity(batch_limit),
+            pending_lines: Vec::with_capacity(batch_limit),
+            payload: Vec::with_capacity(256),
+            bom_checked: false,
+            boundary_line,
+        }
+    }
+
+    /// The header, once read.
+    pub fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    /// Whether the header has been read.
+    pub fn has_header(&self) -> bool {
+        self.encoder.is_some()
+    }
+
+    /// Byte offset of the first byte not yet consumed.
+    pub fn offset(&self) -> u64 {
+        self.reader.offset()
+    }
+
+    /// The boundary after the last row read: everything before it is in a batch already
+    /// returned, in the pending batch, or reported as bad.
+    pub fn resume_point(&self) -> ResumePoint {
+        ResumePoint {
+            byte_offset: self.reader.offset(),
+            line: self.boundary_line,
+            next_row: self.next_row,
+        }
+    }
+
+    /// Consumes `input` until something is produced; returns it and the bytes consumed.
+    ///
+    /// At the start of an object a byte-order mark is skipped; give at least 3 bytes (or the
+    /// whole object, if shorter) in the first call so it can be recognised.
+    pub fn push(&mut self, input: &[u8]) -> Result<(Produced, usize), HeaderProblem> {
+        let mut skipped = 0;
+        if !self.bom_checked {
+            self.bom_checked = true;
+            if input.starts_with(BOM) {
+                skipped = BOM.len();
+                self.reader = RowReader::new(BOM.len() as u64, 1);
+            }
+        }
+        let mut used = skipped;
+        loop {
+            let (outcome, n) = self.reader.read(&input[used..]);
+            used += n;
+            match outcome {
+                ReadOutcome::NeedInput => return Ok((Produced::NeedInput, used)),
+                ReadOutcome::End => return Ok((Produced::End, used)),
+                ReadOutcome::Row => {
+                    let position = self.reader.position();
+                    self.boundary_line = position.end_line;
+                    let produced = self.take_row(position.line)?;
+                    self.reader.consume_row();
+                    if let Some(produced) = produced {
+                        return Ok((produced, used));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles the row the reader just found; `None` when it only joined the pending batch.
+    fn take_row(&mut self, line: u64) -> Result<Option<Produced>, HeaderProblem> {
+        let Some(encoder) = &self.encoder else {
+            return self.take_header().map(|()| Some(Produced::Header));
+        };
+        let row = self.next_row;
+        self.next_row += 1;
+        let encoded = if self.reader.row_is_unterminated() {
+            Err(RowProblem::UnterminatedQuote)
+        } else {
+            let fields = self.reader.row();
+            encoder.encode(ExactFields(fields), &mut self.payload)
+        };
+        if let Err(problem) = encoded {
+            return Ok(Some(Produced::BadRow(BadRow {
+                line,
+                row,
+                problem,
+                resume: self.resume_point(),
+            })));
+        }
+        let message = Message::builder()
+            .message_id(row.to_string())
+            .payload(Blob::new(self.payload.clone()))
+            .build()
+            .expect("message id and payload are always set");
+        self.pending.push(message);
+        self.pending_lines.push(line);
+        if self.pending.len() >= self.batch_limit {
+            Ok(self.take_batch().map(Produced::Batch))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn take_header(&mut self) -> Result<(), HeaderProblem> {
+        if self.reader.row_is_unterminated() {
+            return Err(HeaderProblem("a quoted name is never closed".to_owned()));
+        }
+        let mut names = Vec::with_capacity(self.reader.row().remaining());
+        for (index, field) in self.reader.row().enumerate() {
+            let name = std::str::from_utf8(field).map_err(|_| {
+                HeaderProblem(format!("column {} name is not valid UTF-8", index + 1))
+            })?;
+            names.push(name.to_owned());
+        }
+        validate_header(&names).map_err(HeaderProblem)?;
+        self.encoder = Some(PayloadEncoder::new(&names, self.mode));
+        self.header = names;
+        Ok(())
+    }
+
+    /// Takes the pending rows as a batch, if there are any.
+    pub fn take_batch(&mut self) -> Option<Batch> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let count = self.pending.len() as u64;
+        let messages = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch_limit));
+        let lines = std::mem::replace(
+            &mut self.pending_lines,
+            Vec::with_capacity(self.batch_limit),
+        );
+        Some(Batch {
+            messages,
+            lines,
+            first_row: self.next_row - count,
+            last_row: self.next_row - 1,
+            resume: self.resume_point(),
+        })
+    }
+}
+
+/// Adapts [`crate::rows::Fields`] to an exact-size iterator.
+struct ExactFields<'a>(crate::rows::Fields<'a>);
+
+impl<'a> Iterator for ExactFields<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let remaining = self.0.remaining();
+        (remaining, Some(remaining))
+    }
+}
+
+impl ExactSizeIterator for ExactFields<'_> {}

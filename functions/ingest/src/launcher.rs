@@ -1,0 +1,460 @@
+//! The launcher step: lists one S3 page, writes its work items to a manifest, and reports
+//! where the listing continues.
+//!
+//! The items go to a manifest object rather than into the state's output because a page of
+//! 1,000 keys of up to 1,024 bytes each would exceed Step Functions' 256 KiB payload limit;
+//! the Distributed Map reads the manifest with its S3 ItemReader.
+
+use aws_sdk_s3::primitives::ByteStream;
+use serde::{Deserialize, Serialize};
+
+use crate::error::IngestError;
+use crate::service_errors::CallFailure;
+
+/// Keys per page unless the input says otherwise (the ListObjectsV2 maximum).
+pub const DEFAULT_PAGE_SIZE: i32 = 1000;
+
+/// Where manifests go in the source bucket unless the input says otherwise.
+pub const DEFAULT_MANIFEST_PREFIX: &str = "ingest-manifests/";
+
+fn default_suffix() -> String {
+    ".csv".to_owned()
+}
+
+fn default_page_size() -> i32 {
+    DEFAULT_PAGE_SIZE
+}
+
+fn default_run_id() -> String {
+    "manual".to_owned()
+}
+
+/// Input of one launcher invocation (`events/launcher-first-page.json`,
+/// `events/launcher-next-page.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LauncherInput {
+    /// Source bucket.
+    pub bucket: String,
+    /// Only keys under this prefix are listed.
+    #[serde(default)]
+    pub prefix: String,
+    /// Only keys ending with this are ingested (default `.csv`; empty for every key).
+    #[serde(default = "default_suffix")]
+    pub suffix: String,
+    /// Keys per page, 1–1000.
+    #[serde(default = "default_page_size")]
+    pub page_size: i32,
+    /// Where the listing continues; absent on the first page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation_token: Option<String>,
+    /// Running totals from earlier pages (carried across continue-as-new).
+    #[serde(default)]
+    pub totals: Totals,
+    /// Where manifests are written; defaults to the source bucket under
+    /// [`DEFAULT_MANIFEST_PREFIX`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ManifestLocation>,
+    /// Names this run's manifest folder (the state machine passes its execution name).
+    #[serde(default = "default_run_id")]
+    pub run_id: String,
+}
+
+/// A bucket and prefix for manifests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManifestLocation {
+    /// Manifest bucket.
+    pub bucket: String,
+    /// Manifest key prefix.
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// Counts over every page listed so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    /// Pages listed.
+    pub pages: u64,
+    /// Objects handed to workers.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// One object for a worker: the manifest holds a JSON array of these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkItem {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// ETag at listing time; the worker refuses an object whose ETag changed.
+    pub etag: String,
+    /// Size in bytes.
+    pub size: i64,
+}
+
+/// The manifest object written for a page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestObject {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+}
+
+/// Output of one launcher invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LauncherOutput {
+    /// This page's number, 1-based across the whole run.
+    pub page: u64,
+    /// Objects in this page's manifest.
+    pub item_count: u64,
+    /// The manifest: a JSON array of [`WorkItem`].
+    pub manifest: ManifestObject,
+    /// Where the listing continues; absent when it is done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continuation_token: Option<String>,
+    /// Whether another page follows.
+    pub has_more: bool,
+    /// Totals including this page.
+    pub totals: Totals,
+}
+
+impl LauncherInput {
+    fn validate(&self) -> Result<(), IngestError> {
+        if self.bucket.is_empty() {
+            return Err(IngestError::invalid_input("bucket", "must not be empty"));
+        }
+        if !(1..=1000).contains(&self.page_size) {
+            return Err(IngestError::invalid_input(
+                "pageSize",
+                format!("{} is outside 1–1000", self.page_size),
+            ));
+        }
+        if self.run_id.is_empty() || self.run_id.contains('/') {
+            return Err(IngestError::invalid_input(
+                "runId",
+                "must be non-empty and contain no '/'",
+            ));
+        }
+        Ok(())
+    }
+
+    fn manifest_location(&self) -> ManifestLocation {
+        self.manifest.clone().unwrap_or_else(|| ManifestLocation {
+            bucket: self.bucket.clone(),
+            prefix: DEFAULT_MANIFEST_PREFIX.to_owned(),
+        })
+    }
+}
+
+/// Lists one page with exactly one ListObjectsV2 call and writes its manifest.
+///
+/// Keys ending in `/` ("folders"), keys not ending with the suffix, and the run's own
+/// manifests are left out. An empty bucket gives an empty manifest and `hasMore: false`.
+pub async fn list_page(
+    s3: &aws_sdk_s3::Client,
+    input: &LauncherInput,
+) -> Result<LauncherOutput, IngestError> {
+    input.validate()?;
+    let manifest_location = input.manifest_location();
+    let listing = s3
+        .list_objects_v2()
+        .bucket(&input.bucket)
+        .prefix(&input.prefix)
+        .max_keys(input.page_size)
+        .set_continuation_token(input.continuation_token.clone())
+        .send()
+        .await
+        .map_err(|e| {
+            let failure = CallFailure::from_sdk(&e);
+            if failure.is_not_found("NoSuchBucket") {
+                IngestError::BucketNotFound {
+                    bucket: input.bucket.clone(),
+                }
+            } else {
+                s3_error("ListObjectsV2", &input.bucket, failure)
+            }
+        })?;
+
+    let skip_manifests = manifest_location.bucket == input.bucket;
+    let items: Vec<WorkItem> = listing
+        .contents()
+        .iter()
+        .filter_map(|object| {
+            let key = object.key()?;
+            let wanted = !key.ends_with('/')
+                && key.ends_with(input.suffix.as_str())
+                && !(skip_manifests && key.starts_with(manifest_location.prefix.as_str()));
+            wanted.then(|| WorkItem {
+                bucket: input.bucket.clone(),
+                key: key.to_owned(),
+                etag: object.e_tag().unwrap_or_default().to_owned(),
+                size: object.size().unwrap_or(0),
+            })
+        })
+        .collect();
+
+    let page = input.totals.pages + 1;
+    let manifest = ManifestObject {
+        bucket: manifest_location.bucket.clone(),
+        key: format!(
+            "{}{}/page-{page:06}.json",
+            manifest_location.prefix, input.run_id
+        ),
+    };
+    let body = serde_json::to_vec(&items).expect("work items always serialise");
+    s3.put_object()
+        .bucket(&manifest.bucket)
+        .key(&manifest.key)
+        .content_type("application/json")
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .map_err(|e| {
+            let failure = CallFailure::from_sdk(&e);
+            if failure.is_not_found("NoSuchBucket") {
+                IngestError::BucketNotFound {
+                    bucket: manifest.bucket.clone(),
+                }
+            } else {
+                s3_error(
+                    "PutObject",
+                    &format!("{}/{}", manifest.bucket, manifest.key),
+                    failure,
+                )
+            }
+        })?;
+
+    let continuation_token = listing
+        .is_truncated()
+        .unwrap_or(false)
+        .then(|| listing.next_continuation_token().map(str::to_owned))
+        .flatten();
+    let totals = Totals {
+        pages: page,
+        objects: input.totals.objects + items.len() as u64,
+        bytes: input.totals.bytes + items.iter().map(|i| i.size.max(0) as u64).sum::<u64>(),
+    };
+    tracing::info!(
+        bucket = %input.bucket,
+        page,
+        items = items.len(),
+        manifest = %manifest.key,
+        more = continuation_token.is_some(),
+        "listed page"
+    );
+    Ok(LauncherOutput {
+        page,
+        item_count: items.len() as u64,
+        manifest,
+        has_more: continuation_token.is_some(),
+        continuation_token,
+        totals,
+    })
+}
+
+/// Maps an S3 failure that is not a missing resource.
+pub(crate) fn s3_error(operation: &str, resource: &str, failure: CallFailure) -> IngestError {
+    if failure.is_access_denied() {
+        IngestError::AccessDenied {
+            operation: operation.to_owned(),
+            resource: resource.to_owned(),
+        }
+    } else if failure.is_transient() {
+        IngestError::ServiceUnavailable {
+            service: "S3",
+            operation: operation.to_owned(),
+            message: failure.message,
+        }
+    } else {
+        IngestError::ServiceError {
+            service: "S3",
+            operation: operation.to_owned(),
+            message: failure.message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::operation::list_objects_v2::{ListObjectsV2Error, ListObjectsV2Output};
+    use aws_sdk_s3::operation::put_object::PutObjectOutput;
+    use aws_sdk_s3::types::Object;
+    use aws_sdk_s3::types::error::NoSuchBucket;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use std::sync::{Arc, Mutex};
+
+    fn input(json: serde_json::Value) -> LauncherInput {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn object(key: &str, size: i64) -> Object {
+        Object::builder()
+            .key(key)
+            .size(size)
+            .e_tag(format!("\"etag-{key}\""))
+            .build()
+    }
+
+    /// A client whose ListObjectsV2 answers `listing` and whose PutObject bodies are captured.
+    fn client_with(
+        listing: ListObjectsV2Output,
+    ) -> (aws_sdk_s3::Client, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let captured = puts.clone();
+        let list = mock!(aws_sdk_s3::Client::list_objects_v2).then_output(move || listing.clone());
+        let put = mock!(aws_sdk_s3::Client::put_object)
+            .match_requests(move |req| {
+                let body = req.body().bytes().unwrap_or_default().to_vec();
+                captured
+                    .lock()
+                    .unwrap()
+                    .push((req.key().unwrap_or_default().to_owned(), body));
+                true
+            })
+            .then_output(|| PutObjectOutput::builder().build());
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[&list, &put]);
+        (client, puts)
+    }
+
+    #[tokio::test]
+    async fn a_page_keeps_only_matching_objects_and_writes_them_to_a_manifest() {
+        let listing = ListObjectsV2Output::builder()
+            .contents(object("data/", 0))
+            .contents(object("data/a.csv", 10))
+            .contents(object("data/notes.txt", 5))
+            .contents(object("data/b.csv", 20))
+            .is_truncated(true)
+            .next_continuation_token("token-2")
+            .build();
+        let (s3, puts) = client_with(listing);
+        let request = input(serde_json::json!({
+            "bucket": "src", "prefix": "data/", "runId": "exec-1",
+            "totals": {"pages": 4, "objects": 100, "bytes": 1000}
+        }));
+        let out = list_page(&s3, &request).await.unwrap();
+        assert_eq!(out.page, 5);
+        assert_eq!(out.item_count, 2);
+        assert!(out.has_more);
+        assert_eq!(out.continuation_token.as_deref(), Some("token-2"));
+        assert_eq!(
+            out.totals,
+            Totals {
+                pages: 5,
+                objects: 102,
+                bytes: 1030
+            }
+        );
+        assert_eq!(out.manifest.key, "ingest-manifests/exec-1/page-000005.json");
+        let puts = puts.lock().unwrap();
+        assert_eq!(puts.len(), 1);
+        let items: Vec<WorkItem> = serde_json::from_slice(&puts[0].1).unwrap();
+        let keys: Vec<_> = items.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["data/a.csv", "data/b.csv"]);
+        assert_eq!(items[0].etag, "\"etag-data/a.csv\"");
+    }
+
+    #[tokio::test]
+    async fn an_empty_bucket_gives_an_empty_last_page() {
+        let (s3, puts) = client_with(ListObjectsV2Output::builder().build());
+        let out = list_page(&s3, &input(serde_json::json!({"bucket": "src"})))
+            .await
+            .unwrap();
+        assert_eq!(out.item_count, 0);
+        assert!(!out.has_more);
+        assert!(out.continuation_token.is_none());
+        assert_eq!(puts.lock().unwrap()[0].1, b"[]");
+    }
+
+    #[tokio::test]
+    async fn the_runs_own_manifests_are_never_work() {
+        let listing = ListObjectsV2Output::builder()
+            .contents(object("ingest-manifests/old/page-000001.json", 10))
+            .contents(object("x.json", 10))
+            .build();
+        let (s3, _) = client_with(listing);
+        let out = list_page(
+            &s3,
+            &input(serde_json::json!({"bucket": "src", "suffix": ""})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.item_count, 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_bucket_is_a_typed_error() {
+        let list = mock!(aws_sdk_s3::Client::list_objects_v2).then_error(|| {
+            ListObjectsV2Error::NoSuchBucket(
+                NoSuchBucket::builder()
+                    .message("nope")
+                    .meta(crate::sender::tests::code("NoSuchBucket"))
+                    .build(),
+            )
+        });
+        let s3 = mock_client!(aws_sdk_s3, &[&list]);
+        let error = list_page(&s3, &input(serde_json::json!({"bucket": "gone"})))
+            .await
+            .unwrap_err();
+        assert_eq!(error.error_type(), "BucketNotFound");
+        assert!(error.to_string().contains("gone"));
+        assert!(!error.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn out_of_range_page_sizes_are_refused_before_any_call() {
+        let s3 = mock_client!(aws_sdk_s3, &[]);
+        let error = list_page(
+            &s3,
+            &input(serde_json::json!({"bucket": "b", "pageSize": 1001})),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error.error_type(), "InvalidInput");
+        assert!(error.to_string().contains("pageSize"));
+    }
+
+    #[test]
+    fn a_full_page_of_the_longest_keys_stays_far_below_the_state_payload_limit() {
+        let key = "k".repeat(1024);
+        let output = LauncherOutput {
+            page: 123_456,
+            item_count: 1000,
+            manifest: ManifestObject {
+                bucket: "b".repeat(63),
+                key: format!(
+                    "{DEFAULT_MANIFEST_PREFIX}{}/page-123456.json",
+                    "r".repeat(80)
+                ),
+            },
+            continuation_token: Some("t".repeat(1024)),
+            has_more: true,
+            totals: Totals {
+                pages: u64::MAX,
+                objects: u64::MAX,
+                bytes: u64::MAX,
+            },
+        };
+        let state = serde_json::to_vec(&output).unwrap();
+        assert!(state.len() < 4 * 1024, "{} bytes", state.len());
+        // The manifest, which holds the keys, is an S3 object and not state payload.
+        let items: Vec<WorkItem> = (0..1000)
+            .map(|_| WorkItem {
+                bucket: "b".repeat(63),
+                key: key.clone(),
+                etag: format!("\"{}\"", "e".repeat(32)),
+                size: i64::MAX,
+            })
+            .collect();
+        let manifest = serde_json::to_vec(&items).unwrap();
+        assert!(manifest.len() > 256 * 1024, "inline items would not fit");
+    }
+}

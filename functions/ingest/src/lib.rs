@@ -1,0 +1,20 @@
+//! Every rule of the S3 to AWS IoT Analytics ingestion workflow.
+//!
+//! The three Lambda functions (`launcher`, `worker`, `validator`) are thin wrappers around
+//! [`launcher::list_page`], [`worker::ingest_object`] and [`validator::handle`]; the local
+//! Step Functions executor calls the same functions in-process.
+
+pub mod batches;
+pub mod clients;
+pub mod error;
+mod http;
+pub mod launcher;
+pub mod payload;
+pub mod rows;
+pub mod sender;
+mod service_errors;
+pub mod validator;
+pub mod worker;
+
+pub use clients::Clients;
+pub use error::{ErrorReport, IngestError};

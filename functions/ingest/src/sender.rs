@@ -1,0 +1,421 @@
+//! Sends batches with BatchPutMessage at a paced rate, re-sending only the messages that
+//! failed, with capped exponential backoff and full jitter.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_iotanalytics::types::Message;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::batches::Batch;
+use crate::error::IngestError;
+use crate::service_errors::CallFailure;
+
+/// Per-entry error codes that no re-send can cure: the message itself is refused.
+const PERMANENT_ENTRY_CODES: [&str; 1] = ["InvalidRequestException"];
+
+/// How hard the sender tries.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts per batch, the first included.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt (doubling after, with full jitter).
+    pub base_delay: Duration,
+    /// Largest backoff.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: a uniform delay between zero and the capped exponential step.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.max_delay);
+        let millis = u64::try_from(exp.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::random_range(0..=millis))
+    }
+}
+
+/// A message the service refused for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedMessage {
+    /// Data row number (the message id).
+    pub row: u64,
+    /// Source line.
+    pub line: u64,
+    /// The service's code and message.
+    pub reason: String,
+}
+
+/// What happened to one batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Messages acknowledged.
+    pub acknowledged: u64,
+    /// Attempts after the first (whole-call and per-entry re-sends).
+    pub retries: u64,
+    /// Messages refused for good.
+    pub refused: Vec<RefusedMessage>,
+}
+
+/// Sends one object's batches to a channel.
+#[derive(Debug)]
+pub struct BatchSender {
+    client: aws_sdk_iotanalytics::Client,
+    channel: String,
+    bucket: String,
+    key: String,
+    limiter: Option<DefaultDirectRateLimiter>,
+    policy: RetryPolicy,
+}
+
+impl BatchSender {
+    /// A sender pacing itself at `rate` messages per second (`None`: unpaced).
+    pub fn new(
+        client: aws_sdk_iotanalytics::Client,
+        channel: &str,
+        bucket: &str,
+        key: &str,
+        rate: Option<NonZeroU32>,
+        policy: RetryPolicy,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            channel: channel.to_owned(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            limiter: rate.map(|rate| RateLimiter::direct(Quota::per_second(rate))),
+            policy,
+        })
+    }
+
+    /// Sends `batch` until every message is acknowledged or refused for good.
+    ///
+    /// Entries in `batchPutMessageErrorEntries` are re-sent alone; throttling, 5xx and
+    /// connection failures re-send what was pending. After `max_attempts` it fails with
+    /// [`IngestError::BatchPutFailed`] naming the rows still pending.
+    pub async fn send(&self, batch: Batch) -> Result<BatchReport, IngestError> {
+        let lines: std::collections::HashMap<String, u64> = batch
+            .messages
+            .iter()
+            .zip(&batch.lines)
+            .map(|(m, &line)| (m.message_id().to_owned(), line))
+            .collect();
+        let mut pending: Vec<Message> = batch.messages;
+        let mut report = BatchReport::default();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            if let Some(limiter) = &self.limiter {
+                let n = NonZeroU32::new(pending.len() as u32).expect("pending is never empty");
+                // The batch limit never exceeds the rate, so n always fits the burst.
+                let _ = limiter.until_n_ready(n).await;
+            }
+            let result = self
+                .client
+                .batch_put_message()
+                .channel_name(&self.channel)
+                .set_messages(Some(pending.clone()))
+                .send()
+                .await;
+            let last_error = match result {
+                Ok(output) => {
+                    let entries = output.batch_put_message_error_entries();
+                    let mut retry_ids = HashSet::new();
+                    for entry in entries {
+                        let id = entry.message_id().unwrap_or_default();
+                        let code = entry.error_code().unwrap_or("UnknownError");
+                        if PERMANENT_ENTRY_CODES.contains(&code) {
+                            report.refused.push(RefusedMessage {
+                                row: id.parse().unwrap_or(0),
+                                line: lines.get(id).copied().unwrap_or(0),
+                                reason: format!(
+                                    "{code}: {}",
+                                    entry.error_message().unwrap_or_default()
+                                ),
+                            });
+                        } else {
+                            retry_ids.insert(id.to_owned());
+                        }
+                    }
+                    let refused: HashSet<&str> = entries
+                        .iter()
+                        .filter(|e| !retry_ids.contains(e.message_id().unwrap_or_default()))
+                        .filter_map(|e| e.message_id())
+                        .collect();
+                    report.acknowledged += pending
+                        .iter()
+                        .filter(|m| {
+                            !retry_ids.contains(m.message_id()) && !refused.contains(m.message_id())
+                        })
+                        .count() as u64;
+                    pending.retain(|m| retry_ids.contains(m.message_id()));
+                    if pending.is_empty() {
+                        return Ok(report);
+                    }
+                    format!("{} entries failed", pending.len())
+                }
+                Err(error) => {
+                    let failure = CallFailure::from_sdk(&error);
+                    if failure.is_not_found("ResourceNotFoundException") {
+                        return Err(IngestError::ChannelNotFound {
+                            channel: self.channel.clone(),
+                        });
+                    }
+                    if failure.is_access_denied() {
+                        return Err(IngestError::AccessDenied {
+                            operation: "BatchPutMessage".to_owned(),
+                            resource: self.channel.clone(),
+                        });
+                    }
+                    if !failure.is_transient() {
+                        return Err(IngestError::ServiceError {
+                            service: "IoTAnalytics",
+                            operation: "BatchPutMessage".to_owned(),
+                            message: failure.message,
+                        });
+                    }
+                    failure.message
+                }
+            };
+            if attempt >= self.policy.max_attempts {
+                let rows: Vec<u64> = pending
+                    .iter()
+                    .filter_map(|m| m.message_id().parse().ok())
+                    .collect();
+                return Err(IngestError::BatchPutFailed {
+                    bucket: self.bucket.clone(),
+                    key: self.key.clone(),
+                    first_row: rows.iter().copied().min().unwrap_or(batch.first_row),
+                    last_row: rows.iter().copied().max().unwrap_or(batch.last_row),
+                    attempts: attempt,
+                    reason: last_error,
+                });
+            }
+            report.retries += 1;
+            let delay = self.policy.backoff(attempt);
+            tracing::debug!(
+                key = %self.key,
+                attempt,
+                pending = pending.len(),
+                delay_ms = delay.as_millis() as u64,
+                reason = %last_error,
+                "re-sending"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::batches::ResumePoint;
+    use aws_sdk_iotanalytics::operation::batch_put_message::{
+        BatchPutMessageError, BatchPutMessageOutput,
+    };
+    use aws_sdk_iotanalytics::primitives::Blob;
+    use aws_sdk_iotanalytics::types::BatchPutMessageErrorEntry;
+    use aws_sdk_iotanalytics::types::error::{ResourceNotFoundException, ThrottlingException};
+    use aws_smithy_mocks::{MockResponse, RuleMode, mock, mock_client};
+    use std::sync::Mutex;
+
+    fn batch(rows: std::ops::RangeInclusive<u64>) -> Batch {
+        let messages: Vec<Message> = rows
+            .clone()
+            .map(|r| {
+                Message::builder()
+                    .message_id(r.to_string())
+                    .payload(Blob::new(format!("{{\"n\":\"{r}\"}}")))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        Batch {
+            lines: rows.clone().map(|r| r + 1).collect(),
+            first_row: *rows.start(),
+            last_row: *rows.end(),
+            messages,
+            resume: ResumePoint {
+                byte_offset: 0,
+                line: 1,
+                next_row: 1,
+            },
+        }
+    }
+
+    /// A mocked client that, like the worker's, leaves retries to the sender.
+    fn client(mode: RuleMode, rule: &aws_smithy_mocks::Rule) -> aws_sdk_iotanalytics::Client {
+        mock_client!(aws_sdk_iotanalytics, mode, [rule], |c| c
+            .retry_config(aws_smithy_types::retry::RetryConfig::disabled()))
+    }
+
+    /// Errors parsed off the wire carry their code; mocked ones need it set.
+    pub(crate) fn code(code: &str) -> aws_smithy_types::error::ErrorMetadata {
+        aws_smithy_types::error::ErrorMetadata::builder()
+            .code(code)
+            .build()
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        }
+    }
+
+    fn entry(id: &str, code: &str) -> BatchPutMessageErrorEntry {
+        BatchPutMessageErrorEntry::builder()
+            .message_id(id)
+            .error_code(code)
+            .error_message("injected")
+            .build()
+    }
+
+    #[tokio::test]
+    async fn only_the_failed_entries_are_resent() {
+        let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+        let record = seen.clone();
+        let rule = mock!(aws_sdk_iotanalytics::Client::batch_put_message)
+            .match_requests(move |req| {
+                let ids = req
+                    .messages()
+                    .iter()
+                    .map(|m| m.message_id().to_owned())
+                    .collect();
+                record.lock().unwrap().push(ids);
+                true
+            })
+            .sequence()
+            .output(|| {
+                BatchPutMessageOutput::builder()
+                    .batch_put_message_error_entries(entry("2", "InternalFailureException"))
+                    .batch_put_message_error_entries(entry("4", "ServiceUnavailableException"))
+                    .build()
+            })
+            .output(|| BatchPutMessageOutput::builder().build())
+            .build();
+        let iota = client(RuleMode::Sequential, &rule);
+        let sender = BatchSender::new(iota, "ch", "b", "k", None, fast());
+        let report = sender.send(batch(1..=5)).await.unwrap();
+        assert_eq!(report.acknowledged, 5);
+        assert_eq!(report.retries, 1);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[1], vec!["2".to_owned(), "4".to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn throttled_batches_are_resent_whole() {
+        let rule = mock!(aws_sdk_iotanalytics::Client::batch_put_message)
+            .sequence()
+            .error(|| {
+                BatchPutMessageError::ThrottlingException(
+                    ThrottlingException::builder()
+                        .message("slow down")
+                        .meta(code("ThrottlingException"))
+                        .build(),
+                )
+            })
+            .times(2)
+            .output(|| BatchPutMessageOutput::builder().build())
+            .build();
+        let iota = client(RuleMode::Sequential, &rule);
+        let sender = BatchSender::new(iota, "ch", "b", "k", None, fast());
+        let report = sender.send(batch(1..=3)).await.unwrap();
+        assert_eq!(report.acknowledged, 3);
+        assert_eq!(report.retries, 2);
+        assert_eq!(rule.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_never_gets_through_names_its_rows() {
+        let rule = mock!(aws_sdk_iotanalytics::Client::batch_put_message).then_error(|| {
+            BatchPutMessageError::ThrottlingException(
+                ThrottlingException::builder()
+                    .meta(code("ThrottlingException"))
+                    .build(),
+            )
+        });
+        let iota = client(RuleMode::MatchAny, &rule);
+        let sender = BatchSender::new(iota, "ch", "src", "a.csv", None, fast());
+        let error = sender.send(batch(201..=300)).await.unwrap_err();
+        assert_eq!(error.error_type(), "BatchPutFailed");
+        let text = error.to_string();
+        assert!(text.contains("s3://src/a.csv rows 201-300"), "{text}");
+        assert!(text.contains("4 attempts"), "{text}");
+        assert!(error.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn refused_entries_are_reported_not_resent() {
+        let rule =
+            mock!(aws_sdk_iotanalytics::Client::batch_put_message).then_compute_response(|req| {
+                let entries = req
+                    .messages()
+                    .iter()
+                    .filter(|m| m.message_id() == "7")
+                    .map(|m| entry(m.message_id(), "InvalidRequestException"))
+                    .collect();
+                MockResponse::Output(
+                    BatchPutMessageOutput::builder()
+                        .set_batch_put_message_error_entries(Some(entries))
+                        .build(),
+                )
+            });
+        let iota = client(RuleMode::MatchAny, &rule);
+        let sender = BatchSender::new(iota, "ch", "b", "k", None, fast());
+        let report = sender.send(batch(5..=8)).await.unwrap();
+        assert_eq!(report.acknowledged, 3);
+        assert_eq!(report.refused.len(), 1);
+        assert_eq!(report.refused[0].row, 7);
+        assert_eq!(report.refused[0].line, 8);
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_channel_is_not_retried() {
+        let rule = mock!(aws_sdk_iotanalytics::Client::batch_put_message).then_error(|| {
+            BatchPutMessageError::ResourceNotFoundException(
+                ResourceNotFoundException::builder()
+                    .meta(code("ResourceNotFoundException"))
+                    .build(),
+            )
+        });
+        let iota = client(RuleMode::MatchAny, &rule);
+        let sender = BatchSender::new(iota, "nochannel", "b", "k", None, fast());
+        let error = sender.send(batch(1..=2)).await.unwrap_err();
+        assert_eq!(error.error_type(), "ChannelNotFound");
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_limiter_paces_messages_at_the_rate() {
+        let rule = mock!(aws_sdk_iotanalytics::Client::batch_put_message)
+            .then_output(|| BatchPutMessageOutput::builder().build());
+        let iota = client(RuleMode::MatchAny, &rule);
+        let rate = NonZeroU32::new(200).unwrap();
+        let sender = BatchSender::new(iota, "ch", "b", "k", Some(rate), fast());
+        let started = std::time::Instant::now();
+        // The first 200 messages are the burst; the next 200 take one second.
+        for first in (1..=400).step_by(100) {
+            sender.send(batch(first..=first + 99)).await.unwrap();
+        }
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
+    }
+}

@@ -1,0 +1,560 @@
+//! The validator step: runs a dataset query over the datastore and compares its result with
+//! what the run expects, in two actions so the state machine can wait between them.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_iotanalytics::types::{DatasetAction, DatasetContentState, SqlQueryDatasetAction};
+use serde::{Deserialize, Serialize};
+
+use crate::error::IngestError;
+use crate::service_errors::CallFailure;
+
+/// The query used when the input gives none: the datastore's row count.
+pub fn default_sql(datastore: &str) -> String {
+    format!("SELECT count(*) AS row_count FROM {datastore}")
+}
+
+/// Name of the dataset action the validator creates.
+pub const ACTION_NAME: &str = "validation_query";
+
+/// Input of one validator invocation, by action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum ValidatorInput {
+    /// Create the dataset if needed and start a content version (`events/validator-start.json`).
+    Start(StartValidation),
+    /// Look at a content version and compare it (`events/validator-check.json`).
+    Check(CheckValidation),
+}
+
+/// The `start` action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartValidation {
+    /// Dataset to create or reuse.
+    pub dataset_name: String,
+    /// Datastore it queries.
+    pub datastore_name: String,
+    /// The query; default [`default_sql`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+}
+
+/// The `check` action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckValidation {
+    /// Dataset name.
+    pub dataset_name: String,
+    /// Version returned by `start`.
+    pub version_id: String,
+    /// Column of the result's first row → expected value.
+    #[serde(default)]
+    pub expected: BTreeMap<String, Expectation>,
+}
+
+/// What a result column must hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Expectation {
+    /// At least this number (repeated runs over a growing datastore).
+    AtLeast {
+        /// The lower bound.
+        #[serde(rename = "atLeast")]
+        at_least: f64,
+    },
+    /// Exactly this value; numbers compare as numbers, anything else as text.
+    Exact(serde_json::Value),
+}
+
+/// Output of `start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartOutput {
+    /// Dataset name.
+    pub dataset_name: String,
+    /// The content version being created.
+    pub version_id: String,
+    /// The query it runs.
+    pub sql: String,
+}
+
+/// Output of `check`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckOutput {
+    /// `CREATING` (check again later) or `SUCCEEDED`.
+    pub state: String,
+    /// Whether every expectation held (absent while CREATING).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed: Option<bool>,
+    /// The expectations.
+    #[serde(default)]
+    pub expected: BTreeMap<String, Expectation>,
+    /// The first row of the result, column → value.
+    #[serde(default)]
+    pub actual: BTreeMap<String, String>,
+}
+
+/// Output of either action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ValidatorOutput {
+    /// From `start`.
+    Started(StartOutput),
+    /// From `check`.
+    Checked(CheckOutput),
+}
+
+/// Runs one validator action.
+pub async fn handle(
+    client: &aws_sdk_iotanalytics::Client,
+    input: &ValidatorInput,
+) -> Result<ValidatorOutput, IngestError> {
+    match input {
+        ValidatorInput::Start(start) => start_content(client, start)
+            .await
+            .map(ValidatorOutput::Started),
+        ValidatorInput::Check(check) => check_content(client, check)
+            .await
+            .map(ValidatorOutput::Checked),
+    }
+}
+
+fn iota_error(operation: &str, resource: &str, failure: CallFailure) -> IngestError {
+    if failure.is_throttling() {
+        IngestError::Throttled {
+            operation: operation.to_owned(),
+            message: failure.message,
+        }
+    } else if failure.is_access_denied() {
+        IngestError::AccessDenied {
+            operation: operation.to_owned(),
+            resource: resource.to_owned(),
+        }
+    } else if failure.is_transient() {
+        IngestError::ServiceUnavailable {
+            service: "IoTAnalytics",
+            operation: operation.to_owned(),
+            message: failure.message,
+        }
+    } else {
+        IngestError::ServiceError {
+            service: "IoTAnalytics",
+            operation: operation.to_owned(),
+            message: failure.message,
+        }
+    }
+}
+
+/// Creates the dataset if it is missing (or points it at the requested query) and starts a
+/// content version.
+pub async fn start_content(
+    client: &aws_sdk_iotanalytics::Client,
+    input: &StartValidation,
+) -> Result<StartOutput, IngestError> {
+    for (field, value) in [
+        ("datasetName", &input.dataset_name),
+        ("datastoreName", &input.datastore_name),
+    ] {
+        let ok = (1..=128).contains(&value.len())
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            return Err(IngestError::invalid_input(
+                field,
+                format!("{value:?} must be 1–128 letters, digits or underscores"),
+            ));
+        }
+    }
+    let sql = input
+        .sql
+        .clone()
+        .unwrap_or_else(|| default_sql(&input.datastore_name));
+    let action = DatasetAction::builder()
+        .action_name(ACTION_NAME)
+        .query_action(
+            SqlQueryDatasetAction::builder()
+                .sql_query(&sql)
+                .build()
+                .expect("sql is set"),
+        )
+        .build();
+    let name = &input.dataset_name;
+    match client.describe_dataset().dataset_name(name).send().await {
+        Ok(described) => {
+            let current = described
+                .dataset()
+                .and_then(|d| d.actions().first())
+                .and_then(|a| a.query_action())
+                .map(|q| q.sql_query());
+            if current != Some(sql.as_str()) {
+                client
+                    .update_dataset()
+                    .dataset_name(name)
+                    .actions(action)
+                    .send()
+                    .await
+                    .map_err(|e| iota_error("UpdateDataset", name, CallFailure::from_sdk(&e)))?;
+                tracing::info!(dataset = %name, %sql, "dataset query updated");
+            }
+        }
+        Err(e) => {
+            let failure = CallFailure::from_sdk(&e);
+            if !failure.is_not_found("ResourceNotFoundException") {
+                return Err(iota_error("DescribeDataset", name, failure));
+            }
+            client
+                .create_dataset()
+                .dataset_name(name)
+                .actions(action)
+                .send()
+                .await
+                .map_err(|e| iota_error("CreateDataset", name, CallFailure::from_sdk(&e)))?;
+            tracing::info!(dataset = %name, %sql, "dataset created");
+        }
+    }
+    let created = client
+        .create_dataset_content()
+        .dataset_name(name)
+        .send()
+        .await
+        .map_err(|e| iota_error("CreateDatasetContent", name, CallFailure::from_sdk(&e)))?;
+    let version_id = created.version_id().unwrap_or_default().to_owned();
+    tracing::info!(dataset = %name, version = %version_id, "dataset content started");
+    Ok(StartOutput {
+        dataset_name: name.clone(),
+        version_id,
+        sql,
+    })
+}
+
+/// Reads a content version; once it succeeded, downloads its CSV and compares the first row.
+pub async fn check_content(
+    client: &aws_sdk_iotanalytics::Client,
+    input: &CheckValidation,
+) -> Result<CheckOutput, IngestError> {
+    let name = &input.dataset_name;
+    let content = client
+        .get_dataset_content()
+        .dataset_name(name)
+        .version_id(&input.version_id)
+        .send()
+        .await
+        .map_err(|e| {
+            let failure = CallFailure::from_sdk(&e);
+            if failure.is_not_found("ResourceNotFoundException") {
+                IngestError::ResourceNotFound {
+                    kind: "dataset",
+                    name: name.clone(),
+                }
+            } else {
+                iota_error("GetDatasetContent", name, failure)
+            }
+        })?;
+    let status = content.status();
+    match status.and_then(|s| s.state()) {
+        Some(DatasetContentState::Succeeded) => {}
+        Some(DatasetContentState::Failed) => {
+            return Err(IngestError::DatasetContentFailed {
+                dataset: name.clone(),
+                version_id: input.version_id.clone(),
+                reason: status
+                    .and_then(|s| s.reason())
+                    .unwrap_or("no reason given")
+                    .to_owned(),
+            });
+        }
+        _ => {
+            return Ok(CheckOutput {
+                state: "CREATING".to_owned(),
+                passed: None,
+                expected: input.expected.clone(),
+                actual: BTreeMap::new(),
+            });
+        }
+    }
+    let uri = content
+        .entries()
+        .first()
+        .and_then(|e| e.data_uri())
+        .ok_or_else(|| IngestError::ResultUnreadable {
+            uri: String::new(),
+            message: format!("dataset {name} content {} has no entries", input.version_id),
+        })?;
+    let csv = crate::http::get(uri)
+        .await
+        .map_err(|message| IngestError::ResultUnreadable {
+            uri: uri.to_owned(),
+            message,
+        })?;
+    let actual = first_row(&csv).map_err(|message| IngestError::ResultUnreadable {
+        uri: uri.to_owned(),
+        message,
+    })?;
+    let mismatches = compare(&input.expected, &actual);
+    if !mismatches.is_empty() {
+        return Err(IngestError::ValidationFailed {
+            dataset: name.clone(),
+            mismatches: mismatches.join("; "),
+        });
+    }
+    tracing::info!(dataset = %name, ?actual, "validation passed");
+    Ok(CheckOutput {
+        state: "SUCCEEDED".to_owned(),
+        passed: Some(true),
+        expected: input.expected.clone(),
+        actual,
+    })
+}
+
+/// The first data row of a CSV with a header, as column → value.
+pub fn first_row(csv: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(csv);
+    let header = reader
+        .headers()
+        .map_err(|e| format!("result CSV header: {e}"))?
+        .clone();
+    let Some(row) = reader.records().next() else {
+        return Ok(BTreeMap::new());
+    };
+    let row = row.map_err(|e| format!("result CSV row: {e}"))?;
+    Ok(header
+        .iter()
+        .zip(row.iter())
+        .map(|(h, v)| (h.to_owned(), v.to_owned()))
+        .collect())
+}
+
+/// Every expectation that does not hold, as `column: expected X, actual Y`.
+pub fn compare(
+    expected: &BTreeMap<String, Expectation>,
+    actual: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut mismatches = Vec::new();
+    for (column, expectation) in expected {
+        let found = actual.get(column).or_else(|| {
+            actual
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(column))
+                .map(|(_, v)| v)
+        });
+        let Some(found) = found else {
+            mismatches.push(format!(
+                "{column}: expected {}, but the result has no such column",
+                describe(expectation)
+            ));
+            continue;
+        };
+        let number = found.trim().parse::<f64>().ok();
+        let holds = match expectation {
+            Expectation::AtLeast { at_least } => number.is_some_and(|n| n >= *at_least),
+            Expectation::Exact(serde_json::Value::Number(n)) => {
+                number.is_some_and(|a| Some(a) == n.as_f64())
+            }
+            Expectation::Exact(serde_json::Value::String(s)) => found == s,
+            Expectation::Exact(other) => *found == other.to_string(),
+        };
+        if !holds {
+            mismatches.push(format!(
+                "{column}: expected {}, actual {found}",
+                describe(expectation)
+            ));
+        }
+    }
+    mismatches
+}
+
+fn describe(expectation: &Expectation) -> String {
+    match expectation {
+        Expectation::AtLeast { at_least } => format!("at least {at_least}"),
+        Expectation::Exact(value) => value.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_iotanalytics::operation::create_dataset::CreateDatasetOutput;
+    use aws_sdk_iotanalytics::operation::create_dataset_content::CreateDatasetContentOutput;
+    use aws_sdk_iotanalytics::operation::describe_dataset::{
+        DescribeDatasetError, DescribeDatasetOutput,
+    };
+    use aws_sdk_iotanalytics::operation::get_dataset_content::GetDatasetContentOutput;
+    use aws_sdk_iotanalytics::operation::update_dataset::UpdateDatasetOutput;
+    use aws_sdk_iotanalytics::types::error::ResourceNotFoundException;
+    use aws_sdk_iotanalytics::types::{Dataset, DatasetContentStatus};
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    fn expected(json: serde_json::Value) -> BTreeMap<String, Expectation> {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn actual(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn exact_and_lower_bound_expectations_compare_numbers_as_numbers() {
+        let exp =
+            expected(serde_json::json!({"locations": 2, "rows": {"atLeast": 100}, "name": "B"}));
+        assert!(
+            compare(
+                &exp,
+                &actual(&[("locations", "2.0"), ("rows", "150"), ("name", "B")])
+            )
+            .is_empty()
+        );
+        let mismatches = compare(
+            &exp,
+            &actual(&[("locations", "3"), ("rows", "99"), ("name", "b")]),
+        );
+        assert_eq!(mismatches.len(), 3, "{mismatches:?}");
+        assert!(mismatches[0].contains("locations: expected 2, actual 3"));
+    }
+
+    #[test]
+    fn a_missing_column_is_a_mismatch_that_says_so() {
+        let mismatches = compare(&expected(serde_json::json!({"x": 1})), &actual(&[]));
+        assert!(mismatches[0].contains("no such column"));
+    }
+
+    #[test]
+    fn the_first_result_row_is_read_by_header() {
+        let row = first_row(b"a,b\n1,\"x,y\"\n2,z\n").unwrap();
+        assert_eq!(row, actual(&[("a", "1"), ("b", "x,y")]));
+        assert!(first_row(b"a,b\n").unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn start_creates_a_missing_dataset_then_its_content() {
+        let describe = mock!(aws_sdk_iotanalytics::Client::describe_dataset).then_error(|| {
+            DescribeDatasetError::ResourceNotFoundException(
+                ResourceNotFoundException::builder()
+                    .meta(crate::sender::tests::code("ResourceNotFoundException"))
+                    .build(),
+            )
+        });
+        let create = mock!(aws_sdk_iotanalytics::Client::create_dataset)
+            .match_requests(|req| {
+                req.actions()[0].query_action().map(|q| q.sql_query())
+                    == Some("SELECT count(*) AS row_count FROM store")
+            })
+            .then_output(|| CreateDatasetOutput::builder().build());
+        let content =
+            mock!(aws_sdk_iotanalytics::Client::create_dataset_content).then_output(|| {
+                CreateDatasetContentOutput::builder()
+                    .version_id("v-1")
+                    .build()
+            });
+        let client = mock_client!(
+            aws_sdk_iotanalytics,
+            RuleMode::Sequential,
+            &[&describe, &create, &content]
+        );
+        let out = start_content(
+            &client,
+            &StartValidation {
+                dataset_name: "check".into(),
+                datastore_name: "store".into(),
+                sql: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.version_id, "v-1");
+        assert_eq!(create.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn start_points_an_existing_dataset_at_the_requested_query() {
+        let describe = mock!(aws_sdk_iotanalytics::Client::describe_dataset).then_output(|| {
+            let action = DatasetAction::builder()
+                .action_name(ACTION_NAME)
+                .query_action(
+                    SqlQueryDatasetAction::builder()
+                        .sql_query("SELECT 1")
+                        .build()
+                        .unwrap(),
+                )
+                .build();
+            DescribeDatasetOutput::builder()
+                .dataset(Dataset::builder().name("check").actions(action).build())
+                .build()
+        });
+        let update = mock!(aws_sdk_iotanalytics::Client::update_dataset)
+            .then_output(|| UpdateDatasetOutput::builder().build());
+        let content =
+            mock!(aws_sdk_iotanalytics::Client::create_dataset_content).then_output(|| {
+                CreateDatasetContentOutput::builder()
+                    .version_id("v-2")
+                    .build()
+            });
+        let client = mock_client!(
+            aws_sdk_iotanalytics,
+            RuleMode::Sequential,
+            &[&describe, &update, &content]
+        );
+        let out = start_content(
+            &client,
+            &StartValidation {
+                dataset_name: "check".into(),
+                datastore_name: "store".into(),
+                sql: Some("SELECT count(*) AS n FROM store".into()),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(update.num_calls(), 1);
+        assert_eq!(out.sql, "SELECT count(*) AS n FROM store");
+    }
+
+    #[tokio::test]
+    async fn failed_content_is_a_typed_error_with_the_reason() {
+        let get = mock!(aws_sdk_iotanalytics::Client::get_dataset_content).then_output(|| {
+            GetDatasetContentOutput::builder()
+                .status(
+                    DatasetContentStatus::builder()
+                        .state(DatasetContentState::Failed)
+                        .reason("table 'nope' not found")
+                        .build(),
+                )
+                .build()
+        });
+        let client = mock_client!(aws_sdk_iotanalytics, &[&get]);
+        let input = CheckValidation {
+            dataset_name: "check".into(),
+            version_id: "v".into(),
+            expected: BTreeMap::new(),
+        };
+        let error = check_content(&client, &input).await.unwrap_err();
+        assert_eq!(error.error_type(), "DatasetContentFailed");
+        assert!(error.to_string().contains("table 'nope' not found"));
+    }
+
+    #[tokio::test]
+    async fn content_still_creating_is_reported_for_another_look() {
+        let get = mock!(aws_sdk_iotanalytics::Client::get_dataset_content).then_output(|| {
+            GetDatasetContentOutput::builder()
+                .status(
+                    DatasetContentStatus::builder()
+                        .state(DatasetContentState::Creating)
+                        .build(),
+                )
+                .build()
+        });
+        let client = mock_client!(aws_sdk_iotanalytics, &[&get]);
+        let input = CheckValidation {
+            dataset_name: "check".into(),
+            version_id: "v".into(),
+            expected: BTreeMap::new(),
+        };
+        let out = check_content(&client, &input).await.unwrap();
+        assert_eq!(out.state, "CREATING");
+        assert_eq!(out.passed, None);
+    }
+}

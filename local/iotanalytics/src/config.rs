@@ -1,0 +1,112 @@
+//! Configuration of the service: where it stores data, where it listens, who may call it,
+//! the channel quotas and the fault injection settings.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The default channel ingest quota of the real service, in messages per second.
+pub const DEFAULT_CHANNEL_QUOTA: u32 = 100_000;
+
+/// Access key pair that requests must be signed with (SigV4, signing name `iotanalytics`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The access key id clients present in the `Credential=` part of the signature.
+    pub access_key_id: String,
+    /// The secret the signature is computed with.
+    pub secret_access_key: String,
+}
+
+impl Credentials {
+    /// A key pair from its two parts.
+    pub fn new(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+        Self {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+        }
+    }
+}
+
+// The secret must never reach a log line, so Debug prints the key id only.
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Faults injected into `BatchPutMessage` so that client retry logic can be exercised.
+///
+/// Every probability is in `0.0..=1.0`; the default injects nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FaultConfig {
+    /// Probability that a whole request answers `ThrottlingException` (HTTP 429).
+    pub throttle_probability: f64,
+    /// Probability that a whole request answers `InternalFailureException` (HTTP 500).
+    pub server_error_probability: f64,
+    /// Probability, per message, that the message is rejected in `batchPutMessageErrorEntries`.
+    pub entry_error_probability: f64,
+    /// Delay added before each request is answered.
+    pub latency: Duration,
+}
+
+impl FaultConfig {
+    /// True when this configuration injects nothing.
+    pub fn is_off(&self) -> bool {
+        self.throttle_probability <= 0.0
+            && self.server_error_probability <= 0.0
+            && self.entry_error_probability <= 0.0
+            && self.latency.is_zero()
+    }
+}
+
+/// Everything [`crate::start`] needs. Build one with [`ServiceConfig::new`] and adjust fields.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Directory holding the catalog, channel logs, datastore files and dataset contents.
+    pub data_dir: PathBuf,
+    /// Address to listen on; the default `127.0.0.1:0` picks a free loopback port.
+    pub bind: SocketAddr,
+    /// When set, every request's SigV4 signature is verified against this key pair.
+    pub credentials: Option<Credentials>,
+    /// Region used in ARNs.
+    pub region: String,
+    /// Account id used in ARNs.
+    pub account_id: String,
+    /// Messages per second allowed on every channel without an override.
+    pub channel_quota: u32,
+    /// Per-channel overrides of [`ServiceConfig::channel_quota`].
+    pub channel_quotas: HashMap<String, u32>,
+    /// Faults injected on every channel without an override.
+    pub faults: FaultConfig,
+    /// Per-channel overrides of [`ServiceConfig::faults`].
+    pub channel_faults: HashMap<String, FaultConfig>,
+    /// Seed of the fault injection random generator, for reproducible runs.
+    pub seed: Option<u64>,
+    /// When true (the default) a batch is acknowledged only after it is synced to disk.
+    pub durable: bool,
+}
+
+impl ServiceConfig {
+    /// Defaults: loopback on a free port, no signature verification, `us-east-1`,
+    /// 100,000 messages/s per channel, no faults, durable writes.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            credentials: None,
+            region: "us-east-1".to_owned(),
+            account_id: "000000000000".to_owned(),
+            channel_quota: DEFAULT_CHANNEL_QUOTA,
+            channel_quotas: HashMap::new(),
+            faults: FaultConfig::default(),
+            channel_faults: HashMap::new(),
+            seed: None,
+            durable: true,
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! The Step Functions API over awsJson1_0: `POST /` with `X-Amz-Target: AWSStepFunctions.<Op>`,
+//! JSON bodies with the real member names, errors as HTTP 400 `{"__type", "message"}`.
+
+use crate::definition::Definition;
+use crate::error::Error;
+use crate::executor::Engine;
+use crate::store::{ExecutionRecord, ExecutionStatus, HistoryEvent, MapRunRecord};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
+
+#[derive(Clone)]
+struct Api {
+    engine: Arc<Engine>,
+    default_role: String,
+}
+
+pub(crate) fn router(engine: Arc<Engine>, default_role: String) -> Router {
+    Router::new().route("/", post(handle)).with_state(Api {
+        engine,
+        default_role,
+    })
+}
+
+fn epoch(t: DateTime<Utc>) -> Value {
+    json!(t.timestamp_millis() as f64 / 1000.0)
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response.headers_mut().insert(
+        "x-amzn-RequestId",
+        HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("uuid is ASCII"),
+    );
+    response
+}
+
+fn error_reply(error: &Error) -> Response {
+    let status = match error {
+        Error::Io(_) | Error::Json(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    tracing::debug!(error = %error, "Step Functions API error");
+    let mut response = reply(
+        status,
+        json!({"__type": error.aws_type(), "message": error.to_string()}),
+    );
+    response.headers_mut().insert(
+        "x-amzn-ErrorType",
+        HeaderValue::from_static(error.aws_type()),
+    );
+    response
+}
+
+async fn handle(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let Some(operation) = target.strip_prefix("AWSStepFunctions.") else {
+        return error_reply(&Error::UnknownOperation(format!(
+            "missing or foreign X-Amz-Target {target:?}"
+        )));
+    };
+    let request: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return error_reply(&Error::Validation(format!(
+                    "the request body is not JSON: {e}"
+                )));
+            }
+        }
+    };
+    tracing::debug!(operation, "Step Functions API call");
+    match dispatch(&api, operation, &request).await {
+        Ok(body) => reply(StatusCode::OK, body),
+        Err(e) => error_reply(&e),
+    }
+}
+
+fn required<'a>(request: &'a Value, field: &str) -> Result<&'a str, Error> {
+    request
+        .get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::Validation(format!("1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null")))
+}
+
+fn optional<'a>(request: &'a Value, field: &str) -> Option<&'a str> {
+    request.get(field).and_then(Value::as_str)
+}
+
+fn page<T>(
+    items: Vec<T>,
+    request: &Value,
+    default_size: usize,
+) -> Result<(Vec<T>, Option<String>), Error> {
+    let size = match request.get("maxResults").and_then(Value::as_u64) {
+        None | Some(0) => default_size,
+        Some(n) => (n as usize).min(1000),
+    };
+    let offset = match optional(request, "nextToken") {
+        None => 0,
+        Some(token) => token
+            .strip_prefix("page-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n <= items.len())
+            .ok_or(Error::InvalidToken)?,
+    };
+    let end = (offset + size).min(items.len());
+    let next = (end < items.len()).then(|| format!("page-{end}"));
+    Ok((
+        items.into_iter().skip(offset).take(end - offset).collect(),
+        next,
+    ))
+}
+
+fn check_arn(arn: &str, kind: &str) -> Result<(), Error> {
+    let parts: Vec<&str> = arn.splitn(7, ':').collect();
+    if parts.len() < 7 || parts[0] != "arn" || parts[2] != "states" || parts[5] != kind {
+        return Err(Error::InvalidArn(format!("{arn:?} is not a {kind} ARN")));
+    }
+    Ok(())
+}
+
+fn execution(api: &Api, request: &Value) -> Result<ExecutionRecord, Error> {
+    let arn = required(request, "executionArn")?;
+    check_arn(arn, "execution")?;
+    let entry = api
+        .engine
+        .store
+        .execution(arn)
+        .ok_or_else(|| Error::ExecutionDoesNotExist(arn.to_string()))?;
+    let record = entry.lock().clone();
+    Ok(record)
+}
+
+fn describe_execution(api: &Api, r: &ExecutionRecord) -> Value {
+    let mut out = json!({
+        "executionArn": r.arn,
+        "stateMachineArn": r.state_machine_arn,
+        "name": r.name,
+        "status": r.status.as_str(),
+        "startDate": epoch(r.start_date),
+        "input": r.input.to_string(),
+        "inputDetails": {"included": true},
+        "redriveCount": r.redrive_count,
+    });
+    if let Some(d) = r.stop_date {
+        out["stopDate"] = epoch(d);
+    }
+    if let Some(output) = &r.output {
+        out["output"] = Value::String(output.to_string());
+        out["outputDetails"] = json!({"included": true});
+    }
+    if let Some(e) = &r.error {
+        if !e.error.is_empty() {
+            out["error"] = json!(e.error);
+        }
+        if !e.cause.is_empty() {
+            out["cause"] = json!(e.cause);
+        }
+    }
+    if let Some(m) = &r.map_run_arn {
+        out["mapRunArn"] = json!(m);
+    }
+    if let Some(d) = r.redrive_date {
+        out["redriveDate"] = epoch(d);
+    }
+    match api.engine.not_redrivable_reason(r) {
+        None => out["redriveStatus"] = json!("REDRIVABLE"),
+        Some(reason) => {
+            out["redriveStatus"] = json!(if r.map_run_arn.is_some()
+                && r.status.is_final()
+                && r.status != ExecutionStatus::Succeeded
+            {
+                "REDRIVABLE_BY_MAP_RUN"
+            } else {
+                "NOT_REDRIVABLE"
+            });
+            out["redriveStatusReason"] = json!(reason);
+        }
+    }
+    out
+}
+
+fn list_item(r: &ExecutionRecord) -> Value {
+    let mut out = json!({
+        "executionArn": r.arn,
+        "stateMachineArn": r.state_machine_arn,
+        "name": r.name,
+        "status": r.status.as_str(),
+        "startDate": epoch(r.start_date),
+        "redriveCount": r.redrive_count,
+    });
+    if let Some(d) = r.stop_date {
+        out["stopDate"] = epoch(d);
+    }
+    if let Some(m) = &r.map_run_arn {
+        out["mapRunArn"] = json!(m);
+    }
+    if let Some(d) = r.redrive_date {
+        out["redriveDate"] = epoch(d);
+    }
+    out
+}
+
+fn event_json(e: &HistoryEvent) -> Value {
+    let mut out = Map::new();
+    out.insert("timestamp".into(), epoch(e.timestamp));
+    out.insert("type".into(), json!(e.kind));
+    out.insert("id".into(), json!(e.id));
+    out.insert("previousEventId".into(), json!(e.previous_event_id));
+    if let Some((key, value)) = &e.details {
+        out.insert(key.clone(), value.clone());
+    }
+    Value::Object(out)
+}
+
+fn counts_json(m: &MapRunRecord) -> Value {
+    let c = m.counts();
+    json!({
+        "pending": c.pending, "running": c.running, "succeeded": c.succeeded, "failed": c.failed,
+        "timedOut": c.timed_out, "aborted": c.aborted, "total": c.total, "resultsWritten": c.succeeded,
+        "failuresNotRedrivable": 0, "pendingRedrive": 0,
+    })
+}
+
+async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, Error> {
+    let engine = &api.engine;
+    match operation {
+        "CreateStateMachine" => {
+            let name = required(request, "name")?;
+            let text = required(request, "definition")?;
+            let role = optional(request, "roleArn").unwrap_or(&api.default_role);
+            if let Some(kind) = optional(request, "type")
+                && kind != "STANDARD"
+            {
+                return Err(Error::Validation(format!(
+                    "state machine type {kind} is not supported locally (STANDARD only)"
+                )));
+            }
+            let definition = Definition::parse(text)?;
+            let record = engine.put_state_machine(name, &definition, role, false)?;
+            Ok(json!({"stateMachineArn": record.arn, "creationDate": epoch(record.creation_date)}))
+        }
+        "UpdateStateMachine" => {
+            let arn = required(request, "stateMachineArn")?;
+            check_arn(arn, "stateMachine")?;
+            let existing = engine
+                .store
+                .state_machines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(arn)
+                .cloned()
+                .ok_or_else(|| Error::StateMachineDoesNotExist(arn.to_string()))?;
+            let text = optional(request, "definition").unwrap_or(&existing.definition);
+            let role = optional(request, "roleArn").unwrap_or(&existing.role_arn);
+            let definition = Definition::parse(text)?;
+            engine.put_state_machine(&existing.name, &definition, role, true)?;
+            Ok(json!({"updateDate": epoch(Utc::now())}))
+        }
+        "DescribeStateMachine" => {
+            let arn = required(request, "stateMachineArn")?;
+            check_arn(arn, "stateMachine")?;
+            let sm = engine
+                .store
+                .state_machines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(arn)
+                .cloned()
+                .ok_or_else(|| Error::StateMachineDoesNotExist(arn.to_string()))?;
+            Ok(json!({
+                "stateMachineArn": sm.arn, "name": sm.name, "status": "ACTIVE", "definition": sm.definition,
+                "roleArn": sm.role_arn, "type": "STANDARD", "creationDate": epoch(sm.creation_date),
+            }))
+        }
+        "ListStateMachines" => {
+            let all: Vec<Value> = engine
+                .store
+                .state_machines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(|sm| json!({"stateMachineArn": sm.arn, "name": sm.name, "type": "STANDARD", "creationDate": epoch(sm.creation_date)}))
+                .collect();
+            let (items, next) = page(all, request, 100)?;
+            let mut out = json!({"stateMachines": items});
+            if let Some(n) = next {
+                out["nextToken"] = json!(n);
+            }
+            Ok(out)
+        }
+        "DeleteStateMachine" => {
+            let arn = required(request, "stateMachineArn")?;
+            check_arn(arn, "stateMachine")?;
+            engine
+                .store
+                .state_machines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(arn);
+            engine.store.delete_state_machine_file(arn)?;
+            Ok(json!({}))
+        }
+        "StartExecution" => {
+            let arn = required(request, "stateMachineArn")?;
+            check_arn(arn, "stateMachine")?;
+            let input = match optional(request, "input") {
+                None => json!({}),
+                Some(text) => serde_json::from_str(text)
+                    .map_err(|e| Error::InvalidExecutionInput(e.to_string()))?,
+            };
+            let record = engine.start_execution(arn, optional(request, "name"), input)?;
+            Ok(json!({"executionArn": record.arn, "startDate": epoch(record.start_date)}))
+        }
+        "DescribeExecution" => Ok(describe_execution(api, &execution(api, request)?)),
+        "GetExecutionHistory" => {
+            let record = execution(api, request)?;
+            let mut events: Vec<Value> = record.events.iter().map(event_json).collect();
+            if request.get("reverseOrder").and_then(Value::as_bool) == Some(true) {
+                events.reverse();
+            }
+            let (items, next) = page(events, request, 100)?;
+            let mut out = json!({"events": items});
+            if let Some(n) = next {
+                out["nextToken"] = json!(n);
+            }
+            Ok(out)
+        }
+        "ListExecutions" => {
+            let sm_arn = optional(request, "stateMachineArn");
+            let map_run_arn = optional(request, "mapRunArn");
+            if sm_arn.is_none() && map_run_arn.is_none() {
+                return Err(Error::Validation(
+                    "either stateMachineArn or mapRunArn is required".into(),
+                ));
+            }
+            if let Some(arn) = sm_arn {
+                check_arn(arn, "stateMachine")?;
+                if !engine
+                    .store
+                    .state_machines
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains_key(arn)
+                {
+                    return Err(Error::StateMachineDoesNotExist(arn.to_string()));
+                }
+            }
+            let status = match optional(request, "statusFilter") {
+                None => None,
+                Some(s) => Some(
+                    ExecutionStatus::parse(s)
+                        .ok_or_else(|| Error::Validation(format!("unknown statusFilter {s}")))?,
+                ),
+            };
+            let redrive_filter = optional(request, "redriveFilter");
+            let mut records: Vec<ExecutionRecord> = engine
+                .store
+                .executions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(|e| e.lock().clone())
+                .filter(|r| match (sm_arn, map_run_arn) {
+                    (_, Some(m)) => r.map_run_arn.as_deref() == Some(m),
+                    (Some(sm), None) => r.state_machine_arn == sm && r.map_run_arn.is_none(),
+                    _ => false,
+                })
+                .filter(|r| status.is_none_or(|s| r.status == s))
+                .filter(|r| match redrive_filter {
+                    Some("REDRIVEN") => r.redrive_count > 0,
+                    Some("NOT_REDRIVEN") => r.redrive_count == 0,
+                    _ => true,
+                })
+                .collect();
+            records.sort_by(|a, b| {
+                b.start_date
+                    .cmp(&a.start_date)
+                    .then_with(|| a.arn.cmp(&b.arn))
+            });
+            let items: Vec<Value> = records.iter().map(list_item).collect();
+            let (items, next) = page(items, request, 100)?;
+            let mut out = json!({"executions": items});
+            if let Some(n) = next {
+                out["nextToken"] = json!(n);
+            }
+            Ok(out)
+        }
+        "StopExecution" => {
+            let arn = required(request, "executionArn")?;
+            check_arn(arn, "execution")?;
+            let stopped = engine
+                .stop_execution(
+                    arn,
+                    optional(request, "error").map(str::to_string),
+                    optional(request, "cause").map(str::to_string),
+                )
+                .await?;
+            Ok(json!({"stopDate": epoch(stopped)}))
+        }
+        "RedriveExecution" => {
+            let arn = required(request, "executionArn")?;
+            check_arn(arn, "execution")?;
+            let date = engine.redrive_execution(arn)?;
+            Ok(json!({"redriveDate": epoch(date)}))
+        }
+        "DescribeMapRun" => {
+            let arn = required(request, "mapRunArn")?;
+            let entry = engine
+                .store
+                .map_run(arn)
+                .ok_or_else(|| Error::ResourceNotFound(arn.to_string()))?;
+            let m = entry.lock().clone();
+            let mut out = json!({
+                "mapRunArn": m.arn, "executionArn": m.execution_arn, "status": m.status.as_str(),
+                "startDate": epoch(m.start_date), "maxConcurrency": m.max_concurrency,
+                "toleratedFailurePercentage": m.tolerated_failure_percentage,
+                "toleratedFailureCount": m.tolerated_failure_count,
+                "itemCounts": counts_json(&m), "executionCounts": counts_json(&m),
+                "redriveCount": m.redrive_count,
+            });
+            if let Some(d) = m.stop_date {
+                out["stopDate"] = epoch(d);
+            }
+            if let Some(d) = m.redrive_date {
+                out["redriveDate"] = epoch(d);
+            }
+            Ok(out)
+        }
+        "ListMapRuns" => {
+            let record = execution(api, request)?;
+            let mut runs: Vec<MapRunRecord> = engine
+                .store
+                .map_runs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(|m| m.lock().clone())
+                .filter(|m| m.execution_arn == record.arn)
+                .collect();
+            runs.sort_by_key(|m| m.start_date);
+            let items: Vec<Value> = runs
+                .iter()
+                .map(|m| {
+                    let mut v = json!({
+                        "executionArn": m.execution_arn, "mapRunArn": m.arn,
+                        "stateMachineArn": record.state_machine_arn, "startDate": epoch(m.start_date),
+                    });
+                    if let Some(d) = m.stop_date {
+                        v["stopDate"] = epoch(d);
+                    }
+                    v
+                })
+                .collect();
+            let (items, next) = page(items, request, 100)?;
+            let mut out = json!({"mapRuns": items});
+            if let Some(n) = next {
+                out["nextToken"] = json!(n);
+            }
+            Ok(out)
+        }
+        other => Err(Error::UnknownOperation(other.to_string())),
+    }
+}

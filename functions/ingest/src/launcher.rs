@@ -304,10 +304,11 @@ mod tests {
             .build()
     }
 
+    /// Keys and bodies of the PutObject calls made.
+    type Puts = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
     /// A client whose ListObjectsV2 answers `listing` and whose PutObject bodies are captured.
-    fn client_with(
-        listing: ListObjectsV2Output,
-    ) -> (aws_sdk_s3::Client, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+    fn client_with(listing: ListObjectsV2Output) -> (aws_sdk_s3::Client, Puts) {
         let puts = Arc::new(Mutex::new(Vec::new()));
         let captured = puts.clone();
         let list = mock!(aws_sdk_s3::Client::list_objects_v2).then_output(move || listing.clone());

@@ -7,6 +7,7 @@
 pub mod batches;
 pub mod clients;
 pub mod error;
+pub mod handlers;
 mod http;
 pub mod launcher;
 pub mod payload;

@@ -354,7 +354,7 @@ pub fn compare(
                 number.is_some_and(|a| Some(a) == n.as_f64())
             }
             Expectation::Exact(serde_json::Value::String(s)) => found == s,
-            Expectation::Exact(other) => *found == other.to_string(),
+            Expectation::Exact(other) => found.as_str() == other.to_string().as_str(),
         };
         if !holds {
             mismatches.push(format!(

@@ -1,1 +1,22 @@
-fn main() {}
+//! Lambda function `validator`: starts a dataset content version, or checks one against expectations.
+
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let clients = &ingest::Clients::from_env().await;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+        ingest::handlers::validator(clients, event.payload)
+            .await
+            .map_err(|e| {
+                let report = ingest::ErrorReport::from(&e);
+                Diagnostic {
+                    error_type: report.error_type,
+                    error_message: report.error_message,
+                }
+            })
+    }))
+    .await
+}

@@ -1,1 +1,22 @@
-fn main() {}
+//! Lambda function `worker`: streams one CSV object into an IoT Analytics channel, resumable by checkpoint.
+
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let clients = &ingest::Clients::from_env().await;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+        ingest::handlers::worker(clients, event.payload, event.context.deadline())
+            .await
+            .map_err(|e| {
+                let report = ingest::ErrorReport::from(&e);
+                Diagnostic {
+                    error_type: report.error_type,
+                    error_message: report.error_message,
+                }
+            })
+    }))
+    .await
+}

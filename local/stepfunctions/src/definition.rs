@@ -621,8 +621,10 @@ fn parse_state(name: &str, json: &Value) -> Res<State> {
         }
         Some(_) => return err(s, "ResultPath", "must be a reference path or null"),
     };
+    // A Map's Parameters is the legacy name of ItemSelector, parsed with the Map.
     let parameters = obj
         .get("Parameters")
+        .filter(|_| kind_name != "Map")
         .map(|v| template(s, "Parameters", v, true))
         .transpose()?;
     let result_selector = obj

@@ -1583,14 +1583,27 @@ impl Run {
         engine.store.flush_map_run(&run_entry);
 
         let to_run: Vec<usize> = {
-            let m = run_entry.lock();
+            let mut m = run_entry.lock();
+            if redriving {
+                // Unsuccessful items start over as pending (they keep their child execution,
+                // which is redriven), so the failure threshold counts only this attempt.
+                for item in m.items.iter_mut() {
+                    if matches!(
+                        item.status,
+                        ItemStatus::Failed | ItemStatus::TimedOut | ItemStatus::Aborted
+                    ) {
+                        item.status = ItemStatus::Pending;
+                        item.error = None;
+                    }
+                }
+            }
             m.items
                 .iter()
                 .enumerate()
                 .filter(|(_, item)| match item.status {
                     ItemStatus::Pending | ItemStatus::Running => true,
                     ItemStatus::Succeeded => false,
-                    ItemStatus::Failed | ItemStatus::TimedOut | ItemStatus::Aborted => redriving,
+                    ItemStatus::Failed | ItemStatus::TimedOut | ItemStatus::Aborted => false,
                 })
                 .map(|(i, _)| i)
                 .collect()

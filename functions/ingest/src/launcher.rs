@@ -51,6 +51,9 @@ pub struct LauncherInput {
     /// Running totals from earlier pages (carried across continue-as-new).
     #[serde(default)]
     pub totals: Totals,
+    /// The previous page's per-object results, folded into the totals by this call.
+    #[serde(default)]
+    pub results: Vec<ObjectCounts>,
     /// Where manifests are written; defaults to the source bucket under
     /// [`DEFAULT_MANIFEST_PREFIX`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,7 +76,7 @@ pub struct ManifestLocation {
 
 /// Counts over every page listed so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct Totals {
     /// Pages listed.
     pub pages: u64,
@@ -81,6 +84,37 @@ pub struct Totals {
     pub objects: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// Rows acknowledged by the channel, over the pages whose results were folded in.
+    pub rows: u64,
+    /// BatchPutMessage re-sends over those pages.
+    pub retries: u64,
+    /// Rows set aside over those pages.
+    pub bad_rows: u64,
+}
+
+/// What the state machine keeps of one finished object: counts only, so a page's results
+/// stay small in the state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ObjectCounts {
+    /// Rows acknowledged.
+    pub rows: u64,
+    /// Re-sends.
+    pub retries: u64,
+    /// Rows set aside.
+    pub bad_rows: u64,
+}
+
+impl Totals {
+    /// These totals with a page's object results added.
+    pub fn with_results(mut self, results: &[ObjectCounts]) -> Self {
+        for result in results {
+            self.rows += result.rows;
+            self.retries += result.retries;
+            self.bad_rows += result.bad_rows;
+        }
+        self
+    }
 }
 
 /// One object for a worker: the manifest holds a JSON array of these.
@@ -237,10 +271,12 @@ pub async fn list_page(
         .unwrap_or(false)
         .then(|| listing.next_continuation_token().map(str::to_owned))
         .flatten();
+    let folded = input.totals.with_results(&input.results);
     let totals = Totals {
         pages: page,
-        objects: input.totals.objects + items.len() as u64,
-        bytes: input.totals.bytes + items.iter().map(|i| i.size.max(0) as u64).sum::<u64>(),
+        objects: folded.objects + items.len() as u64,
+        bytes: folded.bytes + items.iter().map(|i| i.size.max(0) as u64).sum::<u64>(),
+        ..folded
     };
     tracing::info!(
         bucket = %input.bucket,
@@ -339,7 +375,8 @@ mod tests {
         let (s3, puts) = client_with(listing);
         let request = input(serde_json::json!({
             "bucket": "src", "prefix": "data/", "runId": "exec-1",
-            "totals": {"pages": 4, "objects": 100, "bytes": 1000}
+            "totals": {"pages": 4, "objects": 100, "bytes": 1000, "rows": 7},
+            "results": [{"rows": 10, "retries": 1, "badRows": 0}, {"rows": 5, "retries": 0, "badRows": 2}]
         }));
         let out = list_page(&s3, &request).await.unwrap();
         assert_eq!(out.page, 5);
@@ -351,7 +388,10 @@ mod tests {
             Totals {
                 pages: 5,
                 objects: 102,
-                bytes: 1030
+                bytes: 1030,
+                rows: 22,
+                retries: 1,
+                bad_rows: 2
             }
         );
         assert_eq!(out.manifest.key, "ingest-manifests/exec-1/page-000005.json");
@@ -442,6 +482,9 @@ mod tests {
                 pages: u64::MAX,
                 objects: u64::MAX,
                 bytes: u64::MAX,
+                rows: u64::MAX,
+                retries: u64::MAX,
+                bad_rows: u64::MAX,
             },
         };
         let state = serde_json::to_vec(&output).unwrap();

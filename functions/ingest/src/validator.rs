@@ -7,6 +7,7 @@ use aws_sdk_iotanalytics::types::{DatasetAction, DatasetContentState, SqlQueryDa
 use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
+use crate::launcher::{ObjectCounts, Totals};
 use crate::service_errors::CallFailure;
 
 /// The query used when the input gives none: the datastore's row count.
@@ -28,7 +29,7 @@ pub enum ValidatorInput {
 }
 
 /// The `start` action.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartValidation {
     /// Dataset to create or reuse.
@@ -38,6 +39,16 @@ pub struct StartValidation {
     /// The query; default [`default_sql`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,
+    /// Column → expected value for `check`. When absent with the default query: the row
+    /// count is at least the rows the run acknowledged (the datastore may hold earlier runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<BTreeMap<String, Expectation>>,
+    /// The run's totals so far.
+    #[serde(default)]
+    pub totals: Totals,
+    /// The last page's per-object results, folded into the totals.
+    #[serde(default)]
+    pub results: Vec<ObjectCounts>,
 }
 
 /// The `check` action.
@@ -48,9 +59,9 @@ pub struct CheckValidation {
     pub dataset_name: String,
     /// Version returned by `start`.
     pub version_id: String,
-    /// Column of the result's first row → expected value.
+    /// Column of the result's first row → expected value (`null`: none).
     #[serde(default)]
-    pub expected: BTreeMap<String, Expectation>,
+    pub expected: Option<BTreeMap<String, Expectation>>,
 }
 
 /// What a result column must hold.
@@ -68,7 +79,7 @@ pub enum Expectation {
 }
 
 /// Output of `start`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StartOutput {
     /// Dataset name.
@@ -77,6 +88,10 @@ pub struct StartOutput {
     pub version_id: String,
     /// The query it runs.
     pub sql: String,
+    /// What `check` compares the result with.
+    pub expected: BTreeMap<String, Expectation>,
+    /// The run's totals, the last page included.
+    pub totals: Totals,
 }
 
 /// Output of `check`.
@@ -223,10 +238,23 @@ pub async fn start_content(
         .map_err(|e| iota_error("CreateDatasetContent", name, CallFailure::from_sdk(&e)))?;
     let version_id = created.version_id().unwrap_or_default().to_owned();
     tracing::info!(dataset = %name, version = %version_id, "dataset content started");
+    let totals = input.totals.with_results(&input.results);
+    let expected = match (&input.expected, &input.sql) {
+        (Some(expected), _) => expected.clone(),
+        (None, None) => BTreeMap::from([(
+            "row_count".to_owned(),
+            Expectation::AtLeast {
+                at_least: totals.rows as f64,
+            },
+        )]),
+        (None, Some(_)) => BTreeMap::new(),
+    };
     Ok(StartOutput {
         dataset_name: name.clone(),
         version_id,
         sql,
+        expected,
+        totals,
     })
 }
 
@@ -236,6 +264,7 @@ pub async fn check_content(
     input: &CheckValidation,
 ) -> Result<CheckOutput, IngestError> {
     let name = &input.dataset_name;
+    let expected = input.expected.clone().unwrap_or_default();
     let content = client
         .get_dataset_content()
         .dataset_name(name)
@@ -270,7 +299,7 @@ pub async fn check_content(
             return Ok(CheckOutput {
                 state: "CREATING".to_owned(),
                 passed: None,
-                expected: input.expected.clone(),
+                expected,
                 actual: BTreeMap::new(),
             });
         }
@@ -293,7 +322,7 @@ pub async fn check_content(
         uri: uri.to_owned(),
         message,
     })?;
-    let mismatches = compare(&input.expected, &actual);
+    let mismatches = compare(&expected, &actual);
     if !mismatches.is_empty() {
         return Err(IngestError::ValidationFailed {
             dataset: name.clone(),
@@ -304,7 +333,7 @@ pub async fn check_content(
     Ok(CheckOutput {
         state: "SUCCEEDED".to_owned(),
         passed: Some(true),
-        expected: input.expected.clone(),
+        expected,
         actual,
     })
 }
@@ -462,11 +491,25 @@ mod tests {
                 dataset_name: "check".into(),
                 datastore_name: "store".into(),
                 sql: None,
+                expected: None,
+                totals: Totals {
+                    rows: 40,
+                    ..Totals::default()
+                },
+                results: vec![ObjectCounts {
+                    rows: 2,
+                    ..ObjectCounts::default()
+                }],
             },
         )
         .await
         .unwrap();
         assert_eq!(out.version_id, "v-1");
+        assert_eq!(
+            out.expected["row_count"],
+            Expectation::AtLeast { at_least: 42.0 },
+            "the default query expects every acknowledged row"
+        );
         assert_eq!(create.num_calls(), 1);
     }
 
@@ -505,6 +548,9 @@ mod tests {
                 dataset_name: "check".into(),
                 datastore_name: "store".into(),
                 sql: Some("SELECT count(*) AS n FROM store".into()),
+                expected: None,
+                totals: Totals::default(),
+                results: Vec::new(),
             },
         )
         .await
@@ -529,7 +575,7 @@ mod tests {
         let input = CheckValidation {
             dataset_name: "check".into(),
             version_id: "v".into(),
-            expected: BTreeMap::new(),
+            expected: None,
         };
         let error = check_content(&client, &input).await.unwrap_err();
         assert_eq!(error.error_type(), "DatasetContentFailed");
@@ -551,7 +597,7 @@ mod tests {
         let input = CheckValidation {
             dataset_name: "check".into(),
             version_id: "v".into(),
-            expected: BTreeMap::new(),
+            expected: None,
         };
         let out = check_content(&client, &input).await.unwrap();
         assert_eq!(out.state, "CREATING");

@@ -58,9 +58,13 @@ pub struct WorkerInput {
     pub size: Option<i64>,
     /// Channel receiving the messages.
     pub channel_name: String,
-    /// This worker's share of the channel quota, messages per second; absent or 0: unpaced.
+    /// Messages per second for this worker; absent or 0: unpaced. With `rateSharedBy`, a
+    /// channel-wide rate that this worker takes its share of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<u32>,
+    /// How many workers share `rate` (the Map's concurrency); default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_shared_by: Option<u32>,
     /// Where an earlier invocation stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
@@ -161,12 +165,21 @@ pub struct WorkerOutput {
     pub bad_row_details: Vec<BadRowReport>,
     /// Time spent, over every invocation, in milliseconds.
     pub duration_ms: u64,
-    /// Present when `done` is false: pass it back in the next invocation's input.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Where to resume when `done` is false (pass it back in the next invocation's input);
+    /// `null` when done, so the state machine can always read the field.
+    #[serde(default)]
     pub checkpoint: Option<Checkpoint>,
 }
 
 impl WorkerInput {
+    /// This worker's messages per second, `None` when unpaced. A shared rate is split
+    /// evenly, rounding up so a small quota never pauses a worker entirely.
+    pub fn worker_rate(&self) -> Option<NonZeroU32> {
+        let rate = self.rate.filter(|&r| r > 0)?;
+        let shared_by = self.rate_shared_by.unwrap_or(1).max(1);
+        NonZeroU32::new(rate.div_ceil(shared_by))
+    }
+
     fn validate(&self) -> Result<(), IngestError> {
         if self.bucket.is_empty() {
             return Err(IngestError::invalid_input("bucket", "must not be empty"));
@@ -224,7 +237,7 @@ pub async fn ingest_with_policy(
     policy.max_attempts = input.max_attempts;
     let started = Instant::now();
     let stop_at = stop_instant(deadline, Duration::from_secs(input.time_margin_seconds));
-    let rate = input.rate.and_then(NonZeroU32::new);
+    let rate = input.worker_rate();
     let batch_limit = rate.map_or(MAX_BATCH_MESSAGES, |r| {
         (r.get() as usize).min(MAX_BATCH_MESSAGES)
     });
@@ -839,6 +852,16 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(error.error_type(), "ObjectChanged");
+    }
+
+    #[test]
+    fn a_shared_rate_is_split_between_the_workers() {
+        let shared = input(serde_json::json!({"rate": 1000, "rateSharedBy": 10}));
+        assert_eq!(shared.worker_rate().map(NonZeroU32::get), Some(100));
+        let uneven = input(serde_json::json!({"rate": 1000, "rateSharedBy": 3}));
+        assert_eq!(uneven.worker_rate().map(NonZeroU32::get), Some(334));
+        let unpaced = input(serde_json::json!({"rate": 0}));
+        assert_eq!(unpaced.worker_rate(), None);
     }
 
     #[tokio::test]

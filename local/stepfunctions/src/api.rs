@@ -4,7 +4,7 @@
 use crate::definition::Definition;
 use crate::error::Error;
 use crate::executor::Engine;
-use crate::store::{ExecutionRecord, ExecutionStatus, HistoryEvent, MapRunRecord};
+use crate::store::{ExecEntry, ExecutionRecord, ExecutionStatus, HistoryEvent, MapRunRecord};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -137,16 +137,13 @@ fn check_arn(arn: &str, kind: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn execution(api: &Api, request: &Value) -> Result<ExecutionRecord, Error> {
+fn execution(api: &Api, request: &Value) -> Result<Arc<ExecEntry>, Error> {
     let arn = required(request, "executionArn")?;
     check_arn(arn, "execution")?;
-    let entry = api
-        .engine
+    api.engine
         .store
         .execution(arn)
-        .ok_or_else(|| Error::ExecutionDoesNotExist(arn.to_string()))?;
-    let record = entry.lock().clone();
-    Ok(record)
+        .ok_or_else(|| Error::ExecutionDoesNotExist(arn.to_string()))
 }
 
 fn describe_execution(api: &Api, r: &ExecutionRecord) -> Value {
@@ -330,10 +327,14 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
             let record = engine.start_execution(arn, optional(request, "name"), input)?;
             Ok(json!({"executionArn": record.arn, "startDate": epoch(record.start_date)}))
         }
-        "DescribeExecution" => Ok(describe_execution(api, &execution(api, request)?)),
+        "DescribeExecution" => {
+            let entry = execution(api, request)?;
+            let described = describe_execution(api, &entry.lock());
+            Ok(described)
+        }
         "GetExecutionHistory" => {
-            let record = execution(api, request)?;
-            let mut events: Vec<Value> = record.events.iter().map(event_json).collect();
+            let entry = execution(api, request)?;
+            let mut events: Vec<Value> = entry.lock().events.iter().map(event_json).collect();
             if request.get("reverseOrder").and_then(Value::as_bool) == Some(true) {
                 events.reverse();
             }
@@ -372,31 +373,30 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
                 ),
             };
             let redrive_filter = optional(request, "redriveFilter");
-            let mut records: Vec<ExecutionRecord> = engine
+            // Summaries are built under each record's lock: histories are not copied.
+            let mut records: Vec<(DateTime<Utc>, String, Value)> = engine
                 .store
                 .executions
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .values()
-                .map(|e| e.lock().clone())
-                .filter(|r| match (sm_arn, map_run_arn) {
-                    (_, Some(m)) => r.map_run_arn.as_deref() == Some(m),
-                    (Some(sm), None) => r.state_machine_arn == sm && r.map_run_arn.is_none(),
-                    _ => false,
-                })
-                .filter(|r| status.is_none_or(|s| r.status == s))
-                .filter(|r| match redrive_filter {
-                    Some("REDRIVEN") => r.redrive_count > 0,
-                    Some("NOT_REDRIVEN") => r.redrive_count == 0,
-                    _ => true,
+                .filter_map(|e| {
+                    let r = e.lock();
+                    let wanted = match (sm_arn, map_run_arn) {
+                        (_, Some(m)) => r.map_run_arn.as_deref() == Some(m),
+                        (Some(sm), None) => r.state_machine_arn == sm && r.map_run_arn.is_none(),
+                        _ => false,
+                    } && status.is_none_or(|s| r.status == s)
+                        && match redrive_filter {
+                            Some("REDRIVEN") => r.redrive_count > 0,
+                            Some("NOT_REDRIVEN") => r.redrive_count == 0,
+                            _ => true,
+                        };
+                    wanted.then(|| (r.start_date, r.arn.clone(), list_item(&r)))
                 })
                 .collect();
-            records.sort_by(|a, b| {
-                b.start_date
-                    .cmp(&a.start_date)
-                    .then_with(|| a.arn.cmp(&b.arn))
-            });
-            let items: Vec<Value> = records.iter().map(list_item).collect();
+            records.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            let items: Vec<Value> = records.into_iter().map(|(_, _, v)| v).collect();
             let (items, next) = page(items, request, 100)?;
             let mut out = json!({"executions": items});
             if let Some(n) = next {
@@ -447,6 +447,10 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
         }
         "ListMapRuns" => {
             let record = execution(api, request)?;
+            let (record_arn, record_sm) = {
+                let r = record.lock();
+                (r.arn.clone(), r.state_machine_arn.clone())
+            };
             let mut runs: Vec<MapRunRecord> = engine
                 .store
                 .map_runs
@@ -454,7 +458,7 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
                 .unwrap_or_else(|p| p.into_inner())
                 .values()
                 .map(|m| m.lock().clone())
-                .filter(|m| m.execution_arn == record.arn)
+                .filter(|m| m.execution_arn == record_arn)
                 .collect();
             runs.sort_by_key(|m| m.start_date);
             let items: Vec<Value> = runs
@@ -462,7 +466,7 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
                 .map(|m| {
                     let mut v = json!({
                         "executionArn": m.execution_arn, "mapRunArn": m.arn,
-                        "stateMachineArn": record.state_machine_arn, "startDate": epoch(m.start_date),
+                        "stateMachineArn": record_sm, "startDate": epoch(m.start_date),
                     });
                     if let Some(d) = m.stop_date {
                         v["stopDate"] = epoch(d);

@@ -460,8 +460,28 @@ impl Engine {
             self.store.flush_execution(&entry);
             return outcome;
         }
-        // Children of a Map Run in flight must stop with their parent.
+        // Children of a Map Run in flight must stop with their parent, and the Map Run with them.
         cancel.cancel();
+        if matches!(outcome, Outcome::Aborted | Outcome::TimedOut) {
+            let open = entry.lock().open_map_run.clone();
+            if let Some(map_run) = open.and_then(|arn| self.store.map_run(&arn)) {
+                {
+                    let mut m = map_run.lock();
+                    if m.status == MapRunStatus::Running {
+                        m.status = MapRunStatus::Aborted;
+                        m.stop_date = Some(now());
+                        for item in m
+                            .items
+                            .iter_mut()
+                            .filter(|i| i.status == ItemStatus::Running)
+                        {
+                            item.status = ItemStatus::Aborted;
+                        }
+                    }
+                }
+                self.store.flush_map_run(&map_run);
+            }
+        }
         self.finish(&entry, &outcome);
         outcome
     }
@@ -1594,6 +1614,20 @@ impl Run {
                     ) {
                         item.status = ItemStatus::Pending;
                         item.error = None;
+                        // Its child waits for its turn to be redriven, as AWS shows it.
+                        if let Some(child) = item
+                            .execution_arn
+                            .as_deref()
+                            .and_then(|a| engine.store.execution(a))
+                        {
+                            let mut c = child.lock();
+                            if c.status.is_final() && c.status != ExecutionStatus::Succeeded {
+                                c.status = ExecutionStatus::PendingRedrive;
+                                drop(c);
+                                child.status.send_replace(ExecutionStatus::PendingRedrive);
+                                child.touch();
+                            }
+                        }
                     }
                 }
             }
@@ -1754,7 +1788,9 @@ impl Run {
                 let status = child.lock().status;
                 if status == ExecutionStatus::Running {
                     (child, StartMode::Resume)
-                } else if redriving && status != ExecutionStatus::Succeeded {
+                } else if (redriving || status == ExecutionStatus::PendingRedrive)
+                    && status != ExecutionStatus::Succeeded
+                {
                     Engine::mark_redriven(&child);
                     (child, StartMode::Redrive)
                 } else {

@@ -1,0 +1,200 @@
+//! Ingest and query benchmark of the local IoT Analytics service.
+//!
+//! ```text
+//! cargo run --release -p local-iotanalytics --example bench -- [--messages N] [--clients C] [--no-fsync]
+//! ```
+//!
+//! Starts the service in-process with durable writes, sends `N` messages (default 1,000,000,
+//! rows shaped like the 2018 article's CSV, all values strings) in batches of 100 from `C`
+//! concurrent SDK clients (default 4) over loopback, then times
+//! `SELECT count(DISTINCT location), count(DISTINCT rowid)` from CreateDatasetContent to
+//! SUCCEEDED, once right after ingest and once after background compaction has settled.
+
+#![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
+
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_iotanalytics::Client;
+use aws_sdk_iotanalytics::primitives::Blob;
+use aws_sdk_iotanalytics::types::{
+    ChannelActivity, DatasetAction, DatasetContentState, DatastoreActivity, Message,
+    PipelineActivity, SqlQueryDatasetAction,
+};
+
+struct Options {
+    messages: usize,
+    clients: usize,
+    durable: bool,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        messages: 1_000_000,
+        clients: 4,
+        durable: true,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--messages" => o.messages = args.next().and_then(|v| v.parse().ok()).expect("--messages N"),
+            "--clients" => o.clients = args.next().and_then(|v| v.parse().ok()).expect("--clients C"),
+            "--no-fsync" => o.durable = false,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    o
+}
+
+fn row(i: usize) -> String {
+    format!(
+        r#"{{"deviceid": "{}", "humidity": "{}", "location": "{}", "rowid": "{i}", "temp": "{}", "timestamp": "2018-04-18 19:04:35"}}"#,
+        i % 10,
+        40 + i % 30,
+        if i % 2 == 0 { "A" } else { "B" },
+        50 + i % 40
+    )
+}
+
+async fn time_query(client: &Client, dataset: &str) -> (Duration, String) {
+    let started = Instant::now();
+    client.create_dataset_content().dataset_name(dataset).send().await.unwrap();
+    loop {
+        let out = client
+            .get_dataset_content()
+            .dataset_name(dataset)
+            .version_id("$LATEST")
+            .send()
+            .await
+            .unwrap();
+        let status = out.status().unwrap();
+        match status.state().unwrap() {
+            DatasetContentState::Creating => tokio::time::sleep(Duration::from_millis(10)).await,
+            DatasetContentState::Succeeded => {
+                let elapsed = started.elapsed();
+                let uri = out.entries()[0].data_uri().unwrap().to_owned();
+                return (elapsed, fetch(&uri));
+            }
+            other => panic!("query ended {other:?}: {:?}", status.reason()),
+        }
+    }
+}
+
+fn fetch(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n").unwrap().1.trim().replace('\n', " | ")
+}
+
+#[tokio::main]
+async fn main() {
+    let o = options();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = local_iotanalytics::ServiceConfig::new(dir.path());
+    config.durable = o.durable;
+    let service = local_iotanalytics::start(config).await.unwrap();
+    // Measure the service itself, not the default 100,000 messages/s channel quota.
+    service.controls().set_default_quota(u32::MAX);
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(service.endpoint_url())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new("bench", "bench", None, None, "bench"))
+        .load()
+        .await;
+    let client = Client::new(&sdk);
+    client.create_channel().channel_name("bench_channel").send().await.unwrap();
+    client.create_datastore().datastore_name("bench_datastore").send().await.unwrap();
+    client
+        .create_pipeline()
+        .pipeline_name("bench_pipeline")
+        .pipeline_activities(
+            PipelineActivity::builder()
+                .channel(ChannelActivity::builder().name("in").channel_name("bench_channel").next("out").build().unwrap())
+                .build(),
+        )
+        .pipeline_activities(
+            PipelineActivity::builder()
+                .datastore(DatastoreActivity::builder().name("out").datastore_name("bench_datastore").build().unwrap())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // Requests are prepared up front so the clock measures sending, not generating.
+    let batches: Vec<Vec<Message>> = (0..o.messages)
+        .collect::<Vec<_>>()
+        .chunks(100)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(j, i)| {
+                    Message::builder()
+                        .message_id(j.to_string())
+                        .payload(Blob::new(row(*i).into_bytes()))
+                        .build()
+                        .unwrap()
+                })
+                .collect()
+        })
+        .collect();
+    let mut per_client: Vec<Vec<Vec<Message>>> = vec![Vec::new(); o.clients];
+    for (i, b) in batches.into_iter().enumerate() {
+        per_client[i % o.clients].push(b);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for work in per_client {
+        let client = Client::new(&sdk);
+        tasks.push(tokio::spawn(async move {
+            for batch in work {
+                let out = client
+                    .batch_put_message()
+                    .channel_name("bench_channel")
+                    .set_messages(Some(batch))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(out.batch_put_message_error_entries().is_empty());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ingest = started.elapsed();
+    println!(
+        "ingest: {} messages, {} clients, batches of 100, durable={}: {:.2} s, {:.0} messages/s",
+        o.messages,
+        o.clients,
+        o.durable,
+        ingest.as_secs_f64(),
+        o.messages as f64 / ingest.as_secs_f64()
+    );
+
+    let sql = "SELECT count(DISTINCT location), count(DISTINCT rowid) FROM bench_datastore";
+    client
+        .create_dataset()
+        .dataset_name("bench_dataset")
+        .actions(
+            DatasetAction::builder()
+                .action_name("q")
+                .query_action(SqlQueryDatasetAction::builder().sql_query(sql).build().unwrap())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (cold, result) = time_query(&client, "bench_dataset").await;
+    println!("query right after ingest: {:.2} s -> {result}", cold.as_secs_f64());
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (warm, result) = time_query(&client, "bench_dataset").await;
+    println!("query after compaction settled: {:.2} s -> {result}", warm.as_secs_f64());
+    service.shutdown().await;
+}

@@ -78,7 +78,11 @@ pub async fn start_iotanalytics(args: &ServeArgs) -> anyhow::Result<RunningServi
         _ => None,
     };
     config.channel_quota = args.channel_quota;
-    config.channel_quotas = args.channel_quota_for.iter().cloned().collect::<HashMap<_, _>>();
+    config.channel_quotas = args
+        .channel_quota_for
+        .iter()
+        .cloned()
+        .collect::<HashMap<_, _>>();
     config.faults = FaultConfig {
         throttle_probability: args.fault_throttle,
         server_error_probability: args.fault_server_error,
@@ -93,7 +97,10 @@ pub async fn start_iotanalytics(args: &ServeArgs) -> anyhow::Result<RunningServi
 }
 
 /// Runs `serve` until Ctrl-C.
-#[allow(clippy::print_stdout, reason = "serve prints shell lines for the user to eval")]
+#[allow(
+    clippy::print_stdout,
+    reason = "serve prints shell lines for the user to eval"
+)]
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.access_key_id.is_some() != args.secret_access_key.is_some() {
         bail!("--access-key-id and --secret-access-key go together");

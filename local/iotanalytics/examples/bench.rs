@@ -37,8 +37,18 @@ fn options() -> Options {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--messages" => o.messages = args.next().and_then(|v| v.parse().ok()).expect("--messages N"),
-            "--clients" => o.clients = args.next().and_then(|v| v.parse().ok()).expect("--clients C"),
+            "--messages" => {
+                o.messages = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--messages N")
+            }
+            "--clients" => {
+                o.clients = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--clients C")
+            }
             "--no-fsync" => o.durable = false,
             other => panic!("unknown argument {other}"),
         }
@@ -58,7 +68,12 @@ fn row(i: usize) -> String {
 
 async fn time_query(client: &Client, dataset: &str) -> (Duration, String) {
     let started = Instant::now();
-    client.create_dataset_content().dataset_name(dataset).send().await.unwrap();
+    client
+        .create_dataset_content()
+        .dataset_name(dataset)
+        .send()
+        .await
+        .unwrap();
     loop {
         let out = client
             .get_dataset_content()
@@ -85,10 +100,18 @@ fn fetch(url: &str) -> String {
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_at(rest.find('/').unwrap());
     let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
-    text.split_once("\r\n\r\n").unwrap().1.trim().replace('\n', " | ")
+    text.split_once("\r\n\r\n")
+        .unwrap()
+        .1
+        .trim()
+        .replace('\n', " | ")
 }
 
 #[tokio::main]
@@ -103,23 +126,48 @@ async fn main() {
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(service.endpoint_url())
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new("bench", "bench", None, None, "bench"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "bench", "bench", None, None, "bench",
+        ))
         .load()
         .await;
     let client = Client::new(&sdk);
-    client.create_channel().channel_name("bench_channel").send().await.unwrap();
-    client.create_datastore().datastore_name("bench_datastore").send().await.unwrap();
+    client
+        .create_channel()
+        .channel_name("bench_channel")
+        .send()
+        .await
+        .unwrap();
+    client
+        .create_datastore()
+        .datastore_name("bench_datastore")
+        .send()
+        .await
+        .unwrap();
     client
         .create_pipeline()
         .pipeline_name("bench_pipeline")
         .pipeline_activities(
             PipelineActivity::builder()
-                .channel(ChannelActivity::builder().name("in").channel_name("bench_channel").next("out").build().unwrap())
+                .channel(
+                    ChannelActivity::builder()
+                        .name("in")
+                        .channel_name("bench_channel")
+                        .next("out")
+                        .build()
+                        .unwrap(),
+                )
                 .build(),
         )
         .pipeline_activities(
             PipelineActivity::builder()
-                .datastore(DatastoreActivity::builder().name("out").datastore_name("bench_datastore").build().unwrap())
+                .datastore(
+                    DatastoreActivity::builder()
+                        .name("out")
+                        .datastore_name("bench_datastore")
+                        .build()
+                        .unwrap(),
+                )
                 .build(),
         )
         .send()
@@ -185,16 +233,27 @@ async fn main() {
         .actions(
             DatasetAction::builder()
                 .action_name("q")
-                .query_action(SqlQueryDatasetAction::builder().sql_query(sql).build().unwrap())
+                .query_action(
+                    SqlQueryDatasetAction::builder()
+                        .sql_query(sql)
+                        .build()
+                        .unwrap(),
+                )
                 .build(),
         )
         .send()
         .await
         .unwrap();
     let (cold, result) = time_query(&client, "bench_dataset").await;
-    println!("query right after ingest: {:.2} s -> {result}", cold.as_secs_f64());
+    println!(
+        "query right after ingest: {:.2} s -> {result}",
+        cold.as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_secs(8)).await;
     let (warm, result) = time_query(&client, "bench_dataset").await;
-    println!("query after compaction settled: {:.2} s -> {result}", warm.as_secs_f64());
+    println!(
+        "query after compaction settled: {:.2} s -> {result}",
+        warm.as_secs_f64()
+    );
     service.shutdown().await;
 }

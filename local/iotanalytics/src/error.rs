@@ -120,14 +120,8 @@ impl IntoResponse for Error {
         }
         let mut response = (status, body.to_string()).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            "x-amzn-ErrorType",
-            HeaderValue::from_static(self.code()),
-        );
-        headers.insert(
-            "content-type",
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert("x-amzn-ErrorType", HeaderValue::from_static(self.code()));
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
         response
     }
 }

@@ -68,7 +68,8 @@ impl RunningService {
 
     /// Sets one channel's quota in messages per second (`None` returns it to the default).
     pub fn set_channel_quota(&self, channel: &str, messages_per_second: Option<u32>) {
-        self.controls.set_channel_quota(channel, messages_per_second);
+        self.controls
+            .set_channel_quota(channel, messages_per_second);
     }
 
     /// Sets one channel's injected faults (`None` returns it to the default).
@@ -102,7 +103,9 @@ fn check_probability(name: &str, p: f64) -> Result<(), Error> {
     if (0.0..=1.0).contains(&p) {
         Ok(())
     } else {
-        Err(Error::Config(format!("{name} must be between 0 and 1, got {p}")))
+        Err(Error::Config(format!(
+            "{name} must be between 0 and 1, got {p}"
+        )))
     }
 }
 
@@ -113,7 +116,9 @@ fn check_config(config: &ServiceConfig) -> Result<(), Error> {
         check_probability("entry error probability", faults.entry_error_probability)?;
     }
     if config.channel_quota == 0 || config.channel_quotas.values().any(|q| *q == 0) {
-        return Err(Error::Config("channel quotas must be at least 1 message per second".into()));
+        return Err(Error::Config(
+            "channel quotas must be at least 1 message per second".into(),
+        ));
     }
     Ok(())
 }

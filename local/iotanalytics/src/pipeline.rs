@@ -75,8 +75,8 @@ pub fn compile(name: &str, activities: &[Value]) -> Result<Compiled, Error> {
             .find(|(_, v)| !v.is_null())
             .ok_or_else(|| invalid("A pipeline activity is empty".to_owned()))?;
         match kind.as_str() {
-            "channel" | "datastore" | "selectAttributes" | "removeAttributes"
-            | "addAttributes" | "filter" => {}
+            "channel" | "datastore" | "selectAttributes" | "removeAttributes" | "addAttributes"
+            | "filter" => {}
             other => {
                 return Err(invalid(format!(
                     "The pipeline activity '{other}' is not supported by this service; supported: \
@@ -91,7 +91,9 @@ pub fn compile(name: &str, activities: &[Value]) -> Result<Compiled, Error> {
         let activity_name = str_field(&body, kind, "name")?.to_owned();
         if kind == "channel" {
             if channel_node.is_some() {
-                return Err(invalid("A pipeline has exactly one channel activity".to_owned()));
+                return Err(invalid(
+                    "A pipeline has exactly one channel activity".to_owned(),
+                ));
             }
             channel_node = Some(activity_name.clone());
         }
@@ -110,9 +112,8 @@ pub fn compile(name: &str, activities: &[Value]) -> Result<Compiled, Error> {
             )));
         }
     }
-    let first = channel_node.ok_or_else(|| {
-        invalid("A pipeline must start with a channel activity".to_owned())
-    })?;
+    let first = channel_node
+        .ok_or_else(|| invalid("A pipeline must start with a channel activity".to_owned()))?;
     let channel = str_field(&nodes[&first].body, "channel", "channelName")?.to_owned();
     let mut steps = Vec::new();
     let mut current = first;
@@ -127,10 +128,12 @@ pub fn compile(name: &str, activities: &[Value]) -> Result<Compiled, Error> {
             node.body
                 .get(field)
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-                .ok_or_else(|| {
-                    invalid(format!("The {} activity requires '{field}'", node.kind))
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
                 })
+                .ok_or_else(|| invalid(format!("The {} activity requires '{field}'", node.kind)))
         };
         match node.kind.as_str() {
             "datastore" => break str_field(&node.body, "datastore", "datastoreName")?.to_owned(),
@@ -142,7 +145,9 @@ pub fn compile(name: &str, activities: &[Value]) -> Result<Compiled, Error> {
                     .body
                     .get("attributes")
                     .and_then(Value::as_object)
-                    .ok_or_else(|| invalid("The addAttributes activity requires 'attributes'".to_owned()))?;
+                    .ok_or_else(|| {
+                        invalid("The addAttributes activity requires 'attributes'".to_owned())
+                    })?;
                 steps.push(Step::Add(
                     map.iter()
                         .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
@@ -160,7 +165,9 @@ pub fn compile(name: &str, activities: &[Value]) -> Result<Compiled, Error> {
             ))
         })?;
         if !nodes.contains_key(next) {
-            return Err(invalid(format!("The next activity '{next}' does not exist")));
+            return Err(invalid(format!(
+                "The next activity '{next}' does not exist"
+            )));
         }
         current = next.to_owned();
     };
@@ -231,9 +238,12 @@ impl Scalar {
 }
 
 fn lookup<'a>(message: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    message
-        .get(name)
-        .or_else(|| message.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+    message.get(name).or_else(|| {
+        message
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
 }
 
 fn compare(l: &Scalar, r: &Scalar) -> Option<std::cmp::Ordering> {
@@ -340,7 +350,11 @@ mod tests {
         for (i, mut a) in extra.into_iter().enumerate() {
             let body = a.as_object_mut().unwrap().values_mut().next().unwrap();
             body["name"] = json!(format!("a{i}"));
-            body["next"] = json!(if i + 1 == n { "out".to_owned() } else { format!("a{}", i + 1) });
+            body["next"] = json!(if i + 1 == n {
+                "out".to_owned()
+            } else {
+                format!("a{}", i + 1)
+            });
             acts.push(a);
         }
         acts.push(json!({"datastore": {"name": "out", "datastoreName": "d"}}));
@@ -349,7 +363,13 @@ mod tests {
 
     #[test]
     fn filter_compares_numeric_strings_as_numbers() {
-        let p = compile("p", &pipeline(vec![json!({"filter": {"filter": "temp > 20 AND location = 'B'"}})])).unwrap();
+        let p = compile(
+            "p",
+            &pipeline(vec![
+                json!({"filter": {"filter": "temp > 20 AND location = 'B'"}}),
+            ]),
+        )
+        .unwrap();
         let keep = json!({"temp": "63", "location": "B"});
         let drop = json!({"temp": "10", "location": "B"});
         assert!(p.apply(keep.as_object().unwrap().clone()).is_some());
@@ -368,15 +388,23 @@ mod tests {
         )
         .unwrap();
         let out = p
-            .apply(json!({"temp": 1, "humidity": 2, "x": 3}).as_object().unwrap().clone())
+            .apply(
+                json!({"temp": 1, "humidity": 2, "x": 3})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
             .unwrap();
         assert_eq!(Value::Object(out), json!({"temp": 1, "temp_copy": 1}));
     }
 
     #[test]
     fn unsupported_activities_are_named_in_the_error() {
-        let err = compile("p", &pipeline(vec![json!({"lambda": {"lambdaName": "f", "batchSize": 1}})]))
-            .unwrap_err();
+        let err = compile(
+            "p",
+            &pipeline(vec![json!({"lambda": {"lambdaName": "f", "batchSize": 1}})]),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("'lambda'"), "{err}");
     }
 }

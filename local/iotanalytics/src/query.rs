@@ -86,7 +86,9 @@ pub async fn run_to_csv(sql: &str, datastores: Vec<Arc<Log>>, out: &Path) -> Res
         let mut writer = WriterBuilder::new().with_header(true).build(file);
         let mut rows = 0;
         if batches.is_empty() {
-            writer.write(&datafusion::arrow::record_batch::RecordBatch::new_empty(schema))?;
+            writer.write(&datafusion::arrow::record_batch::RecordBatch::new_empty(
+                schema,
+            ))?;
         }
         for b in &batches {
             rows += b.num_rows();

@@ -61,8 +61,13 @@ fn now() -> f64 {
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
-    let body = if body.is_empty() { b"{}".as_slice() } else { body };
-    serde_json::from_slice(body).map_err(|e| Error::InvalidRequest(format!("Invalid request body: {e}")))
+    let body = if body.is_empty() {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| Error::InvalidRequest(format!("Invalid request body: {e}")))
 }
 
 fn or_default(v: Option<Value>, default: Value) -> Value {
@@ -103,7 +108,11 @@ pub(crate) fn datastore_format(def: &DatastoreDef) -> Format {
                 .collect()
         })
         .unwrap_or_default();
-    Format::Parquet(if columns.is_empty() { None } else { Some(columns) })
+    Format::Parquet(if columns.is_empty() {
+        None
+    } else {
+        Some(columns)
+    })
 }
 
 impl Service {
@@ -156,15 +165,23 @@ impl Service {
         let mut routes: Routes = HashMap::new();
         for p in catalog.pipelines.values() {
             match pipeline::compile(&p.name, &p.activities) {
-                Ok(c) => routes.entry(c.channel.clone()).or_default().push(Arc::new(c)),
-                Err(e) => tracing::warn!(pipeline = %p.name, error = %e, "stored pipeline is not usable"),
+                Ok(c) => routes
+                    .entry(c.channel.clone())
+                    .or_default()
+                    .push(Arc::new(c)),
+                Err(e) => {
+                    tracing::warn!(pipeline = %p.name, error = %e, "stored pipeline is not usable")
+                }
             }
         }
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
     }
 
     fn routes(&self) -> Arc<Routes> {
-        self.routes.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn credentials(&self) -> Option<&Credentials> {
@@ -211,7 +228,10 @@ pub(crate) fn router(svc: Arc<Service>) -> Router {
         .route("/_content/{dataset}/{file}", get(download_content))
         .fallback(unsupported)
         .method_not_allowed_fallback(unsupported)
-        .layer(axum::middleware::from_fn_with_state(svc.clone(), authenticate))
+        .layer(axum::middleware::from_fn_with_state(
+            svc.clone(),
+            authenticate,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(svc)
 }
@@ -233,7 +253,8 @@ async fn authenticate(State(svc): State<Arc<Service>>, req: Request, next: Next)
     if let Err(e) = crate::sigv4::verify(&parts, &bytes, svc.credentials(), SystemTime::now()) {
         return e.into_response();
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Names the operation a request would be in the real service, for the error message.
@@ -340,7 +361,8 @@ async fn create_channel(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResu
     if catalog.channels.contains_key(&req.channel_name) {
         return Err(svc.already_exists("channel", &req.channel_name));
     }
-    svc.store.open_log(Kind::Channel, &req.channel_name, Format::Json)?;
+    svc.store
+        .open_log(Kind::Channel, &req.channel_name, Format::Json)?;
     let t = now();
     let def = ChannelDef {
         name: req.channel_name.clone(),
@@ -446,7 +468,9 @@ async fn sample_channel_data(
 ) -> ApiResult {
     let max = query.max_messages.unwrap_or(10);
     if !(1..=10).contains(&max) {
-        return Err(Error::InvalidRequest("maxMessages must be between 1 and 10".into()));
+        return Err(Error::InvalidRequest(
+            "maxMessages must be between 1 and 10".into(),
+        ));
     }
     let log = svc
         .store
@@ -474,11 +498,15 @@ struct CreateDatastoreRequest {
 async fn create_datastore(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResult {
     let req: CreateDatastoreRequest = parse(&body)?;
     check_resource_name("datastoreName", &req.datastore_name)?;
-    let format_config = or_default(req.file_format_configuration, json!({"jsonConfiguration": {}}));
+    let format_config = or_default(
+        req.file_format_configuration,
+        json!({"jsonConfiguration": {}}),
+    );
     if let Some(obj) = format_config.as_object() {
         if obj.contains_key("jsonConfiguration") && obj.contains_key("parquetConfiguration") {
             return Err(Error::InvalidRequest(
-                "fileFormatConfiguration takes either jsonConfiguration or parquetConfiguration".into(),
+                "fileFormatConfiguration takes either jsonConfiguration or parquetConfiguration"
+                    .into(),
             ));
         }
     }
@@ -513,7 +541,11 @@ async fn create_datastore(State(svc): State<Arc<Service>>, body: Bytes) -> ApiRe
 }
 
 fn format_type(def: &DatastoreDef) -> &'static str {
-    if def.file_format_configuration.get("parquetConfiguration").is_some() {
+    if def
+        .file_format_configuration
+        .get("parquetConfiguration")
+        .is_some()
+    {
         "PARQUET"
     } else {
         "JSON"
@@ -742,7 +774,9 @@ fn check_actions(actions: &Value) -> Result<(), Error> {
         .get("queryAction")
         .and_then(|q| q.get("sqlQuery"))
         .and_then(Value::as_str)
-        .ok_or_else(|| Error::InvalidRequest("The dataset action needs queryAction.sqlQuery".into()))?;
+        .ok_or_else(|| {
+            Error::InvalidRequest("The dataset action needs queryAction.sqlQuery".into())
+        })?;
     if sql.trim().is_empty() {
         return Err(Error::InvalidRequest("sqlQuery must not be empty".into()));
     }
@@ -769,8 +803,14 @@ async fn create_dataset(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResu
         actions,
         triggers: or_default(req.triggers, json!([])),
         content_delivery_rules: or_default(req.content_delivery_rules, json!([])),
-        retention_period: or_default(req.retention_period, json!({"unlimited": false, "numberOfDays": 90})),
-        versioning_configuration: or_default(req.versioning_configuration, json!({"unlimited": false, "maxVersions": 1})),
+        retention_period: or_default(
+            req.retention_period,
+            json!({"unlimited": false, "numberOfDays": 90}),
+        ),
+        versioning_configuration: or_default(
+            req.versioning_configuration,
+            json!({"unlimited": false, "maxVersions": 1}),
+        ),
         late_data_rules: or_default(req.late_data_rules, json!([])),
         creation_time: t,
         last_update_time: t,
@@ -927,7 +967,10 @@ async fn create_dataset_content(
             .get_mut(&name)
             .ok_or_else(|| Error::not_found("dataset", &name))?;
         {
-            let mut started = svc.content_started.lock().unwrap_or_else(|e| e.into_inner());
+            let mut started = svc
+                .content_started
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let now_i = Instant::now();
             if started
                 .get(&name)
@@ -1113,7 +1156,10 @@ async fn list_dataset_contents(
         })
         .collect();
     let (items, next) = page(items, &query)?;
-    ok(StatusCode::OK, list_body("datasetContentSummaries", items, next))
+    ok(
+        StatusCode::OK,
+        list_body("datasetContentSummaries", items, next),
+    )
 }
 
 async fn delete_dataset_content(
@@ -1242,11 +1288,14 @@ async fn batch_put_message(State(svc): State<Arc<Service>>, body: Bytes) -> ApiR
                 "messageId '{id}' appears more than once in the request"
             )));
         }
-        let payload = BASE64
-            .decode(m.payload.as_deref().ok_or_else(|| {
-                Error::InvalidRequest(format!("Message '{id}' has no payload"))
-            })?)
-            .map_err(|_| Error::InvalidRequest(format!("The payload of message '{id}' is not base64")))?;
+        let payload =
+            BASE64
+                .decode(m.payload.as_deref().ok_or_else(|| {
+                    Error::InvalidRequest(format!("Message '{id}' has no payload"))
+                })?)
+                .map_err(|_| {
+                    Error::InvalidRequest(format!("The payload of message '{id}' is not base64"))
+                })?;
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(Error::InvalidRequest(format!(
                 "The payload of message '{id}' is {} bytes; the limit is {MAX_PAYLOAD_BYTES}",
@@ -1268,7 +1317,9 @@ async fn batch_put_message(State(svc): State<Arc<Service>>, body: Bytes) -> ApiR
         return Err(Error::Throttling("Rate exceeded (injected fault)".into()));
     }
     if faults.server_error {
-        return Err(Error::InternalFailure("Internal failure (injected fault)".into()));
+        return Err(Error::InternalFailure(
+            "Internal failure (injected fault)".into(),
+        ));
     }
     if !svc.controls.admit(&channel, decoded.len()) {
         return Err(Error::Throttling(format!(
@@ -1298,7 +1349,11 @@ async fn batch_put_message(State(svc): State<Arc<Service>>, body: Bytes) -> ApiR
     for (i, (id, payload)) in decoded.into_iter().enumerate() {
         if failed.peek() == Some(&i) {
             failed.next();
-            errors.push(error_entry(id, "InternalFailureException", "Internal failure (injected fault)"));
+            errors.push(error_entry(
+                id,
+                "InternalFailureException",
+                "Internal failure (injected fault)",
+            ));
             continue;
         }
         let attrs = match validate::parse_payload(&payload) {
@@ -1321,7 +1376,8 @@ async fn batch_put_message(State(svc): State<Arc<Service>>, body: Bytes) -> ApiR
                     merge_attr(&mut out.2, k, *t);
                 }
             } else {
-                let Ok(map) = serde_json::from_slice::<serde_json::Map<String, Value>>(&payload) else {
+                let Ok(map) = serde_json::from_slice::<serde_json::Map<String, Value>>(&payload)
+                else {
                     continue;
                 };
                 if let Some(result) = p.apply(map) {
@@ -1358,5 +1414,8 @@ async fn batch_put_message(State(svc): State<Arc<Service>>, body: Bytes) -> ApiR
         }
     }
     svc.store.append(writes).await?;
-    ok(StatusCode::OK, json!({ "batchPutMessageErrorEntries": errors }))
+    ok(
+        StatusCode::OK,
+        json!({ "batchPutMessageErrorEntries": errors }),
+    )
 }

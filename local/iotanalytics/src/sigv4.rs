@@ -129,9 +129,14 @@ pub fn verify(
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| unauthorized("IncompleteSignatureException", "Missing X-Amz-Date header"))?;
-    let when = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
-        .map_err(|_| unauthorized("IncompleteSignatureException", "Malformed X-Amz-Date header"))?;
-    let skew = chrono::DateTime::<Utc>::from(now).timestamp() - Utc.from_utc_datetime(&when).timestamp();
+    let when = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ").map_err(|_| {
+        unauthorized(
+            "IncompleteSignatureException",
+            "Malformed X-Amz-Date header",
+        )
+    })?;
+    let skew =
+        chrono::DateTime::<Utc>::from(now).timestamp() - Utc.from_utc_datetime(&when).timestamp();
     if skew.abs() > MAX_SKEW_SECONDS {
         return Err(unauthorized(
             "InvalidSignatureException",
@@ -145,12 +150,20 @@ pub fn verify(
         ));
     }
     let canonical = canonical_request(parts, body, &auth.signed_headers);
-    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        auth.date, auth.region, auth.service
+    );
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical.as_bytes()))
     );
-    let key = signing_key(&credentials.secret_access_key, auth.date, auth.region, auth.service);
+    let key = signing_key(
+        &credentials.secret_access_key,
+        auth.date,
+        auth.region,
+        auth.service,
+    );
     let expected = hex::encode(hmac(&key, string_to_sign.as_bytes()));
     if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
         return Err(unauthorized(
@@ -252,7 +265,10 @@ mod tests {
 
     #[test]
     fn unsigned_requests_are_rejected_even_without_credentials() {
-        let (parts, _) = http::Request::get("/channels").body(()).unwrap().into_parts();
+        let (parts, _) = http::Request::get("/channels")
+            .body(())
+            .unwrap()
+            .into_parts();
         let err = verify(&parts, b"", None, SystemTime::now()).unwrap_err();
         assert_eq!(err.code(), "MissingAuthenticationTokenException");
     }

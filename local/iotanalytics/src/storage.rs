@@ -261,10 +261,7 @@ pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> std::io::Result<
 }
 
 fn parse_segment_name(name: &str, ext: &str) -> Option<u64> {
-    name.strip_prefix("seg-")?
-        .strip_suffix(ext)?
-        .parse()
-        .ok()
+    name.strip_prefix("seg-")?.strip_suffix(ext)?.parse().ok()
 }
 
 impl Store {
@@ -382,7 +379,8 @@ impl Store {
     /// Stops the threads after the writes already queued.
     pub fn shutdown(&self) {
         let _ = self.send(Cmd::Shutdown);
-        let handles: Vec<_> = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let handles: Vec<_> =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         // The compactor stops when its sender is gone, which the writer holds through `shared`;
         // only the writer is joined so shutdown never waits for a long conversion.
         if let Some(writer) = handles.into_iter().next() {
@@ -392,7 +390,13 @@ impl Store {
 }
 
 /// Rebuilds a log's state from its directory, repairing a torn last line.
-fn recover(kind: Kind, name: &str, dir: PathBuf, format: Format, durable: bool) -> Result<Log, Error> {
+fn recover(
+    kind: Kind,
+    name: &str,
+    dir: PathBuf,
+    format: Format,
+    durable: bool,
+) -> Result<Log, Error> {
     fs::create_dir_all(&dir)?;
     if format == Format::Json && kind == Kind::Datastore {
         fs::create_dir_all(dir.join("cache"))?;
@@ -462,7 +466,12 @@ fn recover(kind: Kind, name: &str, dir: PathBuf, format: Format, durable: bool) 
         let last = state.segments.last_mut().expect("checked above");
         let path = log.jsonl_path(last.id);
         let mut data = Vec::new();
-        OpenOptions::new().read(true).create(true).append(true).open(&path)?.read_to_end(&mut data)?;
+        OpenOptions::new()
+            .read(true)
+            .create(true)
+            .append(true)
+            .open(&path)?
+            .read_to_end(&mut data)?;
         let keep = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         if keep != data.len() {
             tracing::warn!(log = %name, dropped = data.len() - keep, "discarding a torn last line left by a crash");
@@ -582,7 +591,8 @@ impl Writer {
                     if let Some(active) = self.files.get(&key) {
                         let mut st = log.state();
                         let mut added = 0;
-                        if let Some(seg) = st.segments.iter_mut().rev().find(|s| s.id == active.id) {
+                        if let Some(seg) = st.segments.iter_mut().rev().find(|s| s.id == active.id)
+                        {
                             added = active.len.saturating_sub(seg.len);
                             seg.len = active.len;
                             seg.records = active.records;
@@ -675,7 +685,9 @@ impl Writer {
         if full {
             self.seal(log)?;
         }
-        if !w.attrs.is_empty() && log.kind == Kind::Datastore && log.state().merge_attrs(&w.attrs)
+        if !w.attrs.is_empty()
+            && log.kind == Kind::Datastore
+            && log.state().merge_attrs(&w.attrs)
             && !schema_dirty.iter().any(|l| Arc::ptr_eq(l, log))
         {
             schema_dirty.push(log.clone());
@@ -763,7 +775,10 @@ impl Writer {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&(kind, name.to_owned()));
-        let dir = removed.map_or_else(|| self.shared.root.join(kind.dir()).join(name), |l| l.dir.clone());
+        let dir = removed.map_or_else(
+            || self.shared.root.join(kind.dir()).join(name),
+            |l| l.dir.clone(),
+        );
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -895,14 +910,23 @@ pub fn decode_jsonl(data: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>,
         .enumerate()
         .map(|(i, f)| (f.name().to_ascii_lowercase(), i))
         .collect();
-    let mut cols: Vec<Col> = schema.fields().iter().map(|f| Col::new(f.data_type())).collect();
+    let mut cols: Vec<Col> = schema
+        .fields()
+        .iter()
+        .map(|f| Col::new(f.data_type()))
+        .collect();
     let mut set = vec![false; cols.len()];
     let mut batches = Vec::new();
     let mut rows = 0usize;
     let finish = |cols: &mut Vec<Col>, rows: usize| -> Result<RecordBatch, Error> {
         let arrays: Vec<ArrayRef> = cols.iter_mut().map(Col::finish).collect();
-        let options = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
-        Ok(RecordBatch::try_new_with_options(schema.clone(), arrays, &options)?)
+        let options =
+            datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(RecordBatch::try_new_with_options(
+            schema.clone(),
+            arrays,
+            &options,
+        )?)
     };
     for line in data.split(|b| *b == b'\n') {
         if line.is_empty() {
@@ -958,8 +982,13 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Error
         };
         arrays.push(array);
     }
-    let options = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
-    Ok(RecordBatch::try_new_with_options(schema.clone(), arrays, &options)?)
+    let options =
+        datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        arrays,
+        &options,
+    )?)
 }
 
 fn read_parquet(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>, Error> {
@@ -991,7 +1020,9 @@ pub fn read_all(log: &Log, schema: &SchemaRef) -> Result<Vec<RecordBatch>, Error
                     out.extend(batches);
                     continue;
                 }
-                Err(e) => tracing::debug!(error = %e, "Parquet copy unreadable, falling back to JSON lines"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "Parquet copy unreadable, falling back to JSON lines")
+                }
             }
         }
         match read_jsonl_prefix(&log.jsonl_path(seg.id), seg.len) {
@@ -1023,12 +1054,18 @@ pub fn tail_lines(log: &Log, n: usize) -> Result<Vec<Vec<u8>>, Error> {
         f.seek(SeekFrom::Start(start))?;
         let mut data = Vec::new();
         f.take(seg.len - start).read_to_end(&mut data)?;
-        let mut lines: Vec<&[u8]> = data.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        let mut lines: Vec<&[u8]> = data
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
         if start > 0 && !lines.is_empty() {
             lines.remove(0);
         }
         let take = (n - out.len()).min(lines.len());
-        let mut chunk: Vec<Vec<u8>> = lines[lines.len() - take..].iter().map(|l| l.to_vec()).collect();
+        let mut chunk: Vec<Vec<u8>> = lines[lines.len() - take..]
+            .iter()
+            .map(|l| l.to_vec())
+            .collect();
         chunk.append(&mut out);
         out = chunk;
     }

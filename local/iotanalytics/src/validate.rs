@@ -180,6 +180,12 @@ mod tests {
     fn payloads_with_duplicate_names_in_any_case_are_rejected() {
         assert!(parse_payload(br#"{"temp": 1, "TEMP": 2}"#).is_err());
         assert!(parse_payload(br#"[1, 2]"#).is_err());
-        assert_eq!(parse_payload(br#"{"temp": 1, "loc": "A"}"#).unwrap().0.len(), 2);
+        assert_eq!(
+            parse_payload(br#"{"temp": 1, "loc": "A"}"#)
+                .unwrap()
+                .0
+                .len(),
+            2
+        );
     }
 }

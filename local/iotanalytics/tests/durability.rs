@@ -29,7 +29,11 @@ fn main() {
         .unwrap();
     runtime.block_on(acknowledged_messages_survive_kill_9_mid_ingest());
     let mut out = std::io::stdout();
-    writeln!(out, "test acknowledged_messages_survive_kill_9_mid_ingest ... ok").unwrap();
+    writeln!(
+        out,
+        "test acknowledged_messages_survive_kill_9_mid_ingest ... ok"
+    )
+    .unwrap();
 }
 
 /// The server side: start the service on the given directory, report the port, run forever.
@@ -53,8 +57,14 @@ fn spawn_server(dir: &std::path::Path) -> (Child, String) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let port = line.trim().strip_prefix("PORT ").expect("child reports its port").to_owned();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("PORT ")
+        .expect("child reports its port")
+        .to_owned();
     (child, format!("http://127.0.0.1:{port}"))
 }
 
@@ -94,14 +104,21 @@ async fn acknowledged_messages_survive_kill_9_mid_ingest() {
         w.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 1000, "only {} messages acknowledged before the kill", acked.len());
+    assert!(
+        acked.len() >= 1000,
+        "only {} messages acknowledged before the kill",
+        acked.len()
+    );
 
     let (mut child, url) = spawn_server(dir.path());
     let client = common::client(&url).await;
     let csv = run_sql(&client, "stored", "select k from crash_datastore").await;
     let stored: HashSet<String> = csv.lines().skip(1).map(str::to_owned).collect();
     let missing: Vec<_> = acked.difference(&stored).take(5).collect();
-    assert!(missing.is_empty(), "acknowledged but lost after kill -9: {missing:?} …");
+    assert!(
+        missing.is_empty(),
+        "acknowledged but lost after kill -9: {missing:?} …"
+    );
     // The restarted service keeps accepting messages after repairing the logs.
     client
         .batch_put_message()
@@ -113,5 +130,11 @@ async fn acknowledged_messages_survive_kill_9_mid_ingest() {
     child.kill().unwrap();
     child.wait().unwrap();
     let mut out = std::io::stdout();
-    writeln!(out, "{} acknowledged, {} stored after kill -9", acked.len(), stored.len()).unwrap();
+    writeln!(
+        out,
+        "{} acknowledged, {} stored after kill -9",
+        acked.len(),
+        stored.len()
+    )
+    .unwrap();
 }

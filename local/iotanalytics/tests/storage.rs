@@ -16,21 +16,42 @@ async fn a_parquet_datastore_keeps_its_schema_and_writes_parquet_files() {
     let t = start().await;
     let client = client(&t.service.endpoint_url()).await;
     let schema = SchemaDefinition::builder()
-        .columns(Column::builder().name("rowid").r#type("string").build().unwrap())
-        .columns(Column::builder().name("temp").r#type("bigint").build().unwrap())
+        .columns(
+            Column::builder()
+                .name("rowid")
+                .r#type("string")
+                .build()
+                .unwrap(),
+        )
+        .columns(
+            Column::builder()
+                .name("temp")
+                .r#type("bigint")
+                .build()
+                .unwrap(),
+        )
         .build();
     client
         .create_datastore()
         .datastore_name("pq_datastore")
         .file_format_configuration(
             FileFormatConfiguration::builder()
-                .parquet_configuration(ParquetConfiguration::builder().schema_definition(schema).build())
+                .parquet_configuration(
+                    ParquetConfiguration::builder()
+                        .schema_definition(schema)
+                        .build(),
+                )
                 .build(),
         )
         .send()
         .await
         .unwrap();
-    client.create_channel().channel_name("pq_channel").send().await.unwrap();
+    client
+        .create_channel()
+        .channel_name("pq_channel")
+        .send()
+        .await
+        .unwrap();
     // Reuse the pipeline helper's shape by hand: channel -> datastore.
     client
         .create_pipeline()
@@ -39,7 +60,11 @@ async fn a_parquet_datastore_keeps_its_schema_and_writes_parquet_files() {
             aws_sdk_iotanalytics::types::PipelineActivity::builder()
                 .channel(
                     aws_sdk_iotanalytics::types::ChannelActivity::builder()
-                        .name("in").channel_name("pq_channel").next("out").build().unwrap(),
+                        .name("in")
+                        .channel_name("pq_channel")
+                        .next("out")
+                        .build()
+                        .unwrap(),
                 )
                 .build(),
         )
@@ -47,7 +72,10 @@ async fn a_parquet_datastore_keeps_its_schema_and_writes_parquet_files() {
             aws_sdk_iotanalytics::types::PipelineActivity::builder()
                 .datastore(
                     aws_sdk_iotanalytics::types::DatastoreActivity::builder()
-                        .name("out").datastore_name("pq_datastore").build().unwrap(),
+                        .name("out")
+                        .datastore_name("pq_datastore")
+                        .build()
+                        .unwrap(),
                 )
                 .build(),
         )
@@ -63,18 +91,30 @@ async fn a_parquet_datastore_keeps_its_schema_and_writes_parquet_files() {
         .await
         .unwrap();
     let listed = client.list_datastores().send().await.unwrap();
-    assert_eq!(listed.datastore_summaries()[0].file_format_type().map(|f| f.as_str()), Some("PARQUET"));
+    assert_eq!(
+        listed.datastore_summaries()[0]
+            .file_format_type()
+            .map(|f| f.as_str()),
+        Some("PARQUET")
+    );
 
     // Idle segments of a Parquet datastore are converted shortly after the writes stop.
     let dir = t.dir.path().join("datastores/pq_datastore");
     let deadline = Instant::now() + Duration::from_secs(20);
     let has_parquet = || {
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".parquet"))
+        std::fs::read_dir(&dir).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".parquet")
+        })
     };
     while !has_parquet() {
-        assert!(Instant::now() < deadline, "no Parquet file appeared in {}", dir.display());
+        assert!(
+            Instant::now() < deadline,
+            "no Parquet file appeared in {}",
+            dir.display()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let csv = run_sql(&client, "pq", "select * from pq_datastore order by rowid").await;
@@ -95,15 +135,28 @@ async fn resources_data_and_contents_survive_a_restart() {
         .send()
         .await
         .unwrap();
-    assert_eq!(run_sql(&client, "keep_ds", "select k from keep_datastore").await, "k\nx\n");
+    assert_eq!(
+        run_sql(&client, "keep_ds", "select k from keep_datastore").await,
+        "k\nx\n"
+    );
     let TestService { service, dir } = t;
     service.shutdown().await;
 
     let t = start_with(dir, |_| {}).await;
     assert_eq!(t.dir.path(), path);
     let client = common::client(&t.service.endpoint_url()).await;
-    client.describe_channel().channel_name("keep_channel").send().await.unwrap();
-    client.describe_pipeline().pipeline_name("keep_pipeline").send().await.unwrap();
+    client
+        .describe_channel()
+        .channel_name("keep_channel")
+        .send()
+        .await
+        .unwrap();
+    client
+        .describe_pipeline()
+        .pipeline_name("keep_pipeline")
+        .send()
+        .await
+        .unwrap();
     let old = client
         .get_dataset_content()
         .dataset_name("keep_ds")
@@ -111,7 +164,10 @@ async fn resources_data_and_contents_survive_a_restart() {
         .send()
         .await
         .unwrap();
-    assert_eq!(old.status().unwrap().state(), Some(&DatasetContentState::Succeeded));
+    assert_eq!(
+        old.status().unwrap().state(),
+        Some(&DatasetContentState::Succeeded)
+    );
     assert_eq!(http_get(old.entries()[0].data_uri().unwrap()).2, "k\nx\n");
     client
         .batch_put_message()
@@ -121,7 +177,12 @@ async fn resources_data_and_contents_survive_a_restart() {
         .await
         .unwrap();
     assert_eq!(
-        run_sql(&client, "keep_ds", "select k from keep_datastore order by k").await,
+        run_sql(
+            &client,
+            "keep_ds",
+            "select k from keep_datastore order by k"
+        )
+        .await,
         "k\nx\ny\n"
     );
 }
@@ -134,9 +195,18 @@ async fn requests_with_a_wrong_signature_are_rejected() {
     .await;
     let url = t.service.endpoint_url();
     let good = client_with(&url, "AKIDGOOD", "right-secret").await;
-    good.create_channel().channel_name("signed").send().await.unwrap();
+    good.create_channel()
+        .channel_name("signed")
+        .send()
+        .await
+        .unwrap();
     good.list_channels().send().await.unwrap();
-    good.get_dataset_content().dataset_name("none").version_id("$LATEST").send().await.unwrap_err();
+    good.get_dataset_content()
+        .dataset_name("none")
+        .version_id("$LATEST")
+        .send()
+        .await
+        .unwrap_err();
 
     let wrong_secret = client_with(&url, "AKIDGOOD", "wrong-secret").await;
     let e = wrong_secret.list_channels().send().await.unwrap_err();
@@ -149,6 +219,9 @@ async fn requests_with_a_wrong_signature_are_rejected() {
 
     let (status, headers, body) = http_get(&format!("{url}/channels"));
     assert_eq!(status, 403);
-    assert!(headers.contains(&("x-amzn-errortype".into(), "MissingAuthenticationTokenException".into())));
+    assert!(headers.contains(&(
+        "x-amzn-errortype".into(),
+        "MissingAuthenticationTokenException".into()
+    )));
     assert!(body.contains("\"message\""));
 }

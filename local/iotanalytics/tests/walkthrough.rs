@@ -21,7 +21,12 @@ async fn the_article_walk_through_returns_the_two_temperatures() {
         .unwrap();
     assert!(out.batch_put_message_error_entries().is_empty());
 
-    let csv = run_sql(&client, "bpm_blog_dataset", "select temp from bpm_blog_datastore").await;
+    let csv = run_sql(
+        &client,
+        "bpm_blog_dataset",
+        "select temp from bpm_blog_datastore",
+    )
+    .await;
     assert_eq!(csv, "temp\n10\n50\n");
 }
 
@@ -60,8 +65,21 @@ async fn the_articles_validation_queries_work_on_string_values() {
     .await;
     assert_eq!(counts.lines().nth(1), Some("2,600"), "{counts}");
 
-    let one = run_sql(&client, "validation2", "select * from csv_datastore where rowid='575'").await;
+    let one = run_sql(
+        &client,
+        "validation2",
+        "select * from csv_datastore where rowid='575'",
+    )
+    .await;
     let lines: Vec<&str> = one.lines().collect();
     assert_eq!(lines[0], "deviceid,humidity,location,rowid,temp,timestamp");
-    assert_eq!(lines[1..], [format!("{},{},B,575,{},2018-04-18 19:04:35", 575 % 7, 40 + 575 % 20, 50 + 575 % 30)]);
+    assert_eq!(
+        lines[1..],
+        [format!(
+            "{},{},B,575,{},2018-04-18 19:04:35",
+            575 % 7,
+            40 + 575 % 20,
+            50 + 575 % 30
+        )]
+    );
 }

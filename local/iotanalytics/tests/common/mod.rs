@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests: a service on a temporary directory, an SDK client
 //! pointed at it, a plain HTTP GET, and the dataset round trip.
 
-#![allow(dead_code, reason = "each test binary uses a different subset of the helpers")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of the helpers"
+)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -23,11 +26,16 @@ pub struct TestService {
     pub dir: tempfile::TempDir,
 }
 
-pub async fn start_with(dir: tempfile::TempDir, edit: impl FnOnce(&mut ServiceConfig)) -> TestService {
+pub async fn start_with(
+    dir: tempfile::TempDir,
+    edit: impl FnOnce(&mut ServiceConfig),
+) -> TestService {
     let mut config = ServiceConfig::new(dir.path());
     config.seed = Some(42);
     edit(&mut config);
-    let service = local_iotanalytics::start(config).await.expect("service starts");
+    let service = local_iotanalytics::start(config)
+        .await
+        .expect("service starts");
     TestService { service, dir }
 }
 
@@ -59,14 +67,27 @@ pub fn http_get(url: &str) -> (u16, Vec<(String, String)>, String) {
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let mut stream = TcpStream::connect(host).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8(raw).expect("utf-8 response");
     let (head, body) = text.split_once("\r\n\r\n").expect("header end");
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
@@ -130,13 +151,21 @@ pub async fn setup_flow(client: &Client, prefix: &str) {
 pub fn query_action(name: &str, sql: &str) -> DatasetAction {
     DatasetAction::builder()
         .action_name(name)
-        .query_action(SqlQueryDatasetAction::builder().sql_query(sql).build().unwrap())
+        .query_action(
+            SqlQueryDatasetAction::builder()
+                .sql_query(sql)
+                .build()
+                .unwrap(),
+        )
         .build()
 }
 
 /// Waits until the dataset's `$LATEST` content leaves CREATING; returns the final state,
 /// the reason and the first entry's data URI.
-pub async fn wait_content(client: &Client, dataset: &str) -> (DatasetContentState, Option<String>, Option<String>) {
+pub async fn wait_content(
+    client: &Client,
+    dataset: &str,
+) -> (DatasetContentState, Option<String>, Option<String>) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = client
@@ -149,17 +178,29 @@ pub async fn wait_content(client: &Client, dataset: &str) -> (DatasetContentStat
         let status = out.status().unwrap();
         let state = status.state().unwrap().clone();
         if state != DatasetContentState::Creating {
-            let uri = out.entries().first().and_then(|e| e.data_uri()).map(str::to_owned);
+            let uri = out
+                .entries()
+                .first()
+                .and_then(|e| e.data_uri())
+                .map(str::to_owned);
             return (state, status.reason().map(str::to_owned), uri);
         }
-        assert!(Instant::now() < deadline, "dataset content still CREATING after 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "dataset content still CREATING after 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// Creates (or updates) a dataset with `sql`, creates its content, waits and downloads the CSV.
 pub async fn run_sql(client: &Client, dataset: &str, sql: &str) -> String {
-    let exists = client.describe_dataset().dataset_name(dataset).send().await.is_ok();
+    let exists = client
+        .describe_dataset()
+        .dataset_name(dataset)
+        .send()
+        .await
+        .is_ok();
     if exists {
         client
             .update_dataset()
@@ -180,7 +221,12 @@ pub async fn run_sql(client: &Client, dataset: &str, sql: &str) -> String {
     // CreateDatasetContent allows one call per second per dataset.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match client.create_dataset_content().dataset_name(dataset).send().await {
+        match client
+            .create_dataset_content()
+            .dataset_name(dataset)
+            .send()
+            .await
+        {
             Ok(_) => break,
             Err(e) if Instant::now() < deadline && format!("{e:?}").contains("Throttling") => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -189,7 +235,11 @@ pub async fn run_sql(client: &Client, dataset: &str, sql: &str) -> String {
         }
     }
     let (state, reason, uri) = wait_content(client, dataset).await;
-    assert_eq!(state, DatasetContentState::Succeeded, "query failed: {reason:?}");
+    assert_eq!(
+        state,
+        DatasetContentState::Succeeded,
+        "query failed: {reason:?}"
+    );
     let (status, _, body) = http_get(&uri.expect("a data URI"));
     assert_eq!(status, 200);
     body

@@ -1,0 +1,106 @@
+"""The 2018 article's walk-through through boto3 against the local IoT Analytics service.
+
+Needs boto3==1.40.40 (later releases dropped the iotanalytics client). With
+AWS_ENDPOINT_URL_IOTANALYTICS set it uses that endpoint; otherwise it starts
+`s3-ingest serve` (binary from $S3_INGEST_BIN, default target/debug/s3-ingest) on a
+temporary data directory and stops it at the end.
+
+    python3 local/iotanalytics/tests/boto3_walkthrough.py
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import boto3
+import botocore.exceptions
+
+
+def start_server():
+    binary = os.environ.get("S3_INGEST_BIN", "target/debug/s3-ingest")
+    data_dir = tempfile.mkdtemp(prefix="iotanalytics-boto3-")
+    proc = subprocess.Popen(
+        [binary, "serve", "--data-dir", data_dir],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    env = {}
+    for line in proc.stdout:
+        if line.startswith("export "):
+            key, value = line[len("export "):].strip().split("=", 1)
+            env[key] = value
+        if line.startswith("#"):
+            break
+    os.environ.update(env)
+    return proc
+
+
+def client_error_code(call):
+    try:
+        call()
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+    raise AssertionError("the call was expected to fail")
+
+
+def main():
+    proc = None
+    if "AWS_ENDPOINT_URL_IOTANALYTICS" not in os.environ:
+        proc = start_server()
+    try:
+        suffix = str(int(time.time() * 1000))
+        iota = boto3.client(
+            "iotanalytics",
+            endpoint_url=os.environ["AWS_ENDPOINT_URL_IOTANALYTICS"],
+            region_name=os.environ.get("AWS_REGION", "us-east-1"),
+            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "local-secret"),
+        )
+        datastore, channel = f"py_datastore_{suffix}", f"py_channel_{suffix}"
+        dataset = f"py_dataset_{suffix}"
+        iota.create_datastore(datastoreName=datastore)
+        iota.create_channel(channelName=channel)
+        iota.create_pipeline(
+            pipelineName=f"py_pipeline_{suffix}",
+            pipelineActivities=[
+                {"channel": {"name": "Source", "channelName": channel, "next": "Sink"}},
+                {"datastore": {"name": "Sink", "datastoreName": datastore}},
+            ],
+        )
+        out = iota.batch_put_message(
+            channelName=channel,
+            messages=[
+                {"messageId": "1", "payload": b'{"temp": 10}'},
+                {"messageId": "2", "payload": b'{"temp": 50}'},
+                {"messageId": "3", "payload": b'{"bad-name": 1}'},
+            ],
+        )
+        assert [e["messageId"] for e in out["batchPutMessageErrorEntries"]] == ["3"], out
+        assert client_error_code(lambda: iota.create_channel(channelName=channel)) == "ResourceAlreadyExistsException"
+        assert client_error_code(lambda: iota.describe_channel(channelName="missing")) == "ResourceNotFoundException"
+
+        iota.create_dataset(
+            datasetName=dataset,
+            actions=[{"actionName": "a", "queryAction": {"sqlQuery": f"select temp from {datastore}"}}],
+        )
+        iota.create_dataset_content(datasetName=dataset)
+        for _ in range(600):
+            content = iota.get_dataset_content(datasetName=dataset, versionId="$LATEST")
+            if content["status"]["state"] != "CREATING":
+                break
+            time.sleep(0.1)
+        assert content["status"]["state"] == "SUCCEEDED", content
+        csv = urllib.request.urlopen(content["entries"][0]["dataURI"]).read().decode()
+        assert csv == "temp\n10\n50\n", csv
+        print("boto3 walk-through: ok")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -468,6 +468,9 @@ impl Engine {
                 {
                     let mut m = map_run.lock();
                     if m.status == MapRunStatus::Running {
+                        let mut r = entry.lock();
+                        push_event(&mut r, "MapRunAborted", None);
+                        drop(r);
                         m.status = MapRunStatus::Aborted;
                         m.stop_date = Some(now());
                         for item in m

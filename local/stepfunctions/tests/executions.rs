@@ -622,3 +622,19 @@ async fn api_errors_use_aws_error_types_and_unknown_operations_are_named() {
             .contains("SendTaskSuccess")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_distributed_map_of_a_thousand_items_completes_with_every_child_recorded() {
+    let h = harness().await;
+    let definition = json!({"StartAt": "M", "States": {"M": distributed_map(json!({"MaxConcurrency": 100,
+        "ResultSelector": {"n.$": "States.ArrayLength($)"}}))}});
+    let items: Vec<Value> = (0..1000).map(|i| json!({"id": i})).collect();
+    let started = std::time::Instant::now();
+    let d = h.run("thousand", &definition, &json!(items)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(*d.status(), ExecutionStatus::Succeeded, "{:?}", d.cause());
+    assert_eq!(output(&d), json!({"n": 1000}));
+    assert_eq!(h.resources.calls_to("item"), 1000);
+    assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+    tracing::info!(?elapsed, "1000 Map Run children");
+}

@@ -358,7 +358,7 @@ async fn full_jitter_and_max_delay_keep_retry_delays_within_bounds() {
     // Five delays, each at most MaxDelaySeconds (20 s × 0.01): at most 1 s in all, where
     // unbounded backoff would take 10+100+1000... seconds scaled.
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
@@ -553,14 +553,19 @@ async fn parallel_branches_run_concurrently_and_return_an_array() {
         "Parameters": {"FunctionName": "slow", "Payload": {"ms": ms}}, "OutputPath": "$.Payload.ms", "End": true}}})
     };
     let definition = json!({"StartAt": "Both", "States": {"Both": {"Type": "Parallel", "Branches": [branch(150), branch(100)], "End": true}}});
-    let started = Instant::now();
     let d = h.run("parallel", &definition, &json!({})).await;
     assert_eq!(*d.status(), ExecutionStatus::Succeeded, "{:?}", d.cause());
-    assert_eq!(output(&d), json!([150, 100]));
-    assert!(
-        started.elapsed() < Duration::from_millis(240),
-        "{:?}",
-        started.elapsed()
+    assert_eq!(
+        output(&d),
+        json!([150, 100]),
+        "branch results keep branch order"
+    );
+    assert_eq!(
+        h.resources
+            .max_running
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "both branches ran at once"
     );
 }
 

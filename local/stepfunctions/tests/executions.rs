@@ -638,3 +638,102 @@ async fn a_distributed_map_of_a_thousand_items_completes_with_every_child_record
     assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
     tracing::info!(?elapsed, "1000 Map Run children");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_of_an_inline_map_reruns_only_the_iterations_that_failed() {
+    let h = harness().await;
+    let definition = json!({"StartAt": "Each", "States": {"Each": {
+        "Type": "Map", "MaxConcurrency": 1,
+        "ItemProcessor": {"StartAt": "Work", "States": {"Work": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "item", "Payload.$": "$"}, "OutputPath": "$.Payload", "End": true}}},
+        "End": true}}});
+    let items: Vec<Value> = (0..4).map(|i| json!({"id": i, "fail": i == 2})).collect();
+    let arn = h.create("inline-redrive", &definition).await;
+    let exec = h.start(&arn, &json!(items)).await;
+    let d = h.wait(&exec).await;
+    assert_eq!(
+        (d.status().as_str(), d.error()),
+        ("FAILED", Some("ItemBroken"))
+    );
+    h.resources.healed.store(true, Ordering::SeqCst);
+    h.client
+        .redrive_execution()
+        .execution_arn(&exec)
+        .send()
+        .await
+        .unwrap();
+    let d = h.wait(&exec).await;
+    assert_eq!(*d.status(), ExecutionStatus::Succeeded, "{:?}", d.cause());
+    assert_eq!(output(&d).as_array().unwrap().len(), 4);
+    let calls = h.resources.per_item.lock().unwrap().clone();
+    assert_eq!(
+        (calls["0"], calls["1"], calls["2"], calls["3"]),
+        (1, 1, 2, 1),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_an_execution_aborts_its_map_run_and_children() {
+    let h = harness().await;
+    let definition = json!({"StartAt": "M", "States": {"M": {
+        "Type": "Map",
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "Hang",
+            "States": {"Hang": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "hang"}, "End": true}}},
+        "End": true}}});
+    let arn = h.create("stop-map", &definition).await;
+    let exec = h.start(&arn, &json!([1, 2, 3])).await;
+    let mut map_run = None;
+    for _ in 0..100 {
+        let runs = h
+            .client
+            .list_map_runs()
+            .execution_arn(&exec)
+            .send()
+            .await
+            .unwrap();
+        if let Some(run) = runs.map_runs().first() {
+            map_run = Some(run.map_run_arn().to_string());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let map_run = map_run.expect("the Map Run started");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.client
+        .stop_execution()
+        .execution_arn(&exec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(*h.wait(&exec).await.status(), ExecutionStatus::Aborted);
+    let described = h
+        .client
+        .describe_map_run()
+        .map_run_arn(&map_run)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.status().as_str(), "ABORTED");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let children = h
+        .client
+        .list_executions()
+        .map_run_arn(&map_run)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(children.executions().len(), 3);
+    assert!(
+        children
+            .executions()
+            .iter()
+            .all(|e| *e.status() == ExecutionStatus::Aborted),
+        "{children:?}"
+    );
+    assert!(
+        h.event_types(&exec)
+            .await
+            .contains(&"MapRunAborted".to_string())
+    );
+}

@@ -201,12 +201,16 @@ async fn requests_with_a_wrong_signature_are_rejected() {
         .await
         .unwrap();
     good.list_channels().send().await.unwrap();
-    good.get_dataset_content()
+    // A query string (`versionId=%24LATEST`, `maxResults`) is part of what is signed.
+    let e = good
+        .get_dataset_content()
         .dataset_name("none")
         .version_id("$LATEST")
         .send()
         .await
         .unwrap_err();
+    assert_eq!(e.code(), Some("ResourceNotFoundException"));
+    good.list_channels().max_results(5).send().await.unwrap();
 
     let wrong_secret = client_with(&url, "AKIDGOOD", "wrong-secret").await;
     let e = wrong_secret.list_channels().send().await.unwrap_err();

@@ -1081,33 +1081,12 @@ impl Run {
                 };
                 let payload = params.get("Payload").cloned().unwrap_or_else(|| json!({}));
                 let payload_value = self.invoke(function, payload).await?;
-                let request_id = uuid::Uuid::new_v4().to_string();
-                let length = payload_value.to_string().len().to_string();
-                let date = Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+                let (metadata, request_id) =
+                    sdk_http_metadata(payload_value.to_string().len(), "application/json", true);
                 Ok(json!({
                     "ExecutedVersion": "$LATEST",
                     "Payload": payload_value,
-                    "SdkHttpMetadata": {
-                        "AllHttpHeaders": {
-                            "X-Amz-Executed-Version": ["$LATEST"],
-                            "x-amzn-Remapped-Content-Length": ["0"],
-                            "Connection": ["keep-alive"],
-                            "x-amzn-RequestId": [request_id],
-                            "Content-Length": [length],
-                            "Date": [date],
-                            "Content-Type": ["application/json"]
-                        },
-                        "HttpHeaders": {
-                            "Connection": "keep-alive",
-                            "Content-Length": length,
-                            "Content-Type": "application/json",
-                            "Date": date,
-                            "X-Amz-Executed-Version": "$LATEST",
-                            "x-amzn-Remapped-Content-Length": "0",
-                            "x-amzn-RequestId": request_id
-                        },
-                        "HttpStatusCode": 200
-                    },
+                    "SdkHttpMetadata": metadata,
                     "SdkResponseMetadata": {"RequestId": request_id},
                     "StatusCode": 200
                 }))
@@ -1120,7 +1099,7 @@ impl Run {
                     ));
                 };
                 let input = match params.get("Input") {
-                    None => json!({}),
+                    None | Some(Value::Null) => json!({}),
                     Some(Value::String(text)) => serde_json::from_str(text).map_err(|e| {
                         StatesError::new(
                             "StepFunctions.InvalidExecutionInputException",
@@ -1142,11 +1121,16 @@ impl Run {
                         };
                         StatesError::new(error, e.to_string())
                     })?;
-                let request_id = uuid::Uuid::new_v4().to_string();
+                let body = json!({
+                    "executionArn": started.arn,
+                    "startDate": started.start_date.timestamp_millis() as f64 / 1000.0,
+                });
+                let (metadata, request_id) =
+                    sdk_http_metadata(body.to_string().len(), "application/x-amz-json-1.0", false);
                 Ok(json!({
                     "ExecutionArn": started.arn,
                     "StartDate": started.start_date.timestamp_millis(),
-                    "SdkHttpMetadata": {"HttpStatusCode": 200},
+                    "SdkHttpMetadata": metadata,
                     "SdkResponseMetadata": {"RequestId": request_id}
                 }))
             }
@@ -1835,6 +1819,34 @@ impl Run {
             (index, outcome)
         })
     }
+}
+
+/// The `SdkHttpMetadata` AWS integrations add to a service response, and its request id.
+fn sdk_http_metadata(length: usize, content_type: &str, lambda: bool) -> (Value, String) {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let date = Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    let length = length.to_string();
+    let mut single = json!({
+        "Connection": "keep-alive",
+        "Content-Length": length,
+        "Content-Type": content_type,
+        "Date": date,
+        "x-amzn-RequestId": request_id,
+    });
+    if lambda {
+        single["X-Amz-Executed-Version"] = json!("$LATEST");
+        single["x-amzn-Remapped-Content-Length"] = json!("0");
+    }
+    let all: serde_json::Map<String, Value> = single
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), json!([v])))
+        .collect();
+    (
+        json!({"AllHttpHeaders": all, "HttpHeaders": single, "HttpStatusCode": 200}),
+        request_id,
+    )
 }
 
 /// A Map Run label derived from a state name (labels allow no ':' '/' or whitespace, 40 chars).

@@ -20,6 +20,26 @@ impl Clients {
         Self::from_config(&config)
     }
 
+    /// Builds the clients for explicit S3 and IoT Analytics endpoints (the local stack).
+    pub fn for_endpoints(
+        config: &SdkConfig,
+        s3_endpoint: &str,
+        iotanalytics_endpoint: &str,
+    ) -> Self {
+        let s3_config = aws_sdk_s3::config::Builder::from(config)
+            .endpoint_url(s3_endpoint)
+            .force_path_style(true)
+            .build();
+        let iotanalytics_config = aws_sdk_iotanalytics::config::Builder::from(config)
+            .endpoint_url(iotanalytics_endpoint)
+            .retry_config(RetryConfig::disabled())
+            .build();
+        Self {
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            iotanalytics: aws_sdk_iotanalytics::Client::from_conf(iotanalytics_config),
+        }
+    }
+
     /// Builds the clients from a loaded configuration.
     ///
     /// S3 uses path-style addresses whenever an endpoint is configured, because local and

@@ -1,0 +1,5 @@
+//! The local stack and the command-line tool's building blocks: the sample data set, the
+//! three embedded endpoints wired to the workflow's functions, and the run that drives them.
+
+pub mod sample;
+pub mod stack;

@@ -1,0 +1,501 @@
+//! The local stack: embedded S3, IoT Analytics and Step Functions endpoints on loopback, with
+//! the workflow's state machine registered and its Lambda functions served in-process by the
+//! same library handlers the deployed functions run.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_iotanalytics::types::{ChannelActivity, DatastoreActivity, PipelineActivity};
+use serde_json::Value;
+
+/// The workflow's definition, the same file `template.yaml` deploys.
+pub const DEFINITION: &str = include_str!("../../../statemachine/ingest.asl.json");
+
+/// Name of the state machine in the local Step Functions.
+pub const STATE_MACHINE_NAME: &str = "ingest";
+
+/// The function names the definition's ARNs end with.
+pub const FUNCTIONS: [&str; 3] = ["launcher", "worker", "validator"];
+
+/// How to run the stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Where every endpoint keeps its data (`s3/`, `iotanalytics/`, `stepfunctions/`).
+    pub data_dir: PathBuf,
+    /// Address every endpoint binds; loopback unless asked otherwise.
+    pub bind: IpAddr,
+    /// Region for clients and ARNs.
+    pub region: String,
+    /// Access key id requests are signed with and checked against.
+    pub access_key_id: String,
+    /// The matching secret (never logged).
+    pub secret_access_key: String,
+    /// Multiplies Wait and Retry delays (1.0: real time).
+    pub time_scale: f64,
+    /// Messages per second per channel on the IoT Analytics endpoint.
+    pub channel_quota: u32,
+    /// Whether IoT Analytics syncs each batch to disk before acknowledging it.
+    pub durable: bool,
+    /// Timeout of the worker function; its deadline is this long after each invocation.
+    pub worker_timeout: Duration,
+    /// Timeout of the launcher and validator functions.
+    pub other_timeout: Duration,
+}
+
+impl StackOptions {
+    /// Loopback, `us-east-1`, real time, the service's default quota, durable, 15-minute
+    /// worker timeout.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            region: "us-east-1".to_owned(),
+            access_key_id: "local".to_owned(),
+            secret_access_key: "local-secret".to_owned(),
+            time_scale: 1.0,
+            channel_quota: local_iotanalytics::DEFAULT_CHANNEL_QUOTA,
+            durable: true,
+            worker_timeout: Duration::from_secs(900),
+            other_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Resource names of one workflow run.
+#[derive(Debug, Clone)]
+pub struct WorkflowNames {
+    /// Source bucket.
+    pub bucket: String,
+    /// Source key prefix.
+    pub prefix: String,
+    /// Channel.
+    pub channel: String,
+    /// Pipeline from the channel to the datastore.
+    pub pipeline: String,
+    /// Datastore.
+    pub datastore: String,
+    /// Validation dataset.
+    pub dataset: String,
+}
+
+impl Default for WorkflowNames {
+    /// The 2018 article's names.
+    fn default() -> Self {
+        Self {
+            bucket: "bpm-blog-generated-data".to_owned(),
+            prefix: String::new(),
+            channel: "bpm_blog_channel".to_owned(),
+            pipeline: "bpm_blog_pipeline".to_owned(),
+            datastore: "bpm_blog_datastore".to_owned(),
+            dataset: "bpm_blog_validation".to_owned(),
+        }
+    }
+}
+
+/// Counts the in-process functions keep while they run, for progress display.
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// Rows acknowledged by worker invocations.
+    pub rows: AtomicU64,
+    /// Objects finished.
+    pub objects: AtomicU64,
+    /// Worker invocations.
+    pub worker_calls: AtomicU64,
+    /// Re-sends reported by workers.
+    pub retries: AtomicU64,
+}
+
+/// Serves the definition's Lambda functions with the library handlers, in-process, over the
+/// same real SDK clients a deployed function builds.
+struct InProcessFunctions {
+    clients: ingest::Clients,
+    worker_timeout: Duration,
+    other_timeout: Duration,
+    activity: Arc<Activity>,
+}
+
+/// The function name in a Lambda ARN or name (`arn:aws:lambda:r:a:function:NAME[:alias]`).
+fn function_name(function: &str) -> &str {
+    match function.split(':').collect::<Vec<_>>().as_slice() {
+        ["arn", _, "lambda", _, _, "function", name, ..] => name,
+        [name, ..] => name,
+        [] => function,
+    }
+}
+
+#[async_trait]
+impl local_stepfunctions::Resources for InProcessFunctions {
+    async fn invoke_lambda(
+        &self,
+        function: &str,
+        payload: Value,
+    ) -> Result<Value, local_stepfunctions::LambdaError> {
+        let name = function_name(function);
+        let timeout = if name == "worker" {
+            self.worker_timeout
+        } else {
+            self.other_timeout
+        };
+        let previous_rows = payload
+            .pointer("/checkpoint/rowsSent")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let call = async {
+            match name {
+                "launcher" => ingest::handlers::launcher(&self.clients, payload).await,
+                "worker" => {
+                    let deadline = SystemTime::now() + timeout;
+                    ingest::handlers::worker(&self.clients, payload, deadline).await
+                }
+                "validator" => ingest::handlers::validator(&self.clients, payload).await,
+                _ => Err(ingest::IngestError::InvalidInput {
+                    field: "FunctionName".to_owned(),
+                    reason: format!("no local function {name}"),
+                }),
+            }
+        };
+        if !FUNCTIONS.contains(&name) {
+            return Err(local_stepfunctions::LambdaError::Service {
+                error: "Lambda.ResourceNotFoundException".to_owned(),
+                message: format!("Function not found: {function}"),
+            });
+        }
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(output)) => {
+                if name == "worker" {
+                    self.note_worker(&output, previous_rows);
+                }
+                Ok(output)
+            }
+            Ok(Err(error)) => {
+                let report = ingest::ErrorReport::from(&error);
+                Err(local_stepfunctions::LambdaError::Function {
+                    error_type: report.error_type,
+                    error_message: report.error_message,
+                })
+            }
+            Err(_) => Err(local_stepfunctions::LambdaError::Function {
+                error_type: "Sandbox.Timedout".to_owned(),
+                error_message: format!("Task timed out after {:.2} seconds", timeout.as_secs_f64()),
+            }),
+        }
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<u8>, local_stepfunctions::ObjectError> {
+        let object = self
+            .clients
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| local_stepfunctions::ObjectError {
+                code: aws_sdk_s3::error::ProvideErrorMetadata::code(&e)
+                    .unwrap_or("S3Error")
+                    .to_owned(),
+                message: format!("s3://{bucket}/{key}: {e}"),
+            })?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| local_stepfunctions::ObjectError {
+                code: "ReadError".to_owned(),
+                message: format!("s3://{bucket}/{key}: {e}"),
+            })?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+}
+
+impl InProcessFunctions {
+    fn note_worker(&self, output: &Value, previous_rows: u64) {
+        let rows = output.get("rows").and_then(Value::as_u64).unwrap_or(0);
+        self.activity
+            .rows
+            .fetch_add(rows.saturating_sub(previous_rows), Ordering::Relaxed);
+        self.activity.worker_calls.fetch_add(1, Ordering::Relaxed);
+        if output.get("done").and_then(Value::as_bool) == Some(true) {
+            self.activity.objects.fetch_add(1, Ordering::Relaxed);
+            let retries = output.get("retries").and_then(Value::as_u64).unwrap_or(0);
+            self.activity.retries.fetch_add(retries, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The three endpoints, the clients pointed at them and the registered state machine.
+pub struct LocalStack {
+    /// Embedded S3.
+    pub s3: local_s3::RunningS3,
+    /// IoT Analytics–compatible service.
+    pub iotanalytics: local_iotanalytics::RunningService,
+    /// Embedded Step Functions.
+    pub stepfunctions: local_stepfunctions::RunningStepFunctions,
+    /// Clients of S3 and IoT Analytics, as the functions use them.
+    pub clients: ingest::Clients,
+    /// The workflow's state machine.
+    pub state_machine_arn: String,
+    /// What the in-process functions have done so far.
+    pub activity: Arc<Activity>,
+    options: StackOptions,
+}
+
+impl std::fmt::Debug for LocalStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalStack")
+            .field("s3", &self.s3.endpoint_url())
+            .field("iotanalytics", &self.iotanalytics.endpoint_url())
+            .field("stepfunctions", &self.stepfunctions.endpoint_url())
+            .field("state_machine_arn", &self.state_machine_arn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalStack {
+    /// Starts the endpoints and registers the state machine with `names` as its defaults.
+    pub async fn start(options: StackOptions, names: &WorkflowNames) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&options.data_dir)
+            .with_context(|| format!("creating {}", options.data_dir.display()))?;
+        let s3_root = options.data_dir.join("s3");
+        local_s3::ensure_bucket(&s3_root, &names.bucket)
+            .with_context(|| format!("creating bucket directory {}", names.bucket))?;
+        let s3 = local_s3::start(local_s3::S3Config {
+            root: s3_root,
+            bind: SocketAddr::new(options.bind, 0),
+            credentials: Some((
+                options.access_key_id.clone(),
+                options.secret_access_key.clone(),
+            )),
+        })
+        .await
+        .context("starting the S3 endpoint")?;
+
+        let mut iota_config =
+            local_iotanalytics::ServiceConfig::new(options.data_dir.join("iotanalytics"));
+        iota_config.bind = SocketAddr::new(options.bind, 0);
+        iota_config.region = options.region.clone();
+        iota_config.credentials = Some(local_iotanalytics::Credentials::new(
+            &options.access_key_id,
+            &options.secret_access_key,
+        ));
+        iota_config.channel_quota = options.channel_quota;
+        iota_config.durable = options.durable;
+        let iotanalytics = local_iotanalytics::start(iota_config)
+            .await
+            .context("starting the IoT Analytics endpoint")?;
+
+        let sdk = sdk_config(&options, None).await;
+        let clients =
+            ingest::Clients::for_endpoints(&sdk, &s3.endpoint_url(), &iotanalytics.endpoint_url());
+        let activity = Arc::new(Activity::default());
+        let functions = InProcessFunctions {
+            clients: clients.clone(),
+            worker_timeout: options.worker_timeout,
+            other_timeout: options.other_timeout,
+            activity: activity.clone(),
+        };
+        let mut sfn_config = local_stepfunctions::Config::new(
+            options.data_dir.join("stepfunctions"),
+            Arc::new(functions),
+        );
+        sfn_config.bind = SocketAddr::new(options.bind, 0);
+        sfn_config.region = options.region.clone();
+        sfn_config.time_scale = options.time_scale;
+        let account = sfn_config.account_id.clone();
+        let stepfunctions = local_stepfunctions::start(sfn_config)
+            .await
+            .context("starting the Step Functions endpoint")?;
+        let substitutions = substitutions(&options.region, &account, names);
+        let state_machine_arn = stepfunctions
+            .handle()
+            .register_state_machine(STATE_MACHINE_NAME, DEFINITION, &substitutions)
+            .context("loading statemachine/ingest.asl.json")?;
+        Ok(Self {
+            s3,
+            iotanalytics,
+            stepfunctions,
+            clients,
+            state_machine_arn,
+            activity,
+            options,
+        })
+    }
+
+    /// The environment that points the aws CLI, boto3 and the SDKs at this stack.
+    pub fn exports(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL_S3", self.s3.endpoint_url()),
+            (
+                "AWS_ENDPOINT_URL_IOTANALYTICS",
+                self.iotanalytics.endpoint_url(),
+            ),
+            ("AWS_ENDPOINT_URL_SFN", self.stepfunctions.endpoint_url()),
+            ("AWS_ACCESS_KEY_ID", self.options.access_key_id.clone()),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                self.options.secret_access_key.clone(),
+            ),
+            ("AWS_REGION", self.options.region.clone()),
+            ("AWS_DEFAULT_REGION", self.options.region.clone()),
+        ]
+    }
+
+    /// A Step Functions client over HTTP to the embedded endpoint.
+    pub async fn sfn_client(&self) -> aws_sdk_sfn::Client {
+        let sdk = sdk_config(&self.options, Some(&self.stepfunctions.endpoint_url())).await;
+        aws_sdk_sfn::Client::new(&sdk)
+    }
+
+    /// Stops every endpoint.
+    pub async fn shutdown(self) {
+        self.stepfunctions.shutdown().await;
+        self.iotanalytics.shutdown().await;
+        self.s3.shutdown().await;
+    }
+}
+
+/// Static credentials and region from the options, and `endpoint` if given.
+async fn sdk_config(options: &StackOptions, endpoint: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(options.region.clone()))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            &options.access_key_id,
+            &options.secret_access_key,
+            None,
+            None,
+            "local-stack",
+        ));
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+/// The `DefinitionSubstitutions` the local stack uses, as the template fills them on AWS.
+pub fn substitutions(
+    region: &str,
+    account: &str,
+    names: &WorkflowNames,
+) -> HashMap<String, String> {
+    let mut map: HashMap<String, String> = FUNCTIONS
+        .iter()
+        .map(|name| {
+            let mut key = name[..1].to_uppercase();
+            key.push_str(&name[1..]);
+            (
+                format!("{key}FunctionArn"),
+                format!("arn:aws:lambda:{region}:{account}:function:{name}"),
+            )
+        })
+        .collect();
+    map.insert("SourceBucket".to_owned(), names.bucket.clone());
+    map.insert("SourcePrefix".to_owned(), names.prefix.clone());
+    map.insert("ChannelName".to_owned(), names.channel.clone());
+    map.insert("DatastoreName".to_owned(), names.datastore.clone());
+    map.insert("DatasetName".to_owned(), names.dataset.clone());
+    map
+}
+
+/// Creates the datastore, channel and pipeline (channel → datastore) the article's setup
+/// creates, leaving existing ones as they are.
+pub async fn ensure_iotanalytics(
+    client: &aws_sdk_iotanalytics::Client,
+    names: &WorkflowNames,
+) -> anyhow::Result<()> {
+    let exists = |e: &dyn aws_sdk_iotanalytics::error::ProvideErrorMetadata| {
+        e.code() == Some("ResourceAlreadyExistsException")
+    };
+    if let Err(e) = client
+        .create_datastore()
+        .datastore_name(&names.datastore)
+        .send()
+        .await
+        && !exists(&e)
+    {
+        return Err(e).context(format!("creating datastore {}", names.datastore));
+    }
+    if let Err(e) = client
+        .create_channel()
+        .channel_name(&names.channel)
+        .send()
+        .await
+        && !exists(&e)
+    {
+        return Err(e).context(format!("creating channel {}", names.channel));
+    }
+    let source = PipelineActivity::builder()
+        .channel(
+            ChannelActivity::builder()
+                .name("Source")
+                .channel_name(&names.channel)
+                .next("Sink")
+                .build()
+                .context("channel activity")?,
+        )
+        .build();
+    let sink = PipelineActivity::builder()
+        .datastore(
+            DatastoreActivity::builder()
+                .name("Sink")
+                .datastore_name(&names.datastore)
+                .build()
+                .context("datastore activity")?,
+        )
+        .build();
+    if let Err(e) = client
+        .create_pipeline()
+        .pipeline_name(&names.pipeline)
+        .pipeline_activities(source)
+        .pipeline_activities(sink)
+        .send()
+        .await
+        && !exists(&e)
+    {
+        return Err(e).context(format!("creating pipeline {}", names.pipeline));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names_come_out_of_arns_and_plain_names() {
+        assert_eq!(
+            function_name("arn:aws:lambda:us-east-1:123456789012:function:worker"),
+            "worker"
+        );
+        assert_eq!(
+            function_name("arn:aws:lambda:us-east-1:123456789012:function:worker:live"),
+            "worker"
+        );
+        assert_eq!(function_name("launcher"), "launcher");
+        assert_eq!(function_name("validator:1"), "validator");
+    }
+
+    #[test]
+    fn every_placeholder_of_the_definition_is_substituted() {
+        let map = substitutions("us-east-1", "1", &WorkflowNames::default());
+        let mut rest = DEFINITION;
+        let mut used = std::collections::BTreeSet::new();
+        while let Some(start) = rest.find("${") {
+            let end = rest[start..].find('}').unwrap() + start;
+            used.insert(&rest[start + 2..end]);
+            rest = &rest[end..];
+        }
+        let provided: std::collections::BTreeSet<&str> = map.keys().map(String::as_str).collect();
+        assert_eq!(used, provided);
+    }
+}

@@ -1330,6 +1330,9 @@ impl Run {
             limit
         };
         let name = state.name.clone();
+        // Iterations started and not finished: aborted when another one fails.
+        let in_flight: Mutex<std::collections::BTreeSet<usize>> = Mutex::default();
+        let in_flight = &in_flight;
         let mut stream = futures::stream::iter(pending.into_iter().map(|(i, input)| {
             let name = name.clone();
             async move {
@@ -1340,6 +1343,10 @@ impl Run {
                 ) {
                     return (i, Err(e));
                 }
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(i);
                 match self
                     .run_states(
                         &spec.processor,
@@ -1368,6 +1375,10 @@ impl Run {
         }))
         .buffer_unordered(limit);
         while let Some((i, result)) = stream.next().await {
+            in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&i);
             match result {
                 Ok(v) => {
                     results[i] = Some(v);
@@ -1375,6 +1386,19 @@ impl Run {
                 }
                 Err(e) => {
                     drop(stream);
+                    let aborted: Vec<usize> =
+                        std::mem::take(&mut *in_flight.lock().unwrap_or_else(|p| p.into_inner()))
+                            .into_iter()
+                            .collect();
+                    for index in aborted {
+                        let _ = self.event(
+                            "MapIterationAborted",
+                            Some((
+                                "mapIterationAbortedEventDetails",
+                                json!({"name": state.name, "index": index}),
+                            )),
+                        );
+                    }
                     let _ = self.event("MapStateFailed", None);
                     return Err(e);
                 }

@@ -1,6 +1,7 @@
 //! Serves the embedded Step Functions on loopback with no Task resources (Pass, Choice, Wait,
 //! Map, Parallel, Succeed and Fail work; Tasks fail with Lambda.ResourceNotFoundException),
-//! for trying the API with the aws CLI: `cargo run -p local-stepfunctions --example serve -- DIR`.
+//! for trying the API with the aws CLI: `cargo run -p local-stepfunctions --example serve -- DIR`
+//! (`PORT` picks the port; `SFN_ACCESS_KEY_ID` and `SFN_SECRET_ACCESS_KEY` turn on SigV4 checks).
 
 use local_stepfunctions::{Config, NoResources};
 use std::sync::Arc;
@@ -14,6 +15,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config::new(dir, Arc::new(NoResources));
     if let Ok(port) = std::env::var("PORT") {
         config.bind.set_port(port.parse()?);
+    }
+    // With both set, only requests signed with this key are served.
+    if let (Ok(id), Ok(secret)) = (
+        std::env::var("SFN_ACCESS_KEY_ID"),
+        std::env::var("SFN_SECRET_ACCESS_KEY"),
+    ) {
+        config.access_key = Some(local_stepfunctions::AccessKey { id, secret });
     }
     let sfn = local_stepfunctions::start(config).await?;
     tracing::info!("export AWS_ENDPOINT_URL_SFN={}", sfn.endpoint_url());

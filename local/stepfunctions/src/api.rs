@@ -4,11 +4,12 @@
 use crate::definition::Definition;
 use crate::error::Error;
 use crate::executor::Engine;
+use crate::sigv4::{self, AccessKey};
 use crate::store::{ExecEntry, ExecutionRecord, ExecutionStatus, HistoryEvent, MapRunRecord};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
@@ -21,12 +22,18 @@ const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 struct Api {
     engine: Arc<Engine>,
     default_role: String,
+    access_key: Option<AccessKey>,
 }
 
-pub(crate) fn router(engine: Arc<Engine>, default_role: String) -> Router {
+pub(crate) fn router(
+    engine: Arc<Engine>,
+    default_role: String,
+    access_key: Option<AccessKey>,
+) -> Router {
     Router::new().route("/", post(handle)).with_state(Api {
         engine,
         default_role,
+        access_key,
     })
 }
 
@@ -63,7 +70,27 @@ fn error_reply(error: &Error) -> Response {
     response
 }
 
-async fn handle(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(State(api): State<Api>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(key) = &api.access_key
+        && let Err((kind, message)) = sigv4::verify(
+            key,
+            "POST",
+            uri.path(),
+            uri.query().unwrap_or(""),
+            &headers,
+            &body,
+        )
+    {
+        tracing::debug!(kind, %message, "rejected a request signature");
+        let mut response = reply(
+            StatusCode::BAD_REQUEST,
+            json!({"__type": kind, "message": message}),
+        );
+        response
+            .headers_mut()
+            .insert("x-amzn-ErrorType", HeaderValue::from_static(kind));
+        return response;
+    }
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())

@@ -14,11 +14,13 @@ mod executor;
 mod intrinsics;
 mod jsonpath;
 mod resources;
+mod sigv4;
 mod store;
 
 pub use definition::{Definition, substitute};
 pub use error::{Error, StatesError};
 pub use resources::{LambdaError, NoResources, ObjectError, Resources};
+pub use sigv4::AccessKey;
 pub use store::{ExecutionStatus, HistoryEvent, ItemCounts, MapRunStatus};
 
 use chrono::{DateTime, Utc};
@@ -48,6 +50,9 @@ pub struct Config {
     pub role_arn: String,
     /// The host's Lambda functions and S3 objects.
     pub resources: Arc<dyn Resources>,
+    /// When set, API requests must be SigV4-signed (service `states`) with this key; when
+    /// `None`, any signature (or none) is accepted.
+    pub access_key: Option<AccessKey>,
 }
 
 impl Config {
@@ -61,6 +66,7 @@ impl Config {
             time_scale: 1.0,
             role_arn: "arn:aws:iam::123456789012:role/StepFunctionsLocal".into(),
             resources,
+            access_key: None,
         }
     }
 }
@@ -375,7 +381,11 @@ pub async fn start(config: Config) -> Result<RunningStepFunctions, Error> {
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel();
-    let app = api::router(engine.clone(), config.role_arn.clone());
+    let app = api::router(
+        engine.clone(),
+        config.role_arn.clone(),
+        config.access_key.clone(),
+    );
     let server = tokio::spawn(async move {
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async {

@@ -737,3 +737,47 @@ async fn stopping_an_execution_aborts_its_map_run_and_children() {
             .contains(&"MapRunAborted".to_string())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_access_key_only_requests_signed_with_it_are_served() {
+    use aws_sdk_sfn::config::{BehaviorVersion, Credentials, Region};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = local_stepfunctions::Config::new(
+        dir.path(),
+        std::sync::Arc::new(local_stepfunctions::NoResources),
+    );
+    config.access_key = Some(local_stepfunctions::AccessKey {
+        id: "test".into(),
+        secret: "test".into(),
+    });
+    let sfn = local_stepfunctions::start(config).await.unwrap();
+    let client_with = |id: &str, secret: &str| {
+        aws_sdk_sfn::Client::from_conf(
+            aws_sdk_sfn::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("eu-west-1"))
+                .credentials_provider(Credentials::new(id, secret, None, None, "test"))
+                .endpoint_url(sfn.endpoint_url())
+                .build(),
+        )
+    };
+    let listed = client_with("test", "test")
+        .list_state_machines()
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.state_machines().is_empty());
+    let wrong_secret = client_with("test", "nope")
+        .list_state_machines()
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_secret.code(), Some("InvalidSignatureException"));
+    let wrong_key = client_with("other", "test")
+        .list_state_machines()
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_key.code(), Some("UnrecognizedClientException"));
+    sfn.shutdown().await;
+}

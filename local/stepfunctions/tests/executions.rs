@@ -781,3 +781,47 @@ async fn with_an_access_key_only_requests_signed_with_it_are_served() {
     assert_eq!(wrong_key.code(), Some("UnrecognizedClientException"));
     sfn.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_distributed_map_resumes_after_a_restart_without_rerunning_finished_items() {
+    let h = harness_scaled(1.0).await;
+    let definition = json!({"StartAt": "M", "States": {"M": {
+        "Type": "Map", "MaxConcurrency": 2,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "Pause",
+            "States": {
+                "Pause": {"Type": "Wait", "Seconds": 1, "Next": "Work"},
+                "Work": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                         "Parameters": {"FunctionName": "item", "Payload.$": "$"}, "OutputPath": "$.Payload", "End": true}}},
+        "End": true}}});
+    let items: Vec<Value> = (0..6).map(|i| json!({"id": i})).collect();
+    let arn = h.create("resume-map", &definition).await;
+    let exec = h.start(&arn, &json!(items)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let support::Harness {
+        sfn,
+        resources,
+        dir,
+        ..
+    } = h;
+    sfn.shutdown().await;
+    let finished_before = resources.per_item.lock().unwrap().len();
+    assert!(
+        (2..6).contains(&finished_before),
+        "{finished_before} items had finished at the restart"
+    );
+
+    let restarted = support::start_at(dir.path(), resources.clone(), 1.0).await;
+    let client = support::client(&restarted.endpoint_url());
+    let d = support::wait_with(&client, &exec).await;
+    assert_eq!(*d.status(), ExecutionStatus::Succeeded, "{:?}", d.cause());
+    assert_eq!(output(&d).as_array().unwrap().len(), 6);
+    let calls = resources.per_item.lock().unwrap().clone();
+    assert_eq!(calls.len(), 6);
+    assert!(
+        calls.values().all(|n| *n == 1),
+        "every item ran exactly once: {calls:?}"
+    );
+    let progress = restarted.handle().map_runs(&exec);
+    assert_eq!((progress.len(), progress[0].items.succeeded), (1, 6));
+    restarted.shutdown().await;
+}

@@ -163,7 +163,9 @@ pub struct ExecutionRecord {
     pub open_map_run: Option<String>,
     /// Why this execution cannot be redriven, when that is known at failure time.
     pub not_redrivable: Option<String>,
-    /// The history.
+    /// The history. Persisted apart from the record, as an append-only JSON-lines file, so
+    /// that a long history is never rewritten.
+    #[serde(skip)]
     pub events: Vec<HistoryEvent>,
 }
 
@@ -302,6 +304,9 @@ pub(crate) struct ExecEntry {
     pub dirty: AtomicBool,
     pub cancel: Mutex<CancellationToken>,
     pub status: watch::Sender<ExecutionStatus>,
+    /// How many history events are on disk; held while flushing so that two flushes never
+    /// append the same events.
+    persisted_events: Mutex<usize>,
 }
 
 impl ExecEntry {
@@ -312,6 +317,7 @@ impl ExecEntry {
             dirty: AtomicBool::new(true),
             cancel: Mutex::new(CancellationToken::new()),
             status,
+            persisted_events: Mutex::new(0),
         })
     }
 
@@ -355,6 +361,21 @@ fn file_name(arn: &str) -> String {
     format!("{}.json", hex::encode(sha1::Sha1::digest(arn.as_bytes())))
 }
 
+fn events_path(dir: &FsPath, arn: &str) -> PathBuf {
+    dir.join("executions")
+        .join(file_name(arn).replace(".json", ".events.jsonl"))
+}
+
+/// Reads a history file; a torn last line (the host stopped mid-write) is dropped.
+fn read_events(path: &FsPath) -> Vec<HistoryEvent> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map_while(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
 fn write_json<T: Serialize>(path: &FsPath, value: &T) -> Result<(), Error> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec(value)?)?;
@@ -389,10 +410,17 @@ impl Store {
             state_machines.insert(sm.arn.clone(), sm);
         }
         let mut executions = HashMap::new();
-        for record in read_dir_json::<ExecutionRecord>(&dir.join("executions"))? {
-            let entry = ExecEntry::new(record.clone());
+        for mut record in read_dir_json::<ExecutionRecord>(&dir.join("executions"))? {
+            record.events = read_events(&events_path(dir, &record.arn));
+            let persisted = record.events.len();
+            let arn = record.arn.clone();
+            let entry = ExecEntry::new(record);
             entry.dirty.store(false, Ordering::Release);
-            executions.insert(record.arn, entry);
+            *entry
+                .persisted_events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = persisted;
+            executions.insert(arn, entry);
         }
         let mut map_runs = HashMap::new();
         for record in read_dir_json::<MapRunRecord>(&dir.join("map-runs"))? {
@@ -472,11 +500,47 @@ impl Store {
 
     /// Writes one execution now (used when it stops, so a final status is never lost).
     pub fn flush_execution(&self, entry: &ExecEntry) {
+        let mut persisted = entry
+            .persisted_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         entry.dirty.store(false, Ordering::Release);
-        let record = entry.lock().clone();
-        let path = self.dir.join("executions").join(file_name(&record.arn));
-        if let Err(e) = write_json(&path, &record) {
-            tracing::error!(execution = %record.arn, error = %e, "could not persist an execution");
+        // Serialize under the record's lock; write after releasing it.
+        let (arn, record, new_events, total) = {
+            let r = entry.lock();
+            let mut lines = Vec::new();
+            for event in r.events.iter().skip(*persisted) {
+                if serde_json::to_writer(&mut lines, event).is_ok() {
+                    lines.push(b'\n');
+                }
+            }
+            (
+                r.arn.clone(),
+                serde_json::to_vec(&*r),
+                lines,
+                r.events.len(),
+            )
+        };
+        let result = record.map_err(Error::from).and_then(|bytes| {
+            if !new_events.is_empty() {
+                use std::io::Write as _;
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(events_path(&self.dir, &arn))?
+                    .write_all(&new_events)?;
+            }
+            let path = self.dir.join("executions").join(file_name(&arn));
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, path)?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => *persisted = total,
+            Err(e) => {
+                tracing::error!(execution = %arn, error = %e, "could not persist an execution")
+            }
         }
     }
 

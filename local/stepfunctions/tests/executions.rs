@@ -442,6 +442,38 @@ async fn executions_persist_and_resume_across_a_restart() {
         .await
         .unwrap();
     assert_eq!(*old.status(), ExecutionStatus::Succeeded);
+    let history = client
+        .get_execution_history()
+        .execution_arn(&done)
+        .send()
+        .await
+        .unwrap();
+    let types: Vec<&str> = history
+        .events()
+        .iter()
+        .map(|e| e.r#type().as_str())
+        .collect();
+    assert_eq!(
+        types.len(),
+        11,
+        "the history survived the restart: {types:?}"
+    );
+    assert_eq!(
+        (types[0], types[10]),
+        ("ExecutionStarted", "ExecutionSucceeded")
+    );
+    let resumed = client
+        .get_execution_history()
+        .execution_arn(&running)
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<i64> = resumed.events().iter().map(|e| e.id()).collect();
+    assert_eq!(
+        ids,
+        (1..=ids.len() as i64).collect::<Vec<_>>(),
+        "event ids continue across the restart"
+    );
     let machines = client.list_state_machines().send().await.unwrap();
     assert_eq!(machines.state_machines().len(), 1);
     restarted.shutdown().await;

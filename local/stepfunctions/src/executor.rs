@@ -15,6 +15,7 @@ use crate::store::{
     Store,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Value, json};
@@ -448,9 +449,19 @@ impl Engine {
             .map(Duration::from_secs)
             .unwrap_or(Duration::from_secs(365 * 24 * 3600));
         let outcome = tokio::select! {
-            result = run.run_states(&machine, start_state, input, true) => match result {
-                Ok(output) => Outcome::Succeeded(output),
-                Err(error) => Outcome::Failed(error),
+            // A panic in a host's Resources must fail this execution, not leave it RUNNING.
+            result = std::panic::AssertUnwindSafe(run.run_states(&machine, start_state, input, true)).catch_unwind() => match result {
+                Ok(Ok(output)) => Outcome::Succeeded(output),
+                Ok(Err(error)) => Outcome::Failed(error),
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".into());
+                    tracing::error!(%message, "an execution panicked");
+                    Outcome::Failed(StatesError::runtime(format!("Internal error in the local executor: {message}")))
+                }
             },
             _ = cancel.cancelled() => Outcome::Aborted,
             _ = tokio::time::sleep(timeout) => Outcome::TimedOut,

@@ -699,3 +699,17 @@ async fn a_state_machine_timeout_ends_the_execution_timed_out() {
     assert_eq!(*d.status(), ExecutionStatus::TimedOut);
     assert_eq!(d.error(), Some("States.Timeout"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_function_fails_the_execution_instead_of_leaving_it_running() {
+    let h = harness().await;
+    let definition = json!({"StartAt": "Call", "States": {"Call": lambda_task("panic", None)}});
+    let d = h.run("panics", &definition, &json!({})).await;
+    assert_eq!(*d.status(), ExecutionStatus::Failed);
+    assert_eq!(d.error(), Some("States.Runtime"));
+    assert!(
+        d.cause().unwrap().contains("the test function panicked"),
+        "{:?}",
+        d.cause()
+    );
+}

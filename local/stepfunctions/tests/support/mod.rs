@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 /// - `service`: a Lambda service failure (`Lambda.ServiceException`);
 /// - `slow`: sleeps `payload.ms` milliseconds, tracking how many run at once;
 /// - `item`: fails when `payload.fail` is true until `healed` is set; counts calls per `payload.id`;
-/// - `hang`: never returns (for timeouts and StopExecution).
+/// - `hang`: never returns (for timeouts and StopExecution);
+/// - `panic`: panics.
 #[derive(Default)]
 pub struct TestResources {
     pub calls: Mutex<Vec<(String, Value)>>,
@@ -96,6 +97,7 @@ impl Resources for TestResources {
                     Ok(json!({"id": payload["id"], "rows": 10}))
                 }
             }
+            "panic" => panic!("the test function panicked"),
             "hang" => {
                 futures::future::pending::<()>().await;
                 unreachable!()

@@ -255,6 +255,19 @@ fn event_json(e: &HistoryEvent) -> Value {
     Value::Object(out)
 }
 
+/// Drops inputs and outputs from an event (`includeExecutionData: false`).
+fn strip_data(event: &mut Value) {
+    if let Some(map) = event.as_object_mut() {
+        for details in map.values_mut().filter(|v| v.is_object()) {
+            if let Some(d) = details.as_object_mut() {
+                for key in ["input", "output", "inputDetails", "outputDetails"] {
+                    d.remove(key);
+                }
+            }
+        }
+    }
+}
+
 fn counts_json(m: &MapRunRecord) -> Value {
     let c = m.counts();
     json!({
@@ -361,11 +374,27 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
         }
         "GetExecutionHistory" => {
             let entry = execution(api, request)?;
-            let mut events: Vec<Value> = entry.lock().events.iter().map(event_json).collect();
-            if request.get("reverseOrder").and_then(Value::as_bool) == Some(true) {
-                events.reverse();
+            let reverse = request.get("reverseOrder").and_then(Value::as_bool) == Some(true);
+            let with_data =
+                request.get("includeExecutionData").and_then(Value::as_bool) != Some(false);
+            // Page over indices first so only the events returned are converted.
+            let r = entry.lock();
+            let mut indices: Vec<usize> = (0..r.events.len()).collect();
+            if reverse {
+                indices.reverse();
             }
-            let (items, next) = page(events, request, 100)?;
+            let (indices, next) = page(indices, request, 100)?;
+            let items: Vec<Value> = indices
+                .into_iter()
+                .map(|i| {
+                    let mut event = event_json(&r.events[i]);
+                    if !with_data {
+                        strip_data(&mut event);
+                    }
+                    event
+                })
+                .collect();
+            drop(r);
             let mut out = json!({"events": items});
             if let Some(n) = next {
                 out["nextToken"] = json!(n);

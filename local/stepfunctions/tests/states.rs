@@ -630,6 +630,25 @@ async fn lambda_invoke_returns_the_aws_response_shape_and_history_has_the_task_e
         .await
         .unwrap();
     assert_eq!(reversed.events()[0].r#type().as_str(), "ExecutionSucceeded");
+    let without_data = h
+        .client
+        .get_execution_history()
+        .execution_arn(&exec)
+        .include_execution_data(false)
+        .send()
+        .await
+        .unwrap();
+    let entered = without_data.events()[1]
+        .state_entered_event_details()
+        .unwrap();
+    assert_eq!((entered.name(), entered.input()), ("Call", None));
+    let scheduled = without_data.events()[2]
+        .task_scheduled_event_details()
+        .unwrap();
+    assert!(
+        scheduled.parameters().contains("echo"),
+        "parameters stay: the model requires them"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

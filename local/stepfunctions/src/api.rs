@@ -328,6 +328,14 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
                 "roleArn": sm.role_arn, "type": "STANDARD", "creationDate": epoch(sm.creation_date),
             }))
         }
+        "DescribeStateMachineForExecution" => {
+            let entry = execution(api, request)?;
+            let r = entry.lock();
+            Ok(json!({
+                "stateMachineArn": r.state_machine_arn, "name": r.state_machine_name,
+                "definition": r.definition, "roleArn": r.role_arn, "updateDate": epoch(r.start_date),
+            }))
+        }
         "ListStateMachines" => {
             let all: Vec<Value> = engine
                 .store

@@ -116,6 +116,15 @@ async fn distributed_map_runs_children_outside_the_parent_history_and_honours_ma
             "ExecutionSucceeded"
         ]
     );
+    let child_machine = h
+        .client
+        .describe_state_machine_for_execution()
+        .execution_arn(child)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(child_machine.name(), "dmap/Ingest");
+    assert!(child_machine.definition().contains("\"Slow\""));
     let top = h
         .client
         .list_executions()

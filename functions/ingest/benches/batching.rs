@@ -45,8 +45,7 @@ fn batch_object(block: &[u8], blocks: usize) -> u64 {
             pos += used;
             match produced {
                 Produced::Batch(batch) => *rows += batch.messages.len() as u64,
-                Produced::NeedInput if pos == input.len() => return,
-                Produced::End => return,
+                Produced::NeedInput => return,
                 _ => {}
             }
         }
@@ -57,7 +56,13 @@ fn batch_object(block: &[u8], blocks: usize) -> u64 {
             feed(chunk, &mut rows);
         }
     }
-    feed(&[], &mut rows);
+    loop {
+        match batcher.finish().expect("valid header") {
+            Produced::End => break,
+            Produced::Batch(batch) => rows += batch.messages.len() as u64,
+            _ => {}
+        }
+    }
     rows + batcher.take_batch().map_or(0, |b| b.messages.len() as u64)
 }
 

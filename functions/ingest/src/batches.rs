@@ -167,10 +167,25 @@ impl Batcher {
     }
 
     /// Consumes `input` until something is produced; returns it and the bytes consumed.
+    /// Call again with the unconsumed rest; when it is used up, `NeedInput` asks for more.
     ///
     /// At the start of an object a byte-order mark is skipped; give at least 3 bytes (or the
     /// whole object, if shorter) in the first call so it can be recognised.
     pub fn push(&mut self, input: &[u8]) -> Result<(Produced, usize), HeaderProblem> {
+        if input.is_empty() {
+            return Ok((Produced::NeedInput, 0));
+        }
+        self.feed(input)
+    }
+
+    /// Tells the batcher the data is over; call until it returns [`Produced::End`], then take
+    /// the last partial batch with [`Batcher::take_batch`].
+    pub fn finish(&mut self) -> Result<Produced, HeaderProblem> {
+        self.feed(&[]).map(|(produced, _)| produced)
+    }
+
+    /// The reader takes an empty slice as the end of the data, so only `finish` passes one.
+    fn feed(&mut self, input: &[u8]) -> Result<(Produced, usize), HeaderProblem> {
         let mut skipped = 0;
         if !self.bom_checked {
             self.bom_checked = true;
@@ -181,6 +196,9 @@ impl Batcher {
         }
         let mut used = skipped;
         loop {
+            if used == input.len() && !input.is_empty() {
+                return Ok((Produced::NeedInput, used));
+            }
             let (outcome, n) = self.reader.read(&input[used..]);
             used += n;
             match outcome {
@@ -287,3 +305,106 @@ impl<'a> Iterator for ExactFields<'a> {
 }
 
 impl ExactSizeIterator for ExactFields<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `data` in chunks of `chunk` bytes; returns (rows batched, bad rows, batches).
+    fn run(data: &[u8], chunk: usize, limit: usize) -> (Vec<u64>, Vec<BadRow>, usize) {
+        let mut batcher = Batcher::at_start(ValueMode::Strings, limit);
+        let mut ids = Vec::new();
+        let mut bad = Vec::new();
+        let mut batches = 0;
+        let take = |batch: Batch, ids: &mut Vec<u64>| {
+            assert!(batch.messages.len() <= limit);
+            ids.extend(
+                batch
+                    .messages
+                    .iter()
+                    .map(|m| m.message_id().parse::<u64>().unwrap()),
+            );
+        };
+        let mut handle = |produced: Produced, ids: &mut Vec<u64>| match produced {
+            Produced::Batch(batch) => {
+                batches += 1;
+                take(batch, ids);
+                true
+            }
+            Produced::BadRow(row) => {
+                bad.push(row);
+                true
+            }
+            Produced::Header => true,
+            Produced::NeedInput => false,
+            Produced::End => panic!("the data ended before it was finished"),
+        };
+        for piece in data.chunks(chunk) {
+            let mut pos = 0;
+            loop {
+                let (produced, used) = batcher.push(&piece[pos..]).unwrap();
+                pos += used;
+                if !handle(produced, &mut ids) {
+                    break;
+                }
+            }
+        }
+        loop {
+            match batcher.finish().unwrap() {
+                Produced::End => break,
+                other => {
+                    handle(other, &mut ids);
+                }
+            }
+        }
+        if let Some(batch) = batcher.take_batch() {
+            batches += 1;
+            take(batch, &mut ids);
+        }
+        (ids, bad, batches)
+    }
+
+    fn csv(rows: u64) -> Vec<u8> {
+        let mut data = b"deviceid,humidity,location,rowid\n".to_vec();
+        for i in 0..rows {
+            data.extend_from_slice(format!("{},{},A,{i}\n", i % 7, 30 + i % 41).as_bytes());
+        }
+        data
+    }
+
+    #[test]
+    fn every_row_is_batched_once_whatever_the_chunking() {
+        let data = csv(566);
+        for chunk in [1, 7, 100, 4096, 8192, data.len()] {
+            let (ids, bad, batches) = run(&data, chunk, MAX_BATCH_MESSAGES);
+            assert_eq!(ids, (1..=566).collect::<Vec<_>>(), "chunk {chunk}");
+            assert!(bad.is_empty());
+            assert_eq!(batches, 6, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_smaller_batch_limit_is_respected() {
+        let (ids, _, batches) = run(&csv(250), 64, 30);
+        assert_eq!(ids.len(), 250);
+        assert_eq!(batches, 9);
+    }
+
+    #[test]
+    fn a_batch_resumes_where_its_last_row_ended() {
+        let data = csv(150);
+        let mut batcher = Batcher::at_start(ValueMode::Strings, 100);
+        let mut pos = 0;
+        let first = loop {
+            let (produced, used) = batcher.push(&data[pos..]).unwrap();
+            pos += used;
+            if let Produced::Batch(batch) = produced {
+                break batch;
+            }
+        };
+        let at = first.resume;
+        assert_eq!(at.next_row, 101);
+        assert_eq!(at.line, 102);
+        assert!(data[..at.byte_offset as usize].ends_with(b",A,99\n"));
+    }
+}

@@ -98,10 +98,16 @@ impl RowReader {
                 csv_core::ReadRecordResult::OutputFull => {
                     let grown = self.fields.len() * 2;
                     self.fields.resize(grown, 0);
+                    if consumed == input.len() && !at_end {
+                        return (ReadOutcome::NeedInput, consumed);
+                    }
                 }
                 csv_core::ReadRecordResult::OutputEndsFull => {
                     let grown = self.ends.len() * 2;
                     self.ends.resize(grown, 0);
+                    if consumed == input.len() && !at_end {
+                        return (ReadOutcome::NeedInput, consumed);
+                    }
                 }
                 csv_core::ReadRecordResult::Record => {
                     self.last = Some(RowPosition {

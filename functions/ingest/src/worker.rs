@@ -292,8 +292,15 @@ pub async fn ingest_with_policy(
             }
             continue;
         }
-        // At the end `chunk` is empty, which tells the batcher the data is over.
-        let (produced, used) = batcher.push(&chunk).map_err(|p| header_error(input, p.0))?;
+        let (produced, used) = if at_end {
+            (batcher.finish(), 0)
+        } else {
+            match batcher.push(&chunk) {
+                Ok((produced, used)) => (Ok(produced), used),
+                Err(problem) => (Err(problem), 0),
+            }
+        };
+        let produced = produced.map_err(|p| header_error(input, p.0))?;
         chunk = chunk.slice(used..);
         match produced {
             Produced::NeedInput | Produced::Header => {}

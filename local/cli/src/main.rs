@@ -1,13 +1,21 @@
-//! `s3-ingest`: the project's command-line tool. `serve` runs the local endpoints that the
-//! workflow and any AWS client can use instead of the cloud services.
+//! `s3-ingest`: the project's command-line tool. `run` runs the whole workflow locally,
+//! `serve` runs the local endpoints that the workflow and any AWS client can use instead of
+//! the cloud services, `sample` writes the sample data set.
 
 mod serve;
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use s3_ingest::{run, sample};
 
 /// Command-line tool of the S3 to IoT Analytics ingest workflow.
+///
+/// With no AWS account: `s3-ingest run` starts embedded S3, IoT Analytics and Step Functions
+/// endpoints, ingests the sample data set with the workflow's state machine and validates it.
 #[derive(Debug, Parser)]
-#[command(name = "s3-ingest", version, about)]
+#[command(name = "s3-ingest", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -15,20 +23,40 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the workflow locally: ingest the sample data set (or --source DIR) and validate it.
+    Run(run::RunArgs),
     /// Start the local endpoints and print the shell lines that point clients at them.
     Serve(serve::ServeArgs),
+    /// Write the sample data set (5 folders × 20 CSV files, 56,570 rows) under DIR.
+    Sample {
+        /// Directory to write into (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // `run` draws a progress line; per-object logs would scroll it away unless asked for.
+    let default_level = match cli.command {
+        Command::Run(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match cli.command {
+        Command::Run(args) => run::run(args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Sample { dir } => {
+            let files = sample::write(&dir)
+                .with_context(|| format!("writing the sample data set under {}", dir.display()))?;
+            tracing::info!(files = files.len(), rows = sample::TOTAL_ROWS, dir = %dir.display(), "sample data set written");
+            Ok(())
+        }
     }
 }

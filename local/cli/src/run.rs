@@ -1,0 +1,430 @@
+//! `s3-ingest run`: the whole workflow on one machine. Starts the local stack, fills the
+//! bucket, creates the IoT Analytics resources, starts the state machine through the Step
+//! Functions API, shows progress and ends with a summary and the validation result.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_sfn::types::ExecutionStatus;
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::sample;
+use crate::stack::{LocalStack, StackOptions, WorkflowNames, ensure_iotanalytics};
+
+/// Options of `run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Ingest the CSV files under this directory (keys relative to it) instead of the sample
+    /// data set; they are uploaded to the bucket first.
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// Where the local endpoints keep their data; kept between runs.
+    #[arg(long, default_value = ".s3-ingest", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Source bucket.
+    #[arg(long, default_value = "bpm-blog-generated-data")]
+    pub bucket: String,
+    /// Only keys under this prefix are ingested.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// IoT Analytics channel.
+    #[arg(long, default_value = "bpm_blog_channel")]
+    pub channel: String,
+    /// Pipeline from the channel to the datastore.
+    #[arg(long, default_value = "bpm_blog_pipeline")]
+    pub pipeline: String,
+    /// IoT Analytics datastore.
+    #[arg(long, default_value = "bpm_blog_datastore")]
+    pub datastore: String,
+    /// Dataset created to validate the run.
+    #[arg(long, default_value = "bpm_blog_validation")]
+    pub dataset: String,
+    /// Objects ingested at once (the Distributed Map's MaxConcurrency).
+    #[arg(long, default_value_t = 10)]
+    pub concurrency: u32,
+    /// Messages per second for the whole run, shared by the concurrent workers (0: unpaced).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u32,
+    /// Messages per second the local IoT Analytics accepts per channel.
+    #[arg(long, default_value_t = local_iotanalytics::DEFAULT_CHANNEL_QUOTA)]
+    pub channel_quota: u32,
+    /// Send integers and decimals as JSON numbers instead of strings.
+    #[arg(long)]
+    pub typed: bool,
+    /// Set bad rows aside (named in the summary) instead of failing their object.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+    /// Keys per listed page (1–1000).
+    #[arg(long, default_value_t = 1000)]
+    pub page_size: u32,
+    /// Pages per execution before it continues as a new one.
+    #[arg(long, default_value_t = 500)]
+    pub pages_per_execution: u32,
+    /// Seconds a worker invocation may run before it must hand over a checkpoint.
+    #[arg(long, default_value_t = 900)]
+    pub worker_timeout: u64,
+    /// Multiplies Wait and Retry delays (1.0: real time, as on AWS).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+}
+
+impl RunArgs {
+    /// The names this run uses.
+    pub fn names(&self) -> WorkflowNames {
+        WorkflowNames {
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.clone(),
+            channel: self.channel.clone(),
+            pipeline: self.pipeline.clone(),
+            datastore: self.datastore.clone(),
+            dataset: self.dataset.clone(),
+        }
+    }
+
+    /// The stack this run needs.
+    pub fn stack_options(&self) -> StackOptions {
+        let mut options = StackOptions::new(&self.data_dir);
+        options.channel_quota = self.channel_quota;
+        options.time_scale = self.time_scale;
+        options.worker_timeout = Duration::from_secs(self.worker_timeout);
+        options
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Executions, the first one first (more than one after continue-as-new).
+    pub executions: Vec<String>,
+    /// Final status of the last execution.
+    pub status: String,
+    /// Error and cause of a failed execution.
+    pub failure: Option<(String, String)>,
+    /// The last execution's output.
+    pub output: Option<Value>,
+    /// Wall time from the first StartExecution to the end.
+    pub elapsed: Duration,
+    /// Rows acknowledged, as counted by the in-process workers.
+    pub rows: u64,
+    /// Objects finished.
+    pub objects: u64,
+    /// Re-sends.
+    pub retries: u64,
+}
+
+impl RunReport {
+    /// Whether the run ended with a passed validation.
+    pub fn passed(&self) -> bool {
+        self.status == "SUCCEEDED"
+            && self
+                .output
+                .as_ref()
+                .and_then(|o| o.pointer("/validation/passed"))
+                .and_then(Value::as_bool)
+                == Some(true)
+    }
+}
+
+/// The validation the sample data set is checked with.
+pub fn sample_validation(datastore: &str) -> (String, Value) {
+    (
+        format!(
+            "SELECT count(DISTINCT location) AS locations, count(DISTINCT rowid) AS distinct_rowids FROM {datastore}"
+        ),
+        json!({"locations": 2, "distinct_rowids": sample::TOTAL_ROWS}),
+    )
+}
+
+/// The execution input for these arguments.
+pub fn execution_input(args: &RunArgs) -> Value {
+    let mut input = json!({
+        "bucket": args.bucket,
+        "prefix": args.prefix,
+        "channelName": args.channel,
+        "datastoreName": args.datastore,
+        "datasetName": args.dataset,
+        "maxConcurrency": args.concurrency,
+        "rate": args.rate,
+        "values": if args.typed { "typed" } else { "strings" },
+        "badRows": if args.skip_bad_rows { "skip" } else { "fail" },
+        "pageSize": args.page_size,
+        "pagesPerExecution": args.pages_per_execution,
+        "validationPollSeconds": 1,
+    });
+    if args.source.is_none() {
+        let (sql, expected) = sample_validation(&args.datastore);
+        input["validationSql"] = json!(sql);
+        input["expected"] = expected;
+    }
+    input
+}
+
+/// Runs the workflow on a stack already started.
+pub async fn run_on(
+    stack: &LocalStack,
+    args: &RunArgs,
+    show_progress: bool,
+) -> anyhow::Result<RunReport> {
+    let names = args.names();
+    let uploaded = fill_bucket(stack, args).await?;
+    if uploaded > 0 {
+        tracing::info!(objects = uploaded, bucket = %names.bucket, "bucket filled");
+    }
+    ensure_iotanalytics(&stack.clients.iotanalytics, &names).await?;
+
+    let sfn = stack.sfn_client().await;
+    let started = Instant::now();
+    let start = sfn
+        .start_execution()
+        .state_machine_arn(&stack.state_machine_arn)
+        .input(execution_input(args).to_string())
+        .send()
+        .await
+        .context("StartExecution")?;
+    let mut executions = vec![start.execution_arn().to_owned()];
+    let bar = progress_bar(show_progress);
+    let base_rows = stack.activity.rows.load(Ordering::Relaxed);
+    let base_objects = stack.activity.objects.load(Ordering::Relaxed);
+    let base_retries = stack.activity.retries.load(Ordering::Relaxed);
+    let (status, output, failure) = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let rows = stack.activity.rows.load(Ordering::Relaxed) - base_rows;
+        let objects = stack.activity.objects.load(Ordering::Relaxed) - base_objects;
+        let seconds = started.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!(
+            "{objects} objects, {rows} rows, {:.0} rows/s, execution {}",
+            rows as f64 / seconds,
+            executions.len()
+        ));
+        let current = executions.last().expect("one execution at least").clone();
+        let described = sfn
+            .describe_execution()
+            .execution_arn(&current)
+            .send()
+            .await
+            .context("DescribeExecution")?;
+        match described.status() {
+            ExecutionStatus::Running | ExecutionStatus::PendingRedrive => continue,
+            ExecutionStatus::Succeeded => {
+                let output: Value = described
+                    .output()
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .context("reading the execution's output")?
+                    .unwrap_or(Value::Null);
+                if let Some(next) = output
+                    .pointer("/continuation/ExecutionArn")
+                    .and_then(Value::as_str)
+                {
+                    executions.push(next.to_owned());
+                    continue;
+                }
+                break ("SUCCEEDED".to_owned(), Some(output), None);
+            }
+            other => {
+                let failure = (
+                    described.error().unwrap_or_default().to_owned(),
+                    described.cause().unwrap_or_default().to_owned(),
+                );
+                break (other.as_str().to_owned(), None, Some(failure));
+            }
+        }
+    };
+    bar.finish_and_clear();
+    Ok(RunReport {
+        executions,
+        status,
+        failure,
+        output,
+        elapsed: started.elapsed(),
+        rows: stack.activity.rows.load(Ordering::Relaxed) - base_rows,
+        objects: stack.activity.objects.load(Ordering::Relaxed) - base_objects,
+        retries: stack.activity.retries.load(Ordering::Relaxed) - base_retries,
+    })
+}
+
+fn progress_bar(show: bool) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .expect("a valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// Uploads `--source` (or, into an empty bucket, the sample data set); returns the count.
+async fn fill_bucket(stack: &LocalStack, args: &RunArgs) -> anyhow::Result<usize> {
+    let s3 = &stack.clients.s3;
+    if let Some(dir) = &args.source {
+        let files = files_under(dir)?;
+        if files.is_empty() {
+            bail!("--source {}: no files found", dir.display());
+        }
+        for (path, relative) in &files {
+            let key = format!("{}{relative}", args.prefix);
+            let body = ByteStream::from_path(path)
+                .await
+                .with_context(|| format!("reading {}", path.display()))?;
+            s3.put_object()
+                .bucket(&args.bucket)
+                .key(&key)
+                .body(body)
+                .send()
+                .await
+                .with_context(|| {
+                    format!("uploading {} to s3://{}/{key}", path.display(), args.bucket)
+                })?;
+        }
+        return Ok(files.len());
+    }
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&args.bucket)
+        .prefix(&args.prefix)
+        .max_keys(1)
+        .send()
+        .await
+        .with_context(|| format!("listing s3://{}", args.bucket))?;
+    if listed.key_count().unwrap_or(0) > 0 {
+        return Ok(0);
+    }
+    let files = sample::files();
+    for (key, first, rows) in &files {
+        let mut body = String::with_capacity(*rows as usize * 48);
+        body.push_str(sample::HEADER);
+        body.push('\n');
+        for rowid in *first..first + rows {
+            let _ = writeln!(body, "{}", sample::row(rowid));
+        }
+        s3.put_object()
+            .bucket(&args.bucket)
+            .key(format!("{}{key}", args.prefix))
+            .body(ByteStream::from(body.into_bytes()))
+            .send()
+            .await
+            .with_context(|| format!("uploading sample object {key}"))?;
+    }
+    Ok(files.len())
+}
+
+/// Every file under `dir`, with its path relative to `dir` using `/`.
+fn files_under(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let entries = std::fs::read_dir(&current)
+            .with_context(|| format!("reading directory {}", current.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path
+                    .strip_prefix(dir)
+                    .expect("walked from dir")
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push((path, relative));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+/// The summary table printed at the end of `run`.
+pub fn summary(report: &RunReport) -> String {
+    let mut out = String::new();
+    let seconds = report.elapsed.as_secs_f64();
+    let totals = report.output.as_ref().and_then(|o| o.get("totals"));
+    let total = |field: &str| {
+        totals
+            .and_then(|t| t.get(field))
+            .and_then(Value::as_u64)
+            .map_or_else(|| "-".to_owned(), |n| n.to_string())
+    };
+    let _ = writeln!(out, "Run summary");
+    let _ = writeln!(out, "  status            {}", report.status);
+    let _ = writeln!(out, "  executions        {}", report.executions.len());
+    let _ = writeln!(out, "  pages             {}", total("pages"));
+    let _ = writeln!(out, "  objects           {}", report.objects);
+    let _ = writeln!(out, "  rows ingested     {}", report.rows);
+    let _ = writeln!(out, "  rows set aside    {}", total("badRows"));
+    let _ = writeln!(out, "  re-sends          {}", report.retries);
+    let _ = writeln!(
+        out,
+        "  wall time         {seconds:.2} s ({:.0} rows/s)",
+        report.rows as f64 / seconds.max(0.001)
+    );
+    if let Some((error, cause)) = &report.failure {
+        let _ = writeln!(out, "Failed: {error}");
+        let _ = writeln!(out, "  {cause}");
+        let _ = writeln!(
+            out,
+            "  Fix the cause, then: s3-ingest redrive {}",
+            report.executions.last().map_or("", String::as_str)
+        );
+        return out;
+    }
+    if let Some(validation) = report.output.as_ref().and_then(|o| o.get("validation")) {
+        let field = |name: &str| validation.get(name).and_then(Value::as_str).unwrap_or("");
+        let _ = writeln!(
+            out,
+            "Validation: dataset {} version {}",
+            field("dataset"),
+            field("versionId")
+        );
+        let _ = writeln!(out, "  {}", field("sql"));
+        let empty = serde_json::Map::new();
+        let expected = validation
+            .get("expected")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let actual = validation
+            .get("actual")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        for (column, want) in expected {
+            let got = actual.get(column).and_then(Value::as_str).unwrap_or("-");
+            let _ = writeln!(out, "  {column:<20} expected {want:<16} actual {got}");
+        }
+        for (column, got) in actual.iter().filter(|(c, _)| !expected.contains_key(*c)) {
+            let _ = writeln!(out, "  {column:<20} actual {}", got.as_str().unwrap_or("-"));
+        }
+        let _ = writeln!(
+            out,
+            "  {}",
+            if report.passed() {
+                "PASSED"
+            } else {
+                "NOT PASSED"
+            }
+        );
+    }
+    out
+}
+
+/// `run` from the command line: prints the summary; an error unless validation passed.
+#[allow(clippy::print_stdout, reason = "the summary is the command's output")]
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let stack = LocalStack::start(args.stack_options(), &args.names()).await?;
+    let report = run_on(&stack, &args, true).await;
+    stack.shutdown().await;
+    let report = report?;
+    print!("{}", summary(&report));
+    if !report.passed() {
+        bail!("the run did not pass validation ({})", report.status);
+    }
+    Ok(())
+}

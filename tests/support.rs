@@ -1,0 +1,103 @@
+//! Helpers shared by the end-to-end tests: a local stack in a temporary directory and
+//! dataset queries through the real IoT Analytics client.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ingest::validator::{CheckValidation, Expectation, StartValidation};
+use s3_ingest::run::RunArgs;
+use s3_ingest::stack::{LocalStack, WorkflowNames};
+
+/// A stack with its data in a temporary directory that lives as long as it does.
+pub struct TestStack {
+    /// The stack.
+    pub stack: LocalStack,
+    /// Arguments of a sample run against it.
+    pub args: RunArgs,
+    _dir: tempfile::TempDir,
+}
+
+/// Run arguments for a sample run in `dir`, with delays scaled down for tests.
+pub fn sample_args(dir: &std::path::Path) -> RunArgs {
+    RunArgs {
+        source: None,
+        data_dir: dir.to_path_buf(),
+        bucket: "bpm-blog-generated-data".to_owned(),
+        prefix: String::new(),
+        channel: "bpm_blog_channel".to_owned(),
+        pipeline: "bpm_blog_pipeline".to_owned(),
+        datastore: "bpm_blog_datastore".to_owned(),
+        dataset: "bpm_blog_validation".to_owned(),
+        concurrency: 10,
+        rate: 0,
+        channel_quota: local_quota(),
+        typed: false,
+        skip_bad_rows: false,
+        page_size: 1000,
+        pages_per_execution: 500,
+        worker_timeout: 900,
+        time_scale: 0.05,
+    }
+}
+
+fn local_quota() -> u32 {
+    100_000
+}
+
+impl TestStack {
+    /// Starts a stack for `args` (made by `customize` from the sample arguments).
+    pub async fn start(customize: impl FnOnce(&mut RunArgs)) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut args = sample_args(dir.path());
+        customize(&mut args);
+        let stack = LocalStack::start(args.stack_options(), &args.names()).await?;
+        Ok(Self {
+            stack,
+            args,
+            _dir: dir,
+        })
+    }
+
+    /// The names of this stack's run.
+    pub fn names(&self) -> WorkflowNames {
+        self.args.names()
+    }
+
+    /// Runs `sql` as dataset `dataset` and returns the first result row, through the same
+    /// validator code the workflow uses, over the real client.
+    pub async fn first_row(
+        &self,
+        dataset: &str,
+        sql: &str,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let client = &self.stack.clients.iotanalytics;
+        let started = ingest::validator::start_content(
+            client,
+            &StartValidation {
+                dataset_name: dataset.to_owned(),
+                datastore_name: self.args.datastore.clone(),
+                sql: Some(sql.to_owned()),
+                expected: Some(BTreeMap::<String, Expectation>::new()),
+                totals: Default::default(),
+                results: Vec::new(),
+            },
+        )
+        .await?;
+        for _ in 0..600 {
+            let checked = ingest::validator::check_content(
+                client,
+                &CheckValidation {
+                    dataset_name: dataset.to_owned(),
+                    version_id: started.version_id.clone(),
+                    expected: None,
+                },
+            )
+            .await?;
+            if checked.state != "CREATING" {
+                return Ok(checked.actual);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("dataset {dataset} still CREATING after 30 s")
+    }
+}

@@ -1516,6 +1516,8 @@ impl Run {
             _ => None,
         };
         let redriving = reused.is_some() && mode == Some(StartMode::Redrive);
+        // A Map Run continued after a restart already has its MapRunStarted event.
+        let continued = reused.is_some() && mode == Some(StartMode::Resume);
         let run_entry: Arc<MapRunEntry> = match reused {
             Some(entry) => entry,
             None => {
@@ -1613,7 +1615,7 @@ impl Run {
                     json!({"mapRunArn": map_run_arn, "redriveCount": count}),
                 )),
             )?;
-        } else if mode != Some(StartMode::Resume) || !top {
+        } else if !continued {
             self.event(
                 "MapRunStarted",
                 Some((

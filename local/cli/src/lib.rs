@@ -1,6 +1,7 @@
 //! The local stack and the command-line tool's building blocks: the sample data set, the
 //! three embedded endpoints wired to the workflow's functions, and the run that drives them.
 
+pub mod control;
 pub mod run;
 pub mod sample;
 pub mod stack;

@@ -1,6 +1,7 @@
 //! `s3-ingest`: the project's command-line tool. `run` runs the whole workflow locally,
 //! `serve` runs the local endpoints that the workflow and any AWS client can use instead of
-//! the cloud services, `sample` writes the sample data set.
+//! the cloud services, `sample` writes the sample data set, and `start`, `status` and `redrive`
+//! drive a deployed (or local) state machine.
 
 mod serve;
 
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use s3_ingest::{run, sample};
+use s3_ingest::{control, run, sample};
 
 /// Command-line tool of the S3 to IoT Analytics ingest workflow.
 ///
@@ -27,6 +28,12 @@ enum Command {
     Run(run::RunArgs),
     /// Start the local endpoints and print the shell lines that point clients at them.
     Serve(serve::ServeArgs),
+    /// Start an execution of a state machine (deployed, or local with AWS_ENDPOINT_URL_SFN).
+    Start(control::StartArgs),
+    /// Show an execution's status and its output or error.
+    Status(control::ExecutionArgs),
+    /// Redrive a failed execution: resume where it failed without redoing finished work.
+    Redrive(control::ExecutionArgs),
     /// Write the sample data set (5 folders × 20 CSV files, 56,570 rows) under DIR.
     Sample {
         /// Directory to write into (created if missing).
@@ -52,6 +59,9 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run::run(args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Start(args) => control::start(args).await,
+        Command::Status(args) => control::status(args).await,
+        Command::Redrive(args) => control::redrive(args).await,
         Command::Sample { dir } => {
             let files = sample::write(&dir)
                 .with_context(|| format!("writing the sample data set under {}", dir.display()))?;

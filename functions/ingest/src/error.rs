@@ -208,14 +208,16 @@ impl IngestError {
 
     /// Whether calling the function again with the same input may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::BatchPutFailed { .. }
-                | Self::Throttled { .. }
-                | Self::ServiceUnavailable { .. }
-                | Self::ResultUnreadable { .. }
-        )
+        Self::RETRYABLE_TYPES.contains(&self.error_type())
     }
+
+    /// The error types a retry may cure; the state machine retries exactly these.
+    pub const RETRYABLE_TYPES: [&'static str; 4] = [
+        "BatchPutFailed",
+        "Throttled",
+        "ServiceUnavailable",
+        "ResultUnreadable",
+    ];
 
     /// Every error type name, in the order the README lists them.
     pub const ALL_TYPES: [&'static str; 16] = [

@@ -1,0 +1,122 @@
+//! Conventions of `statemachine/ingest.asl.json` that a reviewer would otherwise check by eye.
+
+use serde_json::Value;
+
+fn definition() -> Value {
+    serde_json::from_str(s3_ingest::stack::DEFINITION).unwrap()
+}
+
+/// Every state, with nested Map processors, as (name, state).
+fn all_states(states: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (name, state) in states.as_object().unwrap() {
+        out.push((name.clone(), state.clone()));
+        if let Some(inner) = state.pointer("/ItemProcessor/States") {
+            out.extend(all_states(inner));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_task_retries_and_catches() {
+    for (name, state) in all_states(&definition()["States"]) {
+        if state["Type"] != "Task" {
+            continue;
+        }
+        let retry = state["Retry"].as_array();
+        assert!(retry.is_some_and(|r| !r.is_empty()), "{name} has no Retry");
+        let catch = state["Catch"].as_array();
+        assert!(catch.is_some_and(|c| !c.is_empty()), "{name} has no Catch");
+        for catcher in catch.unwrap() {
+            assert!(
+                catcher["ResultPath"].is_string(),
+                "{name}: a Catch without ResultPath would replace the state's input"
+            );
+        }
+    }
+}
+
+#[test]
+fn lambda_tasks_retry_the_lambda_service_errors_as_aws_recommends() {
+    let recommended = [
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+        "Lambda.ClientExecutionTimeoutException",
+    ];
+    for (name, state) in all_states(&definition()["States"]) {
+        if state["Resource"] != "arn:aws:states:::lambda:invoke" {
+            continue;
+        }
+        let function = state["Parameters"]["FunctionName"].as_str().unwrap();
+        assert!(
+            function.starts_with("${") && function.ends_with("FunctionArn}"),
+            "{name}: FunctionName {function} is not a placeholder"
+        );
+        let first = &state["Retry"][0];
+        let errors: Vec<&str> = first["ErrorEquals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        assert_eq!(errors, recommended, "{name}");
+        assert_eq!(first["IntervalSeconds"], 2, "{name}");
+        assert_eq!(first["MaxAttempts"], 6, "{name}");
+        assert_eq!(first["BackoffRate"], 2, "{name}");
+        assert_eq!(first["JitterStrategy"], "FULL", "{name}");
+        assert!(
+            state["ResultPath"].is_string(),
+            "{name}: without ResultPath the result replaces the input"
+        );
+    }
+}
+
+#[test]
+fn retried_and_caught_error_names_are_the_librarys() {
+    let known: Vec<&str> = ingest::IngestError::ALL_TYPES.to_vec();
+    for (name, state) in all_states(&definition()["States"]) {
+        let clauses = state["Retry"]
+            .as_array()
+            .into_iter()
+            .chain(state["Catch"].as_array())
+            .flatten();
+        for clause in clauses {
+            for error in clause["ErrorEquals"].as_array().unwrap() {
+                let error = error.as_str().unwrap();
+                let service = error.starts_with("Lambda.")
+                    || error.starts_with("States.")
+                    || error.starts_with("StepFunctions.");
+                assert!(
+                    service || known.contains(&error),
+                    "{name} matches {error}, which no function reports"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_worker_retries_exactly_its_retryable_errors() {
+    let definition = definition();
+    let worker = &definition["States"]["Ingest page"]["ItemProcessor"]["States"]["Ingest object"];
+    let retried: Vec<&str> = worker["Retry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["ErrorEquals"].as_array().unwrap())
+        .map(|e| e.as_str().unwrap())
+        .filter(|e| !e.starts_with("Lambda."))
+        .collect();
+    for name in &retried {
+        assert!(
+            ingest::IngestError::RETRYABLE_TYPES.contains(name),
+            "{name} is retried but not retryable"
+        );
+    }
+    for name in ["BatchPutFailed", "Throttled", "ServiceUnavailable"] {
+        assert!(retried.contains(&name), "the worker does not retry {name}");
+    }
+}

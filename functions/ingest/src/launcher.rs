@@ -207,14 +207,12 @@ pub async fn list_page(
         .send()
         .await
         .map_err(|e| {
-            let failure = CallFailure::from_sdk(&e);
-            if failure.is_not_found("NoSuchBucket") {
-                IngestError::BucketNotFound {
-                    bucket: input.bucket.clone(),
-                }
-            } else {
-                s3_error("ListObjectsV2", &input.bucket, failure)
-            }
+            s3_error(
+                "ListObjectsV2",
+                &input.bucket,
+                &input.bucket,
+                CallFailure::from_sdk(&e),
+            )
         })?;
 
     let skip_manifests = manifest_location.bucket == input.bucket;
@@ -252,18 +250,12 @@ pub async fn list_page(
         .send()
         .await
         .map_err(|e| {
-            let failure = CallFailure::from_sdk(&e);
-            if failure.is_not_found("NoSuchBucket") {
-                IngestError::BucketNotFound {
-                    bucket: manifest.bucket.clone(),
-                }
-            } else {
-                s3_error(
-                    "PutObject",
-                    &format!("{}/{}", manifest.bucket, manifest.key),
-                    failure,
-                )
-            }
+            s3_error(
+                "PutObject",
+                &manifest.bucket,
+                &format!("{}/{}", manifest.bucket, manifest.key),
+                CallFailure::from_sdk(&e),
+            )
         })?;
 
     let continuation_token = listing
@@ -296,9 +288,18 @@ pub async fn list_page(
     })
 }
 
-/// Maps an S3 failure that is not a missing resource.
-pub(crate) fn s3_error(operation: &str, resource: &str, failure: CallFailure) -> IngestError {
-    if failure.is_access_denied() {
+/// Maps an S3 failure of `operation` on `resource` in `bucket`.
+pub(crate) fn s3_error(
+    operation: &str,
+    bucket: &str,
+    resource: &str,
+    failure: CallFailure,
+) -> IngestError {
+    if failure.is_not_found("NoSuchBucket") {
+        IngestError::BucketNotFound {
+            bucket: bucket.to_owned(),
+        }
+    } else if failure.is_access_denied() {
         IngestError::AccessDenied {
             operation: operation.to_owned(),
             resource: resource.to_owned(),

@@ -558,26 +558,21 @@ impl<'a> ObjectReader<'a> {
                     self.body = Some(aws_sdk_s3::primitives::ByteStream::from_static(b""));
                     return Ok(());
                 }
-                return Err(
-                    if failure.is_not_found("NoSuchKey") || failure.status == Some(404) {
-                        if failure.is_not_found("NoSuchBucket") {
-                            IngestError::BucketNotFound {
-                                bucket: self.bucket.to_owned(),
-                            }
-                        } else {
-                            IngestError::ObjectNotFound {
-                                bucket: self.bucket.to_owned(),
-                                key: self.key.to_owned(),
-                            }
-                        }
-                    } else {
-                        s3_error(
-                            "GetObject",
-                            &format!("{}/{}", self.bucket, self.key),
-                            failure,
-                        )
-                    },
-                );
+                let missing_object = failure.is_not_found("NoSuchKey")
+                    || (failure.status == Some(404) && !failure.is_not_found("NoSuchBucket"));
+                return Err(if missing_object {
+                    IngestError::ObjectNotFound {
+                        bucket: self.bucket.to_owned(),
+                        key: self.key.to_owned(),
+                    }
+                } else {
+                    s3_error(
+                        "GetObject",
+                        self.bucket,
+                        &format!("{}/{}", self.bucket, self.key),
+                        failure,
+                    )
+                });
             }
         };
         let actual = response.e_tag().unwrap_or_default();

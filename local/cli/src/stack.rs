@@ -312,6 +312,10 @@ impl LocalStack {
         sfn_config.bind = SocketAddr::new(options.bind, 0);
         sfn_config.region = options.region.clone();
         sfn_config.time_scale = options.time_scale;
+        sfn_config.access_key = Some(local_stepfunctions::AccessKey {
+            id: options.access_key_id.clone(),
+            secret: options.secret_access_key.clone(),
+        });
         let account = sfn_config.account_id.clone();
         let stepfunctions = local_stepfunctions::start(sfn_config)
             .await

@@ -23,10 +23,47 @@ fn check(file: &Path) -> Result<(), String> {
         parse_input::<WorkerInput>(event).map(|_| ())
     } else if name.starts_with("validator-") {
         parse_input::<ValidatorInput>(event).map(|_| ())
+    } else if name.starts_with("start-execution") || name.starts_with("schedule") {
+        return check_execution_input(&event).map_err(|e| format!("{name}: {e}"));
     } else {
         return Err(format!("{name}: no input type is known for this file name"));
     };
     parsed.map_err(|e| format!("{name}: {e}"))
+}
+
+/// A state machine input: an object of settings the definition's `Initialize` state has
+/// defaults for (it merges the input over them, so an unknown key would be silently ignored).
+fn check_execution_input(event: &serde_json::Value) -> Result<(), String> {
+    let definition: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../statemachine/ingest.asl.json"),
+        )
+        .map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let defaults = definition["States"]["Initialize"]["Parameters"]["defaults"]
+        .as_object()
+        .ok_or("the definition's Initialize state has no defaults")?;
+    let settings = event.as_object().ok_or("not a JSON object")?;
+    let unknown: Vec<&String> = settings
+        .keys()
+        .filter(|k| !defaults.contains_key(*k))
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "settings the state machine does not know: {unknown:?}"
+        ))
+    }
+}
+
+#[test]
+fn an_execution_input_with_an_unknown_setting_is_refused() {
+    let error =
+        check_execution_input(&serde_json::json!({"prefix": "a/", "pagesize": 5})).unwrap_err();
+    assert!(error.contains("pagesize"), "{error}");
+    check_execution_input(&serde_json::json!({})).unwrap();
 }
 
 #[test]
@@ -43,7 +80,7 @@ fn every_event_file_deserialises_into_its_input_type() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
-    assert!(checked >= 6, "only {checked} event files found");
+    assert!(checked >= 8, "only {checked} event files found");
 }
 
 #[test]

@@ -1,0 +1,824 @@
+//! Differential test: `statemachine/ingest.asl.json` executed by moto's Step Functions
+//! interpreter and by the embedded executor (`local-stepfunctions`) must end the same way and
+//! pass through the same states.
+//!
+//! Both interpreters drive the same functions: the library handlers, called in-process, over
+//! real SDK clients to an embedded S3 and IoT Analytics (one stack per interpreter, so their
+//! data cannot meet). moto reaches them through a small Lambda Invoke API served by this test
+//! (`POST /2015-03-31/functions/{name}/invocations`, errors reported as Lambda reports them:
+//! HTTP 200, `X-Amz-Function-Error: Unhandled`, `{"errorType", "errorMessage"}`); moto's
+//! interpreter sends every AWS call to `http://localhost:$MOTO_PORT`, so the same endpoint also
+//! answers the Distributed Map ItemReader's S3 GetObject of the launcher's manifest. The
+//! embedded executor reaches them through its `Resources` trait.
+//!
+//! The data set is small and makes two executions:
+//! - `good/`: three objects; the first worker call for `good/retried.csv` fails with the
+//!   retryable `ServiceUnavailable` (injected by the test's function host), the Retry clause
+//!   calls it again, and the run validates with a dataset query;
+//! - `empty/` (no objects) with an expected row count the datastore does not have: the
+//!   validator's `ValidationFailed` is caught by `Check validation` and routed to the
+//!   `Validation failed` Fail state;
+//! - `bad/`: one object with a malformed row; the worker's `MalformedRow` is caught inside the
+//!   item processor and routed to the `Object failed` Fail state, which fails the item.
+//!
+//! What is compared, per execution (fully for the first two): the status; for a success the
+//! output, for a failure the error name and the cause (as JSON when it is JSON), with the
+//! dataset content's `versionId` (a random id) masked; the sequence of top-level states
+//! entered, without the validation poll loop's turns after checks that found the content still
+//! CREATING (their number depends on how long the dataset content takes, not on the
+//! interpreter); the sequence of
+//! Lambda invocations with how each ended (the item processor's steps: moto's history has no
+//! events for the states of Distributed Map items; items run one at a time, `maxConcurrency`
+//! 1, so the order is the manifest's); and each Map Run's item counts.
+//!
+//! What is not compared, because moto 5.2.5 cannot run it as AWS does:
+//! - the end of the `bad/` execution: moto never enforces `ToleratedFailurePercentage`, so its
+//!   Map succeeds with a failed item (AWS and the embedded executor fail the Map Run with
+//!   `States.ExceedToleratedFailureThreshold`, which the test checks on the embedded side);
+//!   only the launcher and worker invocations and the item counts of that execution are
+//!   compared;
+//! - moto's parser refuses the integer `"ToleratedFailurePercentage": 0`, so moto runs the
+//!   definition without it ([`for_moto`], tested below), which means the same (0 is the
+//!   default);
+//! - continue-as-new (`states:startExecution` on itself): every execution here lists one page.
+//!
+//! The test needs `moto_server` (`pip install 'moto[server]==5.2.5'`) named by the
+//! `MOTO_SERVER` variable (`.ci/run` installs it and sets it). Without it the test prints why
+//! it did not run and returns.
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use s3_ingest::stack::{DEFINITION, LocalStack, StackOptions, WorkflowNames, substitutions};
+
+const REGION: &str = "us-east-1";
+/// The account moto uses; the embedded executor's default is the same.
+const ACCOUNT: &str = "123456789012";
+/// The object whose first worker call fails with a retryable error.
+const RETRIED_KEY: &str = "good/retried.csv";
+
+fn names() -> WorkflowNames {
+    WorkflowNames {
+        bucket: "differential".to_owned(),
+        prefix: String::new(),
+        channel: "diff_channel".to_owned(),
+        pipeline: "diff_pipeline".to_owned(),
+        datastore: "diff_datastore".to_owned(),
+        dataset: "diff_validation".to_owned(),
+    }
+}
+
+/// The objects of the data set: (key, body).
+const OBJECTS: &[(&str, &str)] = &[
+    ("good/a.csv", "id,value\n1,10\n2,20\n3,30\n"),
+    ("good/b.csv", "id,value\n4,40\n5,50\n"),
+    (RETRIED_KEY, "id,value\n6,60\n7,70\n"),
+    ("bad/bad.csv", "id,value\n8,80\n9,90,extra\n"),
+];
+
+/// How much of two outcomes must agree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Compare {
+    /// Everything in [`Outcome`].
+    Full,
+    /// The launcher's and workers' invocations and the Map Run's item counts only: moto 5.2.5 records
+    /// `ToleratedFailurePercentage` but never enforces it, so where AWS (and the embedded
+    /// executor) fail the Map Run with `States.ExceedToleratedFailureThreshold`, moto's Map
+    /// succeeds with a null result for the failed item and the execution goes on.
+    ItemsOnly,
+}
+
+/// The executions, in order: (name, input, what is compared).
+fn executions() -> Vec<(&'static str, Value, Compare)> {
+    let common = json!({
+        "maxConcurrency": 1,
+        "validationPollSeconds": 0,
+        "validationSql": "SELECT count(*) AS row_count FROM diff_datastore",
+    });
+    let with = |extra: Value| {
+        let mut input = common.clone();
+        input
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        input
+    };
+    vec![
+        (
+            "retried-then-validated",
+            with(json!({"prefix": "good/", "expected": {"row_count": 7}})),
+            Compare::Full,
+        ),
+        // The datastore now holds 7 rows; expecting 1 makes the validator's ValidationFailed,
+        // which `Check validation` catches and routes to `Validation failed`.
+        (
+            "caught-validation-mismatch",
+            with(json!({"prefix": "empty/", "expected": {"row_count": 1}})),
+            Compare::Full,
+        ),
+        (
+            "caught-malformed-row",
+            with(json!({"prefix": "bad/"})),
+            Compare::ItemsOnly,
+        ),
+    ]
+}
+
+/// The workflow's functions, served by the library handlers with one injected fault.
+struct Functions {
+    clients: ingest::Clients,
+    /// Objects whose injected failure has happened.
+    failed_once: Mutex<HashSet<String>>,
+    /// Invocations since the last reset: `function subject -> errorType or ok`.
+    calls: Mutex<Vec<String>>,
+}
+
+/// The name in a Lambda ARN or function name.
+fn function_name(function: &str) -> &str {
+    match function.split(':').collect::<Vec<_>>().as_slice() {
+        ["arn", _, "lambda", _, _, "function", name, ..] => name,
+        [name, ..] => name,
+        [] => function,
+    }
+}
+
+impl Functions {
+    /// Runs one invocation and records it; an error is `(errorType, errorMessage)`.
+    async fn invoke(&self, function: &str, payload: Value) -> Result<Value, (String, String)> {
+        let subject = match function_name(function) {
+            "worker" => format!(
+                "worker {} from row {}",
+                payload["key"].as_str().unwrap_or("?"),
+                payload.pointer("/checkpoint/nextRow").unwrap_or(&json!(1))
+            ),
+            "validator" => format!("validator {}", payload["action"].as_str().unwrap_or("?")),
+            other => other.to_owned(),
+        };
+        let result = self.call(function, payload).await;
+        let ended = match &result {
+            Ok(_) => "ok",
+            Err((error_type, _)) => error_type.as_str(),
+        };
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("{subject} -> {ended}"));
+        result
+    }
+
+    async fn call(&self, function: &str, payload: Value) -> Result<Value, (String, String)> {
+        let name = function_name(function);
+        if name == "worker"
+            && payload["key"] == RETRIED_KEY
+            && self
+                .failed_once
+                .lock()
+                .unwrap()
+                .insert(RETRIED_KEY.to_owned())
+        {
+            return Err((
+                "ServiceUnavailable".to_owned(),
+                format!("injected: the first call for {RETRIED_KEY} fails"),
+            ));
+        }
+        let result = match name {
+            "launcher" => ingest::handlers::launcher(&self.clients, payload).await,
+            "worker" => {
+                let deadline = SystemTime::now() + Duration::from_secs(900);
+                ingest::handlers::worker(&self.clients, payload, deadline).await
+            }
+            "validator" => ingest::handlers::validator(&self.clients, payload).await,
+            _ => {
+                return Err((
+                    "ResourceNotFoundException".to_owned(),
+                    format!("Function not found: {function}"),
+                ));
+            }
+        };
+        result.map_err(|e| {
+            let report = ingest::ErrorReport::from(&e);
+            (report.error_type, report.error_message)
+        })
+    }
+
+    async fn object(&self, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+        let object = self
+            .clients
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| format!("s3://{bucket}/{key}: {e}"))?;
+        let bytes = object.body.collect().await.map_err(|e| e.to_string())?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+}
+
+#[async_trait]
+impl local_stepfunctions::Resources for Functions {
+    async fn invoke_lambda(
+        &self,
+        function: &str,
+        payload: Value,
+    ) -> Result<Value, local_stepfunctions::LambdaError> {
+        self.invoke(function, payload)
+            .await
+            .map_err(
+                |(error_type, error_message)| local_stepfunctions::LambdaError::Function {
+                    error_type,
+                    error_message,
+                },
+            )
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<u8>, local_stepfunctions::ObjectError> {
+        self.object(bucket, key)
+            .await
+            .map_err(|message| local_stepfunctions::ObjectError {
+                code: "NoSuchKey".to_owned(),
+                message,
+            })
+    }
+}
+
+/// Lambda's Invoke API over [`Functions`].
+async fn invoke_endpoint(
+    State(functions): State<Arc<Functions>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    match functions.invoke(&name, payload).await {
+        Ok(output) => (StatusCode::OK, axum::Json(output)).into_response(),
+        Err((error_type, error_message)) => (
+            StatusCode::OK,
+            [("X-Amz-Function-Error", "Unhandled")],
+            axum::Json(json!({"errorType": error_type, "errorMessage": error_message})),
+        )
+            .into_response(),
+    }
+}
+
+/// S3 GetObject (path style) over [`Functions`], for moto's ItemReader.
+async fn object_endpoint(
+    State(functions): State<Arc<Functions>>,
+    Path((bucket, key)): Path<(String, String)>,
+) -> Response {
+    match functions.object(&bucket, &key).await {
+        Ok(bytes) => (StatusCode::OK, bytes).into_response(),
+        Err(message) => (
+            StatusCode::NOT_FOUND,
+            [("Content-Type", "application/xml")],
+            format!("<Error><Code>NoSuchKey</Code><Message>{message}</Message></Error>"),
+        )
+            .into_response(),
+    }
+}
+
+/// Serves the Invoke and GetObject endpoints on loopback; returns the port.
+async fn serve(functions: Arc<Functions>) -> u16 {
+    let app = Router::new()
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            post(invoke_endpoint),
+        )
+        .route("/{bucket}/{*key}", get(object_endpoint))
+        .fallback(|uri: axum::http::Uri| async move {
+            (StatusCode::NOT_FOUND, format!("not served here: {uri}"))
+        })
+        .with_state(functions);
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+/// The moto_server program named by `MOTO_SERVER`. Not looked up on PATH: the comparison is
+/// pinned to moto 5.2.5's interpreter, and another moto found there may behave differently.
+fn moto_server() -> Option<PathBuf> {
+    std::env::var_os("MOTO_SERVER")
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+}
+
+/// A moto_server process, killed when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP/1.1 POST of JSON; returns the status line.
+async fn post_json(port: u16, path: &str, body: &str) -> std::io::Result<String> {
+    let mut stream = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response.lines().next().unwrap_or_default().to_owned())
+}
+
+/// Starts moto with its Lambda calls (`MOTO_PORT`) sent to `invoke_port` and state machine
+/// execution switched on.
+async fn start_moto(program: &std::path::Path, invoke_port: u16) -> Moto {
+    let port = free_port();
+    let child = Command::new(program)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("MOTO_PORT", invoke_port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+    let moto = Moto { child, port };
+    let config = r#"{"stepfunctions":{"execute_state_machine":true}}"#;
+    for _ in 0..300 {
+        if let Ok(status) = post_json(port, "/moto-api/config", config).await {
+            assert!(status.contains(" 20"), "moto config: {status}");
+            return moto;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("moto_server did not listen on port {port} within 30 s");
+}
+
+async fn sfn_client(endpoint: &str) -> aws_sdk_sfn::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+            "local",
+            "local-secret",
+            None,
+            None,
+            "differential",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    aws_sdk_sfn::Client::new(&config)
+}
+
+/// The definition with the stack's substitutions, as the template fills it on AWS.
+fn substituted_definition() -> String {
+    let mut definition = DEFINITION.to_owned();
+    for (key, value) in substitutions(REGION, ACCOUNT, &names()) {
+        definition = definition.replace(&format!("${{{key}}}"), &value);
+    }
+    definition
+}
+
+/// `definition` as moto's parser accepts it, with the same meaning: its grammar takes
+/// `ToleratedFailurePercentage` only as a decimal-point number and refuses the integer `0`, so
+/// a `ToleratedFailurePercentage` of 0 (the ASL default) is dropped. Nothing else changes.
+fn for_moto(definition: &str) -> String {
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if map.get("ToleratedFailurePercentage") == Some(&json!(0)) {
+                    map.remove("ToleratedFailurePercentage");
+                }
+                map.values_mut().for_each(walk);
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value: Value = serde_json::from_str(definition).unwrap();
+    walk(&mut value);
+    serde_json::to_string_pretty(&value).unwrap()
+}
+
+#[test]
+fn the_moto_form_of_the_definition_only_drops_a_zero_tolerated_failure_percentage() {
+    let original: Value = serde_json::from_str(DEFINITION).unwrap();
+    let moto: Value = serde_json::from_str(&for_moto(DEFINITION)).unwrap();
+    let map = "/States/Ingest page";
+    assert_eq!(
+        original.pointer(map).unwrap()["ToleratedFailurePercentage"],
+        0
+    );
+    assert!(
+        moto.pointer(map)
+            .unwrap()
+            .get("ToleratedFailurePercentage")
+            .is_none()
+    );
+    let mut restored = moto.clone();
+    restored.pointer_mut(map).unwrap()["ToleratedFailurePercentage"] = json!(0);
+    assert_eq!(restored, original);
+    let kept = r#"{"ToleratedFailurePercentage": 5, "Next": {"ToleratedFailurePercentage": 0}}"#;
+    assert_eq!(
+        serde_json::from_str::<Value>(&for_moto(kept)).unwrap(),
+        json!({"ToleratedFailurePercentage": 5, "Next": {}})
+    );
+}
+
+/// A local S3 and IoT Analytics with the data set, the channel, pipeline and datastore, and the
+/// functions over them.
+async fn functions_over_a_fresh_stack(
+    dir: &std::path::Path,
+) -> anyhow::Result<(LocalStack, Arc<Functions>)> {
+    let stack = LocalStack::start(StackOptions::new(dir), &names()).await?;
+    s3_ingest::stack::ensure_iotanalytics(&stack.clients.iotanalytics, &names()).await?;
+    for (key, body) in OBJECTS {
+        stack
+            .clients
+            .s3
+            .put_object()
+            .bucket(names().bucket)
+            .key(*key)
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await?;
+    }
+    let functions = Arc::new(Functions {
+        clients: stack.clients.clone(),
+        failed_once: Mutex::new(HashSet::new()),
+        calls: Mutex::new(Vec::new()),
+    });
+    Ok((stack, functions))
+}
+
+/// How one execution ended and which states it entered.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    status: String,
+    /// The output of a success; `{"error", "cause"}` of a failure.
+    result: Value,
+    /// Top-level states entered, in order.
+    top_level: Vec<String>,
+    /// The Lambda invocations, in order, with how each ended: the item processor's steps
+    /// (moto's history does not record the states of Distributed Map items).
+    calls: Vec<String>,
+    /// Item counts of each Map Run.
+    map_run_items: Vec<Value>,
+}
+
+async fn history(client: &aws_sdk_sfn::Client, execution_arn: &str) -> Vec<HistoryEvent> {
+    let mut events = Vec::new();
+    let mut pages = client
+        .get_execution_history()
+        .execution_arn(execution_arn)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        events.extend(page.unwrap().events);
+    }
+    events
+}
+
+fn entered(events: &[HistoryEvent], states: &BTreeSet<String>) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| e.state_entered_event_details())
+        .map(|d| d.name().to_owned())
+        .filter(|name| states.contains(name))
+        .collect()
+}
+
+/// Replaces every `versionId` value (a random id per dataset content) with a fixed string,
+/// also inside JSON-encoded strings.
+fn mask_versions(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if key == "versionId" {
+                    *v = json!("<versionId>");
+                } else {
+                    mask_versions(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask_versions),
+        Value::String(text) => {
+            if let Ok(mut inner @ (Value::Object(_) | Value::Array(_))) =
+                serde_json::from_str::<Value>(text)
+            {
+                mask_versions(&mut inner);
+                *value = inner;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A turn of the validation poll loop after a check that found the content still CREATING:
+/// how many there are depends on how long the dataset content takes to create, not on the
+/// interpreter.
+const POLL_TURN: [&str; 4] = [
+    "Check validation",
+    "Dataset ready?",
+    "Wait for dataset",
+    "Check validation",
+];
+
+/// `states` with every poll turn after a CREATING check dropped, so only the last check of a
+/// wait stays.
+fn collapse_polls(states: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for state in states {
+        out.push(state);
+        let n = out.len();
+        if n >= 4 && out[n - 4..] == POLL_TURN {
+            out.truncate(n - 3);
+        }
+    }
+    out
+}
+
+/// `calls` with every validator check that was followed by another (it found the content
+/// still CREATING) dropped.
+fn collapse_repeats(calls: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for call in calls {
+        if call.starts_with("validator check")
+            && out.last().is_some_and(|l| l.starts_with("validator check"))
+        {
+            out.pop();
+        }
+        out.push(call);
+    }
+    out
+}
+
+#[test]
+fn poll_turns_after_creating_checks_are_dropped_and_other_states_stay() {
+    let states = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let polled = states(&[
+        "Start validation",
+        "Wait for dataset",
+        "Check validation",
+        "Dataset ready?",
+        "Wait for dataset",
+        "Check validation",
+        "Dataset ready?",
+        "Wait for dataset",
+        "Check validation",
+        "Validation failed",
+    ]);
+    assert_eq!(
+        collapse_polls(polled),
+        states(&[
+            "Start validation",
+            "Wait for dataset",
+            "Check validation",
+            "Validation failed",
+        ])
+    );
+    let other = states(&[
+        "List page",
+        "Ingest page",
+        "More pages?",
+        "List page",
+        "Ingest page",
+        "More pages?",
+    ]);
+    assert_eq!(collapse_polls(other.clone()), other);
+    assert_eq!(
+        collapse_repeats(states(&[
+            "validator start -> ok",
+            "validator check -> ok",
+            "validator check -> ok",
+            "validator check -> ValidationFailed",
+        ])),
+        states(&[
+            "validator start -> ok",
+            "validator check -> ValidationFailed"
+        ])
+    );
+}
+
+/// The top-level state names of the definition.
+fn state_names() -> BTreeSet<String> {
+    let definition: Value = serde_json::from_str(DEFINITION).unwrap();
+    definition["States"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Starts `name` with `input`, waits for its end and collects its outcome; `functions` are the
+/// ones this interpreter calls.
+async fn run(
+    client: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    functions: &Functions,
+    name: &str,
+    input: &Value,
+) -> Outcome {
+    // IoT Analytics allows one CreateDatasetContent per second per dataset: a run started
+    // sooner after the previous one would see a Throttled retry the other did not.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    functions.calls.lock().unwrap().clear();
+    let execution_arn = client
+        .start_execution()
+        .state_machine_arn(state_machine_arn)
+        .name(name)
+        .input(input.to_string())
+        .send()
+        .await
+        .unwrap()
+        .execution_arn;
+    let started = std::time::Instant::now();
+    let description = loop {
+        let description = client
+            .describe_execution()
+            .execution_arn(&execution_arn)
+            .send()
+            .await
+            .unwrap();
+        if description.status != ExecutionStatus::Running {
+            break description;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "{name} still running after 180 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut result = match description.status {
+        ExecutionStatus::Succeeded => {
+            serde_json::from_str(description.output.as_deref().unwrap_or("null")).unwrap()
+        }
+        _ => json!({"error": description.error, "cause": description.cause}),
+    };
+    mask_versions(&mut result);
+    let events = history(client, &execution_arn).await;
+    let mut map_run_items = Vec::new();
+    let map_runs = client
+        .list_map_runs()
+        .execution_arn(&execution_arn)
+        .send()
+        .await
+        .unwrap()
+        .map_runs;
+    for map_run in map_runs {
+        let described = client
+            .describe_map_run()
+            .map_run_arn(map_run.map_run_arn)
+            .send()
+            .await
+            .unwrap();
+        let counts = described.item_counts.unwrap();
+        map_run_items.push(json!({
+            "total": counts.total,
+            "succeeded": counts.succeeded,
+            "failed": counts.failed,
+            "aborted": counts.aborted,
+            "timedOut": counts.timed_out,
+        }));
+    }
+    Outcome {
+        status: description.status.as_str().to_owned(),
+        result,
+        top_level: collapse_polls(entered(&events, &state_names())),
+        calls: collapse_repeats(std::mem::take(&mut *functions.calls.lock().unwrap())),
+        map_run_items,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_and_the_embedded_executor_end_the_same_way_through_the_same_states() {
+    let Some(program) = moto_server() else {
+        eprintln!(
+            "SKIPPED moto_and_the_embedded_executor_end_the_same_way_through_the_same_states: \
+             MOTO_SERVER is not set (pip install 'moto[server]==5.2.5' and set MOTO_SERVER to \
+             its moto_server program; .ci/run does)"
+        );
+        return;
+    };
+    let definition = substituted_definition();
+
+    // moto, over its own stack.
+    let moto_dir = tempfile::tempdir().unwrap();
+    let (moto_stack, moto_functions) = functions_over_a_fresh_stack(moto_dir.path()).await.unwrap();
+    let invoke_port = serve(moto_functions.clone()).await;
+    let moto = start_moto(&program, invoke_port).await;
+    let moto_client = sfn_client(&format!("http://127.0.0.1:{}", moto.port)).await;
+    let moto_arn = moto_client
+        .create_state_machine()
+        .name("ingest")
+        .definition(for_moto(&definition))
+        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/differential"))
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn;
+
+    // The embedded executor, over another stack, with delays scaled down.
+    let embedded_dir = tempfile::tempdir().unwrap();
+    let (embedded_stack, embedded_functions) = functions_over_a_fresh_stack(embedded_dir.path())
+        .await
+        .unwrap();
+    let mut config = local_stepfunctions::Config::new(
+        embedded_dir.path().join("differential-sfn"),
+        embedded_functions.clone(),
+    );
+    config.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    config.time_scale = 0.01;
+    let embedded = local_stepfunctions::start(config).await.unwrap();
+    let embedded_client = sfn_client(&embedded.endpoint_url()).await;
+    let embedded_arn = embedded_client
+        .create_state_machine()
+        .name("ingest")
+        .definition(&definition)
+        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/differential"))
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn;
+
+    for (name, input, compare) in executions() {
+        let by_moto = run(&moto_client, &moto_arn, &moto_functions, name, &input).await;
+        let by_embedded = run(
+            &embedded_client,
+            &embedded_arn,
+            &embedded_functions,
+            name,
+            &input,
+        )
+        .await;
+        assert!(
+            !by_moto.top_level.is_empty() && !by_moto.calls.is_empty(),
+            "{name}: moto ran the states: {by_moto:#?}"
+        );
+        match compare {
+            Compare::Full => {
+                assert_eq!(
+                    by_moto, by_embedded,
+                    "{name}: moto (left), embedded (right)"
+                );
+            }
+            Compare::ItemsOnly => {
+                let listing_and_items = |o: &Outcome| {
+                    let calls: Vec<String> = o
+                        .calls
+                        .iter()
+                        .filter(|c| !c.starts_with("validator"))
+                        .cloned()
+                        .collect();
+                    (calls, o.map_run_items.clone())
+                };
+                assert_eq!(
+                    listing_and_items(&by_moto),
+                    listing_and_items(&by_embedded),
+                    "{name}: moto (left), embedded (right)"
+                );
+                assert_eq!(
+                    by_embedded.result["error"], "States.ExceedToleratedFailureThreshold",
+                    "{name}: a failed item fails the Map Run: {by_embedded:#?}"
+                );
+            }
+        }
+    }
+    // The data set did what it is for.
+    for functions in [&moto_functions, &embedded_functions] {
+        assert!(functions.failed_once.lock().unwrap().contains(RETRIED_KEY));
+    }
+
+    drop(moto);
+    embedded.shutdown().await;
+    moto_stack.shutdown().await;
+    embedded_stack.shutdown().await;
+}

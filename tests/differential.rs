@@ -11,36 +11,44 @@
 //! answers the Distributed Map ItemReader's S3 GetObject of the launcher's manifest. The
 //! embedded executor reaches them through its `Resources` trait.
 //!
-//! The data set is small and makes two executions:
+//! The data set is small and makes four executions:
 //! - `good/`: three objects; the first worker call for `good/retried.csv` fails with the
 //!   retryable `ServiceUnavailable` (injected by the test's function host), the Retry clause
 //!   calls it again, and the run validates with a dataset query;
 //! - `empty/` (no objects) with an expected row count the datastore does not have: the
 //!   validator's `ValidationFailed` is caught by `Check validation` and routed to the
 //!   `Validation failed` Fail state;
+//! - `good/` again in pages of two objects, one page per execution: the first execution
+//!   continues as a new one (`states:startExecution` on itself), which validates;
 //! - `bad/`: one object with a malformed row; the worker's `MalformedRow` is caught inside the
 //!   item processor and routed to the `Object failed` Fail state, which fails the item.
 //!
-//! What is compared, per execution (fully for the first two): the status; for a success the
-//! output, for a failure the error name and the cause (as JSON when it is JSON), with the
-//! dataset content's `versionId` (a random id) masked; the sequence of top-level states
-//! entered, without the validation poll loop's turns after checks that found the content still
+//! What is compared in full (the first two executions): the status; for a success the output,
+//! for a failure the error name and the cause (as JSON when it is JSON), with the dataset
+//! content's `versionId` (a random id) masked; the sequence of top-level states entered,
+//! without the validation poll loop's turns after checks that found the content still
 //! CREATING (their number depends on how long the dataset content takes, not on the
-//! interpreter); the sequence of
-//! Lambda invocations with how each ended (the item processor's steps: moto's history has no
-//! events for the states of Distributed Map items; items run one at a time, `maxConcurrency`
-//! 1, so the order is the manifest's); and each Map Run's item counts.
+//! interpreter); the sequence of Lambda invocations with how each ended (this stands for the
+//! item processor's states: moto's history has no events for the states of Distributed Map
+//! items; items run one at a time, `maxConcurrency` 1, so the order is the manifest's); and
+//! each Map Run's item counts.
 //!
-//! What is not compared, because moto 5.2.5 cannot run it as AWS does:
-//! - the end of the `bad/` execution: moto never enforces `ToleratedFailurePercentage`, so its
-//!   Map succeeds with a failed item (AWS and the embedded executor fail the Map Run with
-//!   `States.ExceedToleratedFailureThreshold`, which the test checks on the embedded side);
-//!   only the launcher and worker invocations and the item counts of that execution are
-//!   compared;
+//! What moto 5.2.5 cannot run as AWS does, and how the test narrows the comparison:
+//! - continue-as-new: moto fails the `Continue as new execution` task with `States.Runtime`
+//!   (cause `'Input'`) before calling StartExecution, when `Input` is a JSON object as in the
+//!   definition. For that execution the test compares the states entered, the invocations and
+//!   the Map Run's item counts up to that task, and checks that the embedded executor's chain
+//!   of two executions succeeds and validates (and that moto still fails there, so a moto that
+//!   learns it makes the test ask for a full comparison). The endpoint passes moto's own
+//!   Step Functions calls back to moto, so the comparison is not limited by the test itself;
+//! - a failed Distributed Map item: moto never enforces `ToleratedFailurePercentage`, so its
+//!   Map succeeds with a null result for the failed item and the execution goes on, where AWS
+//!   and the embedded executor fail the Map Run with `States.ExceedToleratedFailureThreshold`
+//!   (checked on the embedded side). For the `bad/` execution only the launcher and worker
+//!   invocations and the item counts are compared;
 //! - moto's parser refuses the integer `"ToleratedFailurePercentage": 0`, so moto runs the
 //!   definition without it ([`for_moto`], tested below), which means the same (0 is the
-//!   default);
-//! - continue-as-new (`states:startExecution` on itself): every execution here lists one page.
+//!   default). The embedded executor runs the definition as it is.
 //!
 //! The test needs `moto_server` (`pip install 'moto[server]==5.2.5'`) named by the
 //! `MOTO_SERVER` variable (`.ci/run` installs it and sets it). Without it the test prints why
@@ -101,6 +109,11 @@ enum Compare {
     /// executor) fail the Map Run with `States.ExceedToleratedFailureThreshold`, moto's Map
     /// succeeds with a null result for the failed item and the execution goes on.
     ItemsOnly,
+    /// The first execution, up to and including the `Continue as new execution` task: moto
+    /// 5.2.5 fails that task with `States.Runtime` (cause `'Input'`) before it calls
+    /// StartExecution, when `Input` is a JSON object as here, so only the embedded executor
+    /// gets to the continued execution (which the test checks ends as AWS would).
+    UntilContinuation,
 }
 
 /// The executions, in order: (name, input, what is compared).
@@ -130,6 +143,18 @@ fn executions() -> Vec<(&'static str, Value, Compare)> {
             "caught-validation-mismatch",
             with(json!({"prefix": "empty/", "expected": {"row_count": 1}})),
             Compare::Full,
+        ),
+        // Two pages of two objects, one page per execution: the first continues as a new
+        // execution, which lists the second page and validates all 14 rows.
+        (
+            "continued-as-new",
+            with(json!({
+                "prefix": "good/",
+                "pageSize": 2,
+                "pagesPerExecution": 1,
+                "expected": {"row_count": 14},
+            })),
+            Compare::UntilContinuation,
         ),
         (
             "caught-malformed-row",
@@ -262,9 +287,17 @@ impl local_stepfunctions::Resources for Functions {
     }
 }
 
+/// What the endpoint moto's interpreter calls serves.
+#[derive(Clone)]
+struct Endpoint {
+    functions: Arc<Functions>,
+    /// moto's own port, for the Step Functions calls its interpreter makes.
+    moto_port: u16,
+}
+
 /// Lambda's Invoke API over [`Functions`].
 async fn invoke_endpoint(
-    State(functions): State<Arc<Functions>>,
+    State(Endpoint { functions, .. }): State<Endpoint>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -282,7 +315,7 @@ async fn invoke_endpoint(
 
 /// S3 GetObject (path style) over [`Functions`], for moto's ItemReader.
 async fn object_endpoint(
-    State(functions): State<Arc<Functions>>,
+    State(Endpoint { functions, .. }): State<Endpoint>,
     Path((bucket, key)): Path<(String, String)>,
 ) -> Response {
     match functions.object(&bucket, &key).await {
@@ -296,18 +329,81 @@ async fn object_endpoint(
     }
 }
 
-/// Serves the Invoke and GetObject endpoints on loopback; returns the port.
-async fn serve(functions: Arc<Functions>) -> u16 {
+/// Step Functions calls of moto's interpreter (continue-as-new's StartExecution), which go to
+/// `MOTO_PORT` like its Lambda calls: passed on to moto as they are.
+async fn sfn_endpoint(
+    State(Endpoint { moto_port, .. }): State<Endpoint>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let target = header("x-amz-target");
+    if !target.starts_with("AWSStepFunctions.") {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("not served here: POST / {target}"),
+        )
+            .into_response();
+    }
+    let forward = async {
+        let mut stream = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, moto_port)).await?;
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1:{moto_port}\r\nX-Amz-Target: {target}\r\nContent-Type: application/x-amz-json-1.0\r\nAuthorization: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            header("authorization"),
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&body).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = match forward.await {
+        Ok(response) => response,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(response.len());
+    let head = String::from_utf8_lossy(&response[..split]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = response.get(split + 4..).unwrap_or_default().to_vec();
+    (
+        status,
+        [("Content-Type", "application/x-amz-json-1.0")],
+        body,
+    )
+        .into_response()
+}
+
+/// Serves the Invoke, GetObject and Step Functions endpoints on loopback; returns the port.
+async fn serve(functions: Arc<Functions>, moto_port: u16) -> u16 {
     let app = Router::new()
         .route(
             "/2015-03-31/functions/{name}/invocations",
             post(invoke_endpoint),
         )
         .route("/{bucket}/{*key}", get(object_endpoint))
+        .route("/", post(sfn_endpoint))
         .fallback(|uri: axum::http::Uri| async move {
             (StatusCode::NOT_FOUND, format!("not served here: {uri}"))
         })
-        .with_state(functions);
+        .with_state(Endpoint {
+            functions,
+            moto_port,
+        });
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .unwrap();
@@ -360,8 +456,7 @@ async fn post_json(port: u16, path: &str, body: &str) -> std::io::Result<String>
 
 /// Starts moto with its Lambda calls (`MOTO_PORT`) sent to `invoke_port` and state machine
 /// execution switched on.
-async fn start_moto(program: &std::path::Path, invoke_port: u16) -> Moto {
-    let port = free_port();
+async fn start_moto(program: &std::path::Path, port: u16, invoke_port: u16) -> Moto {
     let child = Command::new(program)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .env("MOTO_PORT", invoke_port.to_string())
@@ -481,10 +576,11 @@ async fn functions_over_a_fresh_stack(
 /// How one execution ended and which states it entered.
 #[derive(Debug, PartialEq)]
 struct Outcome {
-    status: String,
-    /// The output of a success; `{"error", "cause"}` of a failure.
+    /// Status of each execution of the chain (one, unless it continued as new).
+    statuses: Vec<String>,
+    /// The last execution's output if it succeeded, its `{"error", "cause"}` if not.
     result: Value,
-    /// Top-level states entered, in order.
+    /// Top-level states entered, in order, over the chain of executions.
     top_level: Vec<String>,
     /// The Lambda invocations, in order, with how each ended: the item processor's steps
     /// (moto's history does not record the states of Distributed Map items).
@@ -638,57 +734,36 @@ fn state_names() -> BTreeSet<String> {
         .collect()
 }
 
-/// Starts `name` with `input`, waits for its end and collects its outcome; `functions` are the
-/// ones this interpreter calls.
-async fn run(
+/// Waits for `execution_arn` to end.
+async fn wait_for(
     client: &aws_sdk_sfn::Client,
-    state_machine_arn: &str,
-    functions: &Functions,
-    name: &str,
-    input: &Value,
-) -> Outcome {
-    // IoT Analytics allows one CreateDatasetContent per second per dataset: a run started
-    // sooner after the previous one would see a Throttled retry the other did not.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    functions.calls.lock().unwrap().clear();
-    let execution_arn = client
-        .start_execution()
-        .state_machine_arn(state_machine_arn)
-        .name(name)
-        .input(input.to_string())
-        .send()
-        .await
-        .unwrap()
-        .execution_arn;
+    execution_arn: &str,
+) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
     let started = std::time::Instant::now();
-    let description = loop {
+    loop {
         let description = client
             .describe_execution()
-            .execution_arn(&execution_arn)
+            .execution_arn(execution_arn)
             .send()
             .await
             .unwrap();
         if description.status != ExecutionStatus::Running {
-            break description;
+            return description;
         }
         assert!(
             started.elapsed() < Duration::from_secs(180),
-            "{name} still running after 180 s"
+            "{execution_arn} still running after 180 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut result = match description.status {
-        ExecutionStatus::Succeeded => {
-            serde_json::from_str(description.output.as_deref().unwrap_or("null")).unwrap()
-        }
-        _ => json!({"error": description.error, "cause": description.cause}),
-    };
-    mask_versions(&mut result);
-    let events = history(client, &execution_arn).await;
-    let mut map_run_items = Vec::new();
+    }
+}
+
+/// Item counts of each Map Run of `execution_arn`.
+async fn map_run_items(client: &aws_sdk_sfn::Client, execution_arn: &str) -> Vec<Value> {
+    let mut items = Vec::new();
     let map_runs = client
         .list_map_runs()
-        .execution_arn(&execution_arn)
+        .execution_arn(execution_arn)
         .send()
         .await
         .unwrap()
@@ -701,7 +776,7 @@ async fn run(
             .await
             .unwrap();
         let counts = described.item_counts.unwrap();
-        map_run_items.push(json!({
+        items.push(json!({
             "total": counts.total,
             "succeeded": counts.succeeded,
             "failed": counts.failed,
@@ -709,13 +784,71 @@ async fn run(
             "timedOut": counts.timed_out,
         }));
     }
-    Outcome {
-        status: description.status.as_str().to_owned(),
-        result,
-        top_level: collapse_polls(entered(&events, &state_names())),
-        calls: collapse_repeats(std::mem::take(&mut *functions.calls.lock().unwrap())),
-        map_run_items,
+    items
+}
+
+/// Starts `name` with `input`, waits for it and for every execution it continued as, and
+/// collects the outcome; `functions` are the ones this interpreter calls.
+async fn run(
+    client: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    functions: &Functions,
+    name: &str,
+    input: &Value,
+) -> Outcome {
+    // IoT Analytics allows one CreateDatasetContent per second per dataset: a run started
+    // sooner after the previous one would see a Throttled retry the other did not.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    functions.calls.lock().unwrap().clear();
+    let mut execution_arn = client
+        .start_execution()
+        .state_machine_arn(state_machine_arn)
+        .name(name)
+        .input(input.to_string())
+        .send()
+        .await
+        .unwrap()
+        .execution_arn;
+    let mut outcome = Outcome {
+        statuses: Vec::new(),
+        result: Value::Null,
+        top_level: Vec::new(),
+        calls: Vec::new(),
+        map_run_items: Vec::new(),
+    };
+    loop {
+        let description = wait_for(client, &execution_arn).await;
+        outcome
+            .statuses
+            .push(description.status.as_str().to_owned());
+        let mut result = match description.status {
+            ExecutionStatus::Succeeded => {
+                serde_json::from_str(description.output.as_deref().unwrap_or("null")).unwrap()
+            }
+            _ => json!({"error": description.error, "cause": description.cause}),
+        };
+        let events = history(client, &execution_arn).await;
+        outcome
+            .top_level
+            .extend(collapse_polls(entered(&events, &state_names())));
+        outcome
+            .map_run_items
+            .extend(map_run_items(client, &execution_arn).await);
+        // The `Continued` state's output carries the StartExecution result of the next one.
+        match result
+            .pointer("/continuation/ExecutionArn")
+            .and_then(Value::as_str)
+        {
+            Some(next) => execution_arn = next.to_owned(),
+            None => {
+                mask_versions(&mut result);
+                outcome.result = result;
+                break;
+            }
+        }
     }
+    outcome.calls = collapse_repeats(std::mem::take(&mut *functions.calls.lock().unwrap()));
+    outcome
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -733,8 +866,9 @@ async fn moto_and_the_embedded_executor_end_the_same_way_through_the_same_states
     // moto, over its own stack.
     let moto_dir = tempfile::tempdir().unwrap();
     let (moto_stack, moto_functions) = functions_over_a_fresh_stack(moto_dir.path()).await.unwrap();
-    let invoke_port = serve(moto_functions.clone()).await;
-    let moto = start_moto(&program, invoke_port).await;
+    let moto_port = free_port();
+    let invoke_port = serve(moto_functions.clone(), moto_port).await;
+    let moto = start_moto(&program, moto_port, invoke_port).await;
     let moto_client = sfn_client(&format!("http://127.0.0.1:{}", moto.port)).await;
     let moto_arn = moto_client
         .create_state_machine()
@@ -788,6 +922,45 @@ async fn moto_and_the_embedded_executor_end_the_same_way_through_the_same_states
                 assert_eq!(
                     by_moto, by_embedded,
                     "{name}: moto (left), embedded (right)"
+                );
+            }
+            Compare::UntilContinuation => {
+                let first_execution = |o: &Outcome| {
+                    let states: Vec<String> = o
+                        .top_level
+                        .iter()
+                        .take_while(|s| *s != "Continued")
+                        .cloned()
+                        .collect();
+                    // Each execution starts with a launcher call; the next one's ends the first.
+                    let calls: Vec<String> = o
+                        .calls
+                        .iter()
+                        .enumerate()
+                        .take_while(|(i, c)| *i == 0 || !c.starts_with("launcher"))
+                        .map(|(_, c)| c.clone())
+                        .collect();
+                    (states, calls, o.map_run_items.first().cloned())
+                };
+                assert_eq!(
+                    first_execution(&by_moto),
+                    first_execution(&by_embedded),
+                    "{name}: moto (left), embedded (right)"
+                );
+                assert_eq!(
+                    by_moto.result["error"], "States.Runtime",
+                    "{name}: moto now runs continue-as-new; compare it in full: {by_moto:#?}"
+                );
+                assert_eq!(
+                    (
+                        by_embedded.statuses.as_slice(),
+                        &by_embedded.result["validation"]["passed"]
+                    ),
+                    (
+                        ["SUCCEEDED".to_owned(), "SUCCEEDED".to_owned()].as_slice(),
+                        &json!(true)
+                    ),
+                    "{name}: {by_embedded:#?}"
                 );
             }
             Compare::ItemsOnly => {

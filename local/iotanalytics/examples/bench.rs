@@ -61,7 +61,7 @@ fn row(i: usize) -> String {
         r#"{{"deviceid": "{}", "humidity": "{}", "location": "{}", "rowid": "{i}", "temp": "{}", "timestamp": "2018-04-18 19:04:35"}}"#,
         i % 10,
         40 + i % 30,
-        if i % 2 == 0 { "A" } else { "B" },
+        if i.is_multiple_of(2) { "A" } else { "B" },
         50 + i % 40
     )
 }

@@ -20,7 +20,7 @@ enum Step {
     Select(Vec<String>),
     Remove(Vec<String>),
     Add(Vec<(String, String)>),
-    Filter(Expr),
+    Filter(Box<Expr>),
 }
 
 /// A pipeline ready to run: the steps between its channel and its datastore.
@@ -154,9 +154,9 @@ pub fn compile(name: &str, activities: &[Value]) -> Result<Compiled, Error> {
                         .collect(),
                 ));
             }
-            "filter" => steps.push(Step::Filter(parse_filter(str_field(
+            "filter" => steps.push(Step::Filter(Box::new(parse_filter(str_field(
                 &node.body, "filter", "filter",
-            )?)?)),
+            )?)?))),
             _ => unreachable!("kinds were checked above"),
         }
         let next = node.body.get("next").and_then(Value::as_str).ok_or_else(|| {

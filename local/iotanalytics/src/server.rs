@@ -502,13 +502,13 @@ async fn create_datastore(State(svc): State<Arc<Service>>, body: Bytes) -> ApiRe
         req.file_format_configuration,
         json!({"jsonConfiguration": {}}),
     );
-    if let Some(obj) = format_config.as_object() {
-        if obj.contains_key("jsonConfiguration") && obj.contains_key("parquetConfiguration") {
-            return Err(Error::InvalidRequest(
-                "fileFormatConfiguration takes either jsonConfiguration or parquetConfiguration"
-                    .into(),
-            ));
-        }
+    if let Some(obj) = format_config.as_object()
+        && obj.contains_key("jsonConfiguration")
+        && obj.contains_key("parquetConfiguration")
+    {
+        return Err(Error::InvalidRequest(
+            "fileFormatConfiguration takes either jsonConfiguration or parquetConfiguration".into(),
+        ));
     }
     let mut catalog = svc.catalog();
     if catalog.datastores.contains_key(&req.datastore_name) {
@@ -1230,6 +1230,9 @@ struct MessageIn<'a> {
     payload: Option<Cow<'a, str>>,
 }
 
+/// Lines, line count and attributes produced for one pipeline's datastore.
+type PipelineOutput = (Vec<u8>, u64, Vec<(String, AttrType)>);
+
 fn merge_attr(acc: &mut Vec<(String, AttrType)>, name: &str, ty: AttrType) {
     if let Some(slot) = acc.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
         slot.1 = slot.1.merge(ty);
@@ -1343,8 +1346,7 @@ async fn batch_put_message(State(svc): State<Arc<Service>>, body: Bytes) -> ApiR
     let mut errors = Vec::new();
     let mut channel_data = Vec::with_capacity(body.len());
     let mut channel_records = 0u64;
-    let mut outputs: Vec<(Vec<u8>, u64, Vec<(String, AttrType)>)> =
-        vec![(Vec::new(), 0, Vec::new()); pipelines.len()];
+    let mut outputs: Vec<PipelineOutput> = vec![(Vec::new(), 0, Vec::new()); pipelines.len()];
     let mut failed = faults.failed_entries.into_iter().peekable();
     for (i, (id, payload)) in decoded.into_iter().enumerate() {
         if failed.peek() == Some(&i) {

@@ -252,10 +252,8 @@ pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> std::io::Result<
         }
     }
     fs::rename(&tmp, path)?;
-    if durable {
-        if let Some(parent) = path.parent() {
-            sync_dir(parent)?;
-        }
+    if durable && let Some(parent) = path.parent() {
+        sync_dir(parent)?;
     }
     Ok(())
 }
@@ -628,11 +626,28 @@ impl Writer {
             write_atomic(&log.dir.join("schema.json"), &attrs, self.shared.durable)?;
         }
         if self.shared.durable {
-            for log in dirty {
-                if let Some(active) = self.files.get(&(log.kind, log.name.clone())) {
-                    active.file.sync_data()?;
-                }
-            }
+            let files: Vec<&File> = dirty
+                .iter()
+                .filter_map(|log| self.files.get(&(log.kind, log.name.clone())))
+                .map(|a| &a.file)
+                .collect();
+            // A sync waits for the device; the files of a group (a channel and its
+            // datastores) are synced side by side so the group waits about once.
+            std::thread::scope(|scope| {
+                let others: Vec<_> = files
+                    .iter()
+                    .skip(1)
+                    .map(|f| scope.spawn(move || f.sync_data()))
+                    .collect();
+                let first = files.first().map_or(Ok(()), |f| f.sync_data());
+                others
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked")))
+                    })
+                    .fold(first, |acc, r| acc.and(r))
+            })?;
         }
         Ok(())
     }
@@ -648,7 +663,11 @@ impl Writer {
                 (seg.id, seg.len, seg.records)
             };
             let path = log.jsonl_path(id);
-            let file = OpenOptions::new().create(true).write(true).open(&path)?;
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
             // Drop anything past the acknowledged length (left by a failed commit).
             file.set_len(len)?;
             let mut file = file;
@@ -759,10 +778,10 @@ impl Writer {
                 Format::Json => IDLE_SEAL_MIN_RECORDS_JSON,
                 Format::Parquet(_) => 1,
             };
-            if active.records >= min {
-                if let Err(e) = self.seal(&log) {
-                    tracing::warn!(datastore = %log.name, error = %e, "sealing an idle segment failed");
-                }
+            if active.records >= min
+                && let Err(e) = self.seal(&log)
+            {
+                tracing::warn!(datastore = %log.name, error = %e, "sealing an idle segment failed");
             }
         }
     }
@@ -810,10 +829,8 @@ fn compact(log: &Arc<Log>, id: u64, durable: bool) -> Result<(), Error> {
         }
     }
     fs::rename(&tmp, &target)?;
-    if let Some(parent) = target.parent() {
-        if durable {
-            sync_dir(parent)?;
-        }
+    if durable && let Some(parent) = target.parent() {
+        sync_dir(parent)?;
     }
     let replaces_jsonl = matches!(log.format, Format::Parquet(_));
     {
@@ -946,11 +963,11 @@ pub fn decode_jsonl(data: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>,
             } else {
                 index.get(k.as_str())
             };
-            if let Some(&i) = idx {
-                if !set[i] {
-                    cols[i].push(v);
-                    set[i] = true;
-                }
+            if let Some(&i) = idx
+                && !set[i]
+            {
+                cols[i].push(v);
+                set[i] = true;
             }
         }
         for (i, was_set) in set.iter().enumerate() {

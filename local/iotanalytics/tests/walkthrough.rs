@@ -43,7 +43,7 @@ async fn the_articles_validation_queries_work_on_string_values() {
             r#"{{"deviceid": "{}", "humidity": "{}", "location": "{}", "rowid": "{i}", "temp": "{}", "timestamp": "2018-04-18 19:04:35"}}"#,
             i % 7,
             40 + i % 20,
-            if i % 2 == 0 { "A" } else { "B" },
+            if i.is_multiple_of(2) { "A" } else { "B" },
             50 + i % 30
         )
     };

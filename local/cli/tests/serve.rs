@@ -29,20 +29,42 @@ fn serve_prints_export_lines_and_answers_on_the_printed_endpoint() {
         .expect("an endpoint line")
         .to_owned();
     assert!(endpoint.starts_with("127.0.0.1:"), "{endpoint}");
-    assert!(lines.contains(&"export AWS_REGION=eu-west-1".to_owned()), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("export AWS_ACCESS_KEY_ID=")));
-    assert!(lines.iter().any(|l| l.starts_with("export AWS_SECRET_ACCESS_KEY=")));
+    assert!(
+        lines.contains(&"export AWS_REGION=eu-west-1".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("export AWS_ACCESS_KEY_ID="))
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("export AWS_SECRET_ACCESS_KEY="))
+    );
 
     // An unsigned request gets the service's error shape back.
     let mut stream = TcpStream::connect(&endpoint).unwrap();
-    write!(stream, "GET /channels HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET /channels HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(response.starts_with("HTTP/1.1 403"), "{response}");
-    assert!(response.to_ascii_lowercase().contains("x-amzn-errortype: missingauthenticationtokenexception"));
-    assert!(dir.path().join("iotanalytics/catalog.json").exists() || dir.path().join("iotanalytics/channels").exists());
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("x-amzn-errortype: missingauthenticationtokenexception")
+    );
+    assert!(
+        dir.path().join("iotanalytics/catalog.json").exists()
+            || dir.path().join("iotanalytics/channels").exists()
+    );
 }
 
 #[test]

@@ -735,11 +735,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(paced.batches, 3);
-        let (c, _) = clients(data);
-        let small = ingest_object(&c, &input(serde_json::json!({"rate": 50})), later())
+        // Paced from an empty bucket, 70 rows at 30/s take over two seconds.
+        let few: String = (1..=70).map(|i| format!("{i}\n")).collect();
+        let few: &'static [u8] = Box::leak(format!("n\n{few}").into_bytes().into_boxed_slice());
+        let (c, _) = clients(few);
+        let small = ingest_object(&c, &input(serde_json::json!({"rate": 30})), later())
             .await
             .unwrap();
-        assert_eq!(small.batches, 5);
+        assert_eq!(
+            (small.rows, small.batches),
+            (70, 3),
+            "batches of at most 30"
+        );
         let ids: std::collections::HashSet<_> = sent
             .lock()
             .unwrap()

@@ -397,6 +397,7 @@ pub fn summary(report: &RunReport) -> String {
             .unwrap_or(&empty);
         for (column, want) in expected {
             let got = actual.get(column).and_then(Value::as_str).unwrap_or("-");
+            let want = want.to_string();
             let _ = writeln!(out, "  {column:<20} expected {want:<16} actual {got}");
         }
         for (column, got) in actual.iter().filter(|(c, _)| !expected.contains_key(*c)) {

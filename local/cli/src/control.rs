@@ -98,7 +98,10 @@ pub async fn status(args: ExecutionArgs) -> anyhow::Result<()> {
 }
 
 /// Redrives a failed, timed-out or aborted execution from where it stopped.
-#[allow(clippy::print_stdout, reason = "the redrive date is the command's output")]
+#[allow(
+    clippy::print_stdout,
+    reason = "the redrive date is the command's output"
+)]
 pub async fn redrive(args: ExecutionArgs) -> anyhow::Result<()> {
     let redriven = client()
         .await
@@ -124,7 +127,11 @@ mod tests {
         assert_eq!(read_input("{\"a\":1}").unwrap(), "{\"a\":1}");
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), "{\"bucket\":\"b\"}").unwrap();
-        assert!(read_input(file.path().to_str().unwrap()).unwrap().contains("bucket"));
+        assert!(
+            read_input(file.path().to_str().unwrap())
+                .unwrap()
+                .contains("bucket")
+        );
         let error = read_input("[1]").unwrap_err().to_string();
         assert!(error.contains("JSON object"), "{error}");
         assert!(read_input("not json").is_err());

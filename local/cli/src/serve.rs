@@ -1,15 +1,16 @@
-//! `s3-ingest serve`: starts each local endpoint, prints `export` lines for the shell and
-//! serves until Ctrl-C. Each endpoint has its own startup function so that further endpoints
-//! (S3, Step Functions) slot in next to IoT Analytics.
+//! `s3-ingest serve`: starts the local S3, IoT Analytics and Step Functions endpoints (with the
+//! workflow's state machine registered), prints `export` lines for the shell and serves until
+//! Ctrl-C.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use local_iotanalytics::{Credentials, FaultConfig, RunningService, ServiceConfig};
+use local_iotanalytics::FaultConfig;
+use s3_ingest::stack::{LocalStack, StackOptions, WorkflowNames};
 
 /// Options of `serve`.
 #[derive(Debug, Args)]
@@ -23,13 +24,19 @@ pub struct ServeArgs {
     /// IoT Analytics port (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
+    /// S3 port (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    pub s3_port: u16,
+    /// Step Functions port (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    pub stepfunctions_port: u16,
     /// Region printed for clients and used in ARNs.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
-    /// Access key id clients must sign with; with --secret-access-key turns on signature checks.
+    /// Access key id clients must sign with (default `local`, printed in the export lines).
     #[arg(long, requires = "secret_access_key")]
     pub access_key_id: Option<String>,
-    /// Secret access key matching --access-key-id.
+    /// Secret access key matching --access-key-id (default `local-secret`).
     #[arg(long, requires = "access_key_id")]
     pub secret_access_key: Option<String>,
     /// Messages per second allowed on each IoT Analytics channel.
@@ -68,32 +75,33 @@ fn parse_override(s: &str) -> Result<(String, u32), String> {
     Ok((name.to_owned(), rate))
 }
 
-/// Starts the IoT Analytics endpoint described by the arguments.
-pub async fn start_iotanalytics(args: &ServeArgs) -> anyhow::Result<RunningService> {
-    let mut config = ServiceConfig::new(args.data_dir.join("iotanalytics"));
-    config.bind = SocketAddr::new(args.bind, args.port);
-    config.region = args.region.clone();
-    config.credentials = match (&args.access_key_id, &args.secret_access_key) {
-        (Some(id), Some(secret)) => Some(Credentials::new(id, secret)),
-        _ => None,
-    };
-    config.channel_quota = args.channel_quota;
-    config.channel_quotas = args
-        .channel_quota_for
-        .iter()
-        .cloned()
-        .collect::<HashMap<_, _>>();
-    config.faults = FaultConfig {
-        throttle_probability: args.fault_throttle,
-        server_error_probability: args.fault_server_error,
-        entry_error_probability: args.fault_entry_error,
-        latency: Duration::from_millis(args.fault_latency_ms),
-    };
-    config.seed = args.seed;
-    config.durable = !args.no_fsync;
-    local_iotanalytics::start(config)
-        .await
-        .context("starting the IoT Analytics endpoint")
+impl ServeArgs {
+    /// The stack these arguments describe.
+    pub fn stack_options(&self) -> StackOptions {
+        let mut options = StackOptions::new(&self.data_dir);
+        options.bind = self.bind;
+        options.region = self.region.clone();
+        if let (Some(id), Some(secret)) = (&self.access_key_id, &self.secret_access_key) {
+            options.access_key_id = id.clone();
+            options.secret_access_key = secret.clone();
+        }
+        options.ports = [self.s3_port, self.port, self.stepfunctions_port];
+        options.channel_quota = self.channel_quota;
+        options.channel_quotas = self
+            .channel_quota_for
+            .iter()
+            .cloned()
+            .collect::<HashMap<_, _>>();
+        options.faults = FaultConfig {
+            throttle_probability: self.fault_throttle,
+            server_error_probability: self.fault_server_error,
+            entry_error_probability: self.fault_entry_error,
+            latency: Duration::from_millis(self.fault_latency_ms),
+        };
+        options.seed = self.seed;
+        options.durable = !self.no_fsync;
+        options
+    }
 }
 
 /// Runs `serve` until Ctrl-C.
@@ -105,25 +113,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.access_key_id.is_some() != args.secret_access_key.is_some() {
         bail!("--access-key-id and --secret-access-key go together");
     }
-    let iotanalytics = start_iotanalytics(&args).await?;
-    // Without configured credentials any signed request is accepted, so placeholders do.
-    let (key_id, secret) = match (&args.access_key_id, &args.secret_access_key) {
-        (Some(id), Some(secret)) => (id.clone(), secret.clone()),
-        _ => ("local".to_owned(), "local-secret".to_owned()),
-    };
-    println!(
-        "export AWS_ENDPOINT_URL_IOTANALYTICS={}",
-        iotanalytics.endpoint_url()
-    );
-    println!("export AWS_ACCESS_KEY_ID={key_id}");
-    println!("export AWS_SECRET_ACCESS_KEY={secret}");
-    println!("export AWS_REGION={}", args.region);
-    println!("export AWS_DEFAULT_REGION={}", args.region);
+    let stack = LocalStack::start(args.stack_options(), &WorkflowNames::default()).await?;
+    for (name, value) in stack.exports() {
+        println!("export {name}={value}");
+    }
+    println!("# state machine: {}", stack.state_machine_arn);
     println!("# serving until Ctrl-C");
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
     tracing::info!("shutting down");
-    iotanalytics.shutdown().await;
+    stack.shutdown().await;
     Ok(())
 }

@@ -47,6 +47,14 @@ pub struct StackOptions {
     pub worker_timeout: Duration,
     /// Timeout of the launcher and validator functions.
     pub other_timeout: Duration,
+    /// Ports of the S3, IoT Analytics and Step Functions endpoints (0: a free one).
+    pub ports: [u16; 3],
+    /// Per-channel quotas overriding `channel_quota`.
+    pub channel_quotas: HashMap<String, u32>,
+    /// Faults the IoT Analytics endpoint injects into BatchPutMessage.
+    pub faults: local_iotanalytics::FaultConfig,
+    /// Seed of the fault injection.
+    pub seed: Option<u64>,
 }
 
 impl StackOptions {
@@ -64,6 +72,10 @@ impl StackOptions {
             durable: true,
             worker_timeout: Duration::from_secs(900),
             other_timeout: Duration::from_secs(60),
+            ports: [0; 3],
+            channel_quotas: HashMap::new(),
+            faults: local_iotanalytics::FaultConfig::default(),
+            seed: None,
         }
     }
 }
@@ -272,7 +284,7 @@ impl LocalStack {
             .with_context(|| format!("creating bucket directory {}", names.bucket))?;
         let s3 = local_s3::start(local_s3::S3Config {
             root: s3_root,
-            bind: SocketAddr::new(options.bind, 0),
+            bind: SocketAddr::new(options.bind, options.ports[0]),
             credentials: Some((
                 options.access_key_id.clone(),
                 options.secret_access_key.clone(),
@@ -283,13 +295,16 @@ impl LocalStack {
 
         let mut iota_config =
             local_iotanalytics::ServiceConfig::new(options.data_dir.join("iotanalytics"));
-        iota_config.bind = SocketAddr::new(options.bind, 0);
+        iota_config.bind = SocketAddr::new(options.bind, options.ports[1]);
         iota_config.region = options.region.clone();
         iota_config.credentials = Some(local_iotanalytics::Credentials::new(
             &options.access_key_id,
             &options.secret_access_key,
         ));
         iota_config.channel_quota = options.channel_quota;
+        iota_config.channel_quotas = options.channel_quotas.clone();
+        iota_config.faults = options.faults;
+        iota_config.seed = options.seed;
         iota_config.durable = options.durable;
         let iotanalytics = local_iotanalytics::start(iota_config)
             .await
@@ -309,7 +324,7 @@ impl LocalStack {
             options.data_dir.join("stepfunctions"),
             Arc::new(functions),
         );
-        sfn_config.bind = SocketAddr::new(options.bind, 0);
+        sfn_config.bind = SocketAddr::new(options.bind, options.ports[2]);
         sfn_config.region = options.region.clone();
         sfn_config.time_scale = options.time_scale;
         sfn_config.access_key = Some(local_stepfunctions::AccessKey {

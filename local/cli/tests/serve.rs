@@ -1,4 +1,4 @@
-//! `s3-ingest serve` prints the shell lines clients need and then answers on that endpoint.
+//! `s3-ingest serve` prints the shell lines clients need and then answers on those endpoints.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -29,6 +29,13 @@ fn serve_prints_export_lines_and_answers_on_the_printed_endpoint() {
         .expect("an endpoint line")
         .to_owned();
     assert!(endpoint.starts_with("127.0.0.1:"), "{endpoint}");
+    for variable in ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SFN"] {
+        let line = lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("export {variable}=")))
+            .unwrap_or_else(|| panic!("no {variable} line in {lines:?}"));
+        assert!(line.starts_with("http://127.0.0.1:"), "{line}");
+    }
     assert!(
         lines.contains(&"export AWS_REGION=eu-west-1".to_owned()),
         "{lines:?}"

@@ -88,6 +88,7 @@ fn names() -> WorkflowNames {
         pipeline: "diff_pipeline".to_owned(),
         datastore: "diff_datastore".to_owned(),
         dataset: "diff_validation".to_owned(),
+        ledger_bucket: "diff-ledger".to_owned(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ingest::validator::{CheckValidation, Expectation, StartValidation};
 use s3_ingest::run::RunArgs;
-use s3_ingest::stack::{LocalStack, WorkflowNames};
+use s3_ingest::stack::{LocalStack, StackOptions, WorkflowNames};
 
 /// A stack with its data in a temporary directory that lives as long as it does.
 pub struct TestStack {
@@ -28,6 +28,8 @@ pub fn sample_args(dir: &std::path::Path) -> RunArgs {
         pipeline: "bpm_blog_pipeline".to_owned(),
         datastore: "bpm_blog_datastore".to_owned(),
         dataset: "bpm_blog_validation".to_owned(),
+        ledger_bucket: s3_ingest::stack::DEFAULT_LEDGER_BUCKET.to_owned(),
+        checkpoint_every: 10,
         concurrency: 10,
         rate: 0,
         channel_quota: local_quota(),
@@ -47,15 +49,79 @@ fn local_quota() -> u32 {
 impl TestStack {
     /// Starts a stack for `args` (made by `customize` from the sample arguments).
     pub async fn start(customize: impl FnOnce(&mut RunArgs)) -> anyhow::Result<Self> {
+        Self::start_with(customize, |_| {}).await
+    }
+
+    /// [`TestStack::start`], with the stack's options (faults, timeouts) adjusted by `options`.
+    pub async fn start_with(
+        customize: impl FnOnce(&mut RunArgs),
+        options: impl FnOnce(&mut StackOptions),
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut args = sample_args(dir.path());
         customize(&mut args);
-        let stack = LocalStack::start(args.stack_options(), &args.names()).await?;
+        let mut stack_options = args.stack_options();
+        options(&mut stack_options);
+        let stack = LocalStack::start(stack_options, &args.names()).await?;
         Ok(Self {
             stack,
             args,
             _dir: dir,
         })
+    }
+
+    /// Rows stored in the run's datastore, and distinct `rowid`s among them.
+    pub async fn stored_and_distinct(&self) -> anyhow::Result<(u64, u64)> {
+        let row = self
+            .first_row(
+                &format!("{}_counts", self.args.datastore),
+                &format!(
+                    "SELECT count(*) AS stored, count(DISTINCT rowid) AS distinct_rows FROM {}",
+                    self.args.datastore
+                ),
+            )
+            .await?;
+        Ok((row["stored"].parse()?, row["distinct_rows"].parse()?))
+    }
+
+    /// Starts an execution with `input` through the Step Functions API and waits for it
+    /// (and any execution it continues as); returns the last one's status and output.
+    pub async fn execute(
+        &self,
+        input: &serde_json::Value,
+    ) -> anyhow::Result<(String, serde_json::Value)> {
+        let sfn = self.stack.sfn_client().await;
+        let mut execution = sfn
+            .start_execution()
+            .state_machine_arn(&self.stack.state_machine_arn)
+            .input(input.to_string())
+            .send()
+            .await?
+            .execution_arn()
+            .to_owned();
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let described = sfn
+                .describe_execution()
+                .execution_arn(&execution)
+                .send()
+                .await?;
+            let status = described.status().as_str().to_owned();
+            if status == "RUNNING" {
+                continue;
+            }
+            let output: serde_json::Value = match described.output() {
+                Some(text) => serde_json::from_str(text)?,
+                None => serde_json::json!({"error": described.error(), "cause": described.cause()}),
+            };
+            match output
+                .pointer("/continuation/ExecutionArn")
+                .and_then(|v| v.as_str())
+            {
+                Some(next) if status == "SUCCEEDED" => execution = next.to_owned(),
+                _ => return Ok((status, output)),
+            }
+        }
     }
 
     /// The names of this stack's run.

@@ -219,6 +219,11 @@ impl IngestError {
         "ResultUnreadable",
     ];
 
+    /// What Lambda reports when an invocation is cut short rather than failing: a timeout
+    /// and a crashed runtime. The state machine retries both; the worker resumes from its
+    /// ledger checkpoint.
+    pub const CUT_SHORT_TYPES: [&'static str; 2] = ["Sandbox.Timedout", "Runtime.ExitError"];
+
     /// Every error type name, in the order the README lists them.
     pub const ALL_TYPES: [&'static str; 16] = [
         "InvalidInput",

@@ -6,9 +6,11 @@
 //! the Distributed Map reads the manifest with its S3 ItemReader.
 
 use aws_sdk_s3::primitives::ByteStream;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
+use crate::ledger::{EntryState, Ledger, LedgerLocation};
 use crate::service_errors::CallFailure;
 
 /// Keys per page unless the input says otherwise (the ListObjectsV2 maximum).
@@ -16,6 +18,9 @@ pub const DEFAULT_PAGE_SIZE: i32 = 1000;
 
 /// Where manifests go in the source bucket unless the input says otherwise.
 pub const DEFAULT_MANIFEST_PREFIX: &str = "ingest-manifests/";
+
+/// Ledger entries read at once while a page is checked against the ledger.
+const LEDGER_READS_IN_FLIGHT: usize = 32;
 
 fn default_suffix() -> String {
     ".csv".to_owned()
@@ -58,9 +63,13 @@ pub struct LauncherInput {
     /// [`DEFAULT_MANIFEST_PREFIX`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<ManifestLocation>,
-    /// Names this run's manifest folder (the state machine passes its execution name).
+    /// Names this run's manifest folder (the state machine passes its first execution's name).
     #[serde(default = "default_run_id")]
     pub run_id: String,
+    /// The ledger: objects it records as ingested with their current ETag are left out of
+    /// the page, and its own keys are never work. Absent: every listed object is work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerLocation>,
 }
 
 /// A bucket and prefix for manifests.
@@ -90,6 +99,12 @@ pub struct Totals {
     pub retries: u64,
     /// Rows set aside over those pages.
     pub bad_rows: u64,
+    /// Objects left out because the ledger had them ingested, or another run held them.
+    pub skipped: u64,
+    /// Rows the ledger records for the objects skipped as already ingested.
+    pub skipped_rows: u64,
+    /// Objects set aside (bad header, or a bad row under the `fail` policy).
+    pub set_aside: u64,
 }
 
 /// What the state machine keeps of one finished object: counts only, so a page's results
@@ -103,6 +118,12 @@ pub struct ObjectCounts {
     pub retries: u64,
     /// Rows set aside.
     pub bad_rows: u64,
+    /// 1 when the worker found nothing to do (already ingested, or held by another run).
+    pub skipped: u64,
+    /// Rows the ledger records for an object found already ingested.
+    pub skipped_rows: u64,
+    /// 1 when the object was set aside.
+    pub set_aside: u64,
 }
 
 impl Totals {
@@ -112,6 +133,9 @@ impl Totals {
             self.rows += result.rows;
             self.retries += result.retries;
             self.bad_rows += result.bad_rows;
+            self.skipped += result.skipped;
+            self.skipped_rows += result.skipped_rows;
+            self.set_aside += result.set_aside;
         }
         self
     }
@@ -216,14 +240,18 @@ pub async fn list_page(
         })?;
 
     let skip_manifests = manifest_location.bucket == input.bucket;
-    let items: Vec<WorkItem> = listing
+    let listed: Vec<WorkItem> = listing
         .contents()
         .iter()
         .filter_map(|object| {
             let key = object.key()?;
             let wanted = !key.ends_with('/')
                 && key.ends_with(input.suffix.as_str())
-                && !(skip_manifests && key.starts_with(manifest_location.prefix.as_str()));
+                && !(skip_manifests && key.starts_with(manifest_location.prefix.as_str()))
+                && input
+                    .ledger
+                    .as_ref()
+                    .is_none_or(|ledger| !ledger.holds(&input.bucket, key));
             wanted.then(|| WorkItem {
                 bucket: input.bucket.clone(),
                 key: key.to_owned(),
@@ -232,6 +260,10 @@ pub async fn list_page(
             })
         })
         .collect();
+    let (items, skipped, skipped_rows) = match &input.ledger {
+        Some(location) => leave_out_ingested(Ledger::new(s3, location), listed).await?,
+        None => (listed, 0, 0),
+    };
 
     let page = input.totals.pages + 1;
     let manifest = ManifestObject {
@@ -268,12 +300,15 @@ pub async fn list_page(
         pages: page,
         objects: folded.objects + items.len() as u64,
         bytes: folded.bytes + items.iter().map(|i| i.size.max(0) as u64).sum::<u64>(),
+        skipped: folded.skipped + skipped,
+        skipped_rows: folded.skipped_rows + skipped_rows,
         ..folded
     };
     tracing::info!(
         bucket = %input.bucket,
         page,
         items = items.len(),
+        skipped,
         manifest = %manifest.key,
         more = continuation_token.is_some(),
         "listed page"
@@ -286,6 +321,38 @@ pub async fn list_page(
         continuation_token,
         totals,
     })
+}
+
+/// The items the ledger does not record as ingested with their listed ETag, with how many
+/// were left out and the rows the ledger records for them.
+async fn leave_out_ingested(
+    ledger: Ledger<'_>,
+    listed: Vec<WorkItem>,
+) -> Result<(Vec<WorkItem>, u64, u64), IngestError> {
+    let names: Vec<(String, String)> = listed
+        .iter()
+        .map(|item| (item.bucket.clone(), item.key.clone()))
+        .collect();
+    let entries: Vec<_> = futures::stream::iter(names)
+        .map(|(bucket, key)| async move { ledger.read(&bucket, &key).await })
+        .buffered(LEDGER_READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    let (mut skipped, mut skipped_rows) = (0, 0);
+    let mut items = Vec::with_capacity(listed.len());
+    for (item, stored) in listed.into_iter().zip(entries) {
+        match stored {
+            Some(stored)
+                if stored.entry.state == EntryState::Ingested
+                    && stored.entry.etag.trim_matches('"') == item.etag.trim_matches('"') =>
+            {
+                skipped += 1;
+                skipped_rows += stored.entry.rows;
+            }
+            _ => items.push(item),
+        }
+    }
+    Ok((items, skipped, skipped_rows))
 }
 
 /// Maps an S3 failure of `operation` on `resource` in `bucket`.
@@ -392,7 +459,8 @@ mod tests {
                 bytes: 1030,
                 rows: 22,
                 retries: 1,
-                bad_rows: 2
+                bad_rows: 2,
+                ..Totals::default()
             }
         );
         assert_eq!(out.manifest.key, "ingest-manifests/exec-1/page-000005.json");
@@ -486,6 +554,9 @@ mod tests {
                 rows: u64::MAX,
                 retries: u64::MAX,
                 bad_rows: u64::MAX,
+                skipped: u64::MAX,
+                skipped_rows: u64::MAX,
+                set_aside: u64::MAX,
             },
         };
         let state = serde_json::to_vec(&output).unwrap();

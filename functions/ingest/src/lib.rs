@@ -10,6 +10,7 @@ pub mod error;
 pub mod handlers;
 mod http;
 pub mod launcher;
+pub mod ledger;
 pub mod payload;
 pub mod rows;
 pub mod sender;

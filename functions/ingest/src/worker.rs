@@ -13,6 +13,10 @@ use crate::batches::{BadRow, Batch, Batcher, MAX_BATCH_MESSAGES, Produced, Resum
 use crate::clients::Clients;
 use crate::error::IngestError;
 use crate::launcher::s3_error;
+use crate::ledger::{
+    Conflict, Decision, EntryState, LEASE_MARGIN_MS, Ledger, LedgerEntry, LedgerLocation,
+    ObjectReport, REPORT_PART_ROWS, decide, now_ms, to_ms,
+};
 use crate::payload::ValueMode;
 use crate::sender::{BatchReport, BatchSender, RetryPolicy};
 use crate::service_errors::CallFailure;
@@ -29,16 +33,22 @@ fn default_in_flight() -> usize {
 fn default_attempts() -> u32 {
     RetryPolicy::default().max_attempts
 }
+fn default_run_id() -> String {
+    "manual".to_owned()
+}
+fn default_checkpoint_every() -> u64 {
+    10
+}
 
 /// What to do with a row that cannot become a message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum BadRowPolicy {
-    /// Stop the object at the bad row with [`IngestError::MalformedRow`] (the default): the
-    /// rows before it are sent, the error names the line.
+    /// Set the object aside at its first bad row (the default): the rows before it are sent,
+    /// the ledger records where it stopped and the run's report names the line.
     #[default]
     Fail,
-    /// Leave the row out, count it, and name it in the output's `badRows`.
+    /// Set the row aside, named in the run's report, and ingest the rest of the object.
     Skip,
 }
 
@@ -83,6 +93,16 @@ pub struct WorkerInput {
     /// Attempts per batch before failing (default 10).
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
+    /// The run this invocation belongs to: owns ledger claims and names the report folder
+    /// (the state machine passes the first execution's name).
+    #[serde(default = "default_run_id")]
+    pub run_id: String,
+    /// Where the ledger is; absent: no ledger, no claims, no reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerLocation>,
+    /// Acknowledged batches between two ledger checkpoints (default 10).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
 }
 
 /// Where to resume an object, and what was done before.
@@ -126,9 +146,16 @@ pub enum Outcome {
     HeaderOnly,
     /// The time budget ran out; call again with the checkpoint.
     InProgress,
+    /// The ledger says this ETag was already ingested: nothing sent.
+    AlreadyIngested,
+    /// Another run holds a live claim on the object: nothing sent by this one.
+    HeldElsewhere,
+    /// A bad header, or a bad row under the `fail` policy, stopped the object; `stoppedAt`
+    /// names the line, the rows before it were sent.
+    SetAside,
 }
 
-/// A row set aside under the `skip` policy.
+/// A row set aside, or the row an object was set aside at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BadRowReport {
@@ -169,6 +196,21 @@ pub struct WorkerOutput {
     /// `null` when done, so the state machine can always read the field.
     #[serde(default)]
     pub checkpoint: Option<Checkpoint>,
+    /// 1 when nothing was sent because the ledger had it ingested or another run holds it.
+    #[serde(default)]
+    pub skipped: u64,
+    /// Rows the ledger records for an object skipped as already ingested.
+    #[serde(default)]
+    pub skipped_rows: u64,
+    /// 1 when the object was set aside.
+    #[serde(default)]
+    pub set_aside: u64,
+    /// Where and why a set-aside object stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<BadRowReport>,
+    /// The folder of this object's reports in the ledger bucket, when rows were set aside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
 }
 
 impl WorkerInput {
@@ -213,6 +255,24 @@ impl WorkerInput {
                 "must be at least 1",
             ));
         }
+        if self.checkpoint_every == 0 {
+            return Err(IngestError::invalid_input(
+                "checkpointEvery",
+                "must be at least 1",
+            ));
+        }
+        if self.run_id.is_empty() || self.run_id.contains('/') {
+            return Err(IngestError::invalid_input(
+                "runId",
+                "must be non-empty and contain no '/'",
+            ));
+        }
+        if self.ledger.is_some() && self.etag.is_empty() {
+            return Err(IngestError::invalid_input(
+                "etag",
+                "is required with a ledger, which records what was ingested by ETag",
+            ));
+        }
         Ok(())
     }
 }
@@ -236,13 +296,32 @@ pub async fn ingest_with_policy(
     input.validate()?;
     policy.max_attempts = input.max_attempts;
     let started = Instant::now();
+    let lease_until_ms = to_ms(deadline) + LEASE_MARGIN_MS;
+
+    // The ledger says whether there is work at all, and may know a later checkpoint than the
+    // input (a crashed or timed-out invocation checkpoints there, not in the state).
+    let ledger = input
+        .ledger
+        .as_ref()
+        .map(|location| Ledger::new(&clients.s3, location));
+    let mut claim = None;
+    let mut start_at = input.checkpoint.clone();
+    if let Some(ledger) = ledger {
+        match Claim::take(ledger, input, lease_until_ms).await? {
+            Claimed::Work(taken, checkpoint) => {
+                start_at = later_checkpoint(start_at, checkpoint);
+                claim = Some(taken);
+            }
+            Claimed::Nothing(output) => return Ok(output),
+        }
+    }
+
     let stop_at = stop_instant(deadline, Duration::from_secs(input.time_margin_seconds));
     let rate = input.worker_rate();
     let batch_limit = rate.map_or(MAX_BATCH_MESSAGES, |r| {
         (r.get() as usize).min(MAX_BATCH_MESSAGES)
     });
-
-    let mut batcher = match &input.checkpoint {
+    let mut batcher = match &start_at {
         None => Batcher::at_start(input.values, batch_limit),
         Some(cp) => Batcher::resume(
             cp.header.clone(),
@@ -256,7 +335,11 @@ pub async fn ingest_with_policy(
         )
         .map_err(|p| header_error(input, p.0))?,
     };
-    let mut source = ObjectReader::open(&clients.s3, input, batcher.offset()).await?;
+    let mut progress = Progress::new(start_at.as_ref(), &batcher, claim.is_some(), started);
+    let mut source = match ObjectReader::open(&clients.s3, input, batcher.offset()).await {
+        Ok(source) => source,
+        Err(error) => return Err(error),
+    };
     let sender = BatchSender::new(
         clients.iotanalytics.clone(),
         &input.channel_name,
@@ -265,18 +348,9 @@ pub async fn ingest_with_policy(
         rate,
         policy,
     );
-    let previous = input.checkpoint.as_ref();
-    let mut progress = Progress {
-        rows: previous.map_or(0, |c| c.rows_sent),
-        batches: previous.map_or(0, |c| c.batches),
-        retries: previous.map_or(0, |c| c.retries),
-        bad_rows: previous.map_or(0, |c| c.bad_rows),
-        details: Vec::new(),
-    };
-    let mut in_flight: JoinSet<Result<BatchReport, IngestError>> = JoinSet::new();
+    let mut in_flight: JoinSet<(u64, Result<BatchReport, IngestError>)> = JoinSet::new();
     let mut failure: Option<IngestError> = None;
-    let mut dispatched_to: Option<ResumePoint> = None;
-    let mut out_of_time = false;
+    let mut stop = Stop::No;
 
     let mut chunk = Bytes::new();
     let mut at_end = false;
@@ -292,21 +366,29 @@ pub async fn ingest_with_policy(
             }
             continue;
         }
-        let (produced, used) = if at_end {
-            (batcher.finish(), 0)
+        let produced = if at_end {
+            batcher.finish()
         } else {
             match batcher.push(&chunk) {
-                Ok((produced, used)) => (Ok(produced), used),
-                Err(problem) => (Err(problem), 0),
+                Ok((produced, used)) => {
+                    chunk = chunk.slice(used..);
+                    Ok(produced)
+                }
+                Err(problem) => Err(problem),
             }
         };
-        let produced = produced.map_err(|p| header_error(input, p.0))?;
-        chunk = chunk.slice(used..);
+        let produced = match produced {
+            Ok(produced) => produced,
+            Err(problem) => {
+                failure = Some(header_error(input, problem.0));
+                break;
+            }
+        };
         match produced {
             Produced::NeedInput | Produced::Header => {}
             Produced::End => break,
             Produced::Batch(batch) => {
-                dispatch(&mut in_flight, &sender, batch, &mut dispatched_to);
+                progress.dispatch(&mut in_flight, &sender, batch);
                 while in_flight.len() >= input.max_in_flight {
                     if let Some(e) = collect(&mut in_flight, &mut progress).await {
                         failure = Some(e);
@@ -315,175 +397,607 @@ pub async fn ingest_with_policy(
                 if failure.is_some() {
                     break;
                 }
+                if let Some(claim) = claim.as_mut()
+                    && progress.since_checkpoint >= input.checkpoint_every
+                {
+                    let at = progress.checkpoint(&batcher);
+                    if claim.save(in_progress(at), &progress).await?.is_err() {
+                        stop = Stop::ClaimLost;
+                        break;
+                    }
+                    progress.since_checkpoint = 0;
+                }
                 if Instant::now() >= stop_at {
-                    out_of_time = true;
+                    stop = Stop::OutOfTime;
                     break;
                 }
             }
             Produced::BadRow(bad) => {
-                if let Err(e) = apply_policy(bad, input, &mut progress) {
+                if let Err(e) = progress.bad_row(bad, input) {
                     failure = Some(e);
                     break;
                 }
             }
         }
     }
-    // On a bad row with the `fail` policy the rows before it still go out, so that the
-    // error's "rows before it were sent" holds; after another failure they stay unsent.
-    let flush = !out_of_time
-        && match &failure {
-            None => true,
-            Some(e) => matches!(e, IngestError::MalformedRow { .. }),
-        };
+    // A bad row or header under the `fail` policy sets the object aside: the rows before it
+    // still go out, so the ledger's checkpoint lands exactly on the bad row. After any other
+    // failure the rows not yet dispatched stay unsent.
+    let set_aside = matches!(
+        failure,
+        Some(IngestError::MalformedRow { .. } | IngestError::InvalidHeader { .. })
+    );
+    let flush = stop == Stop::No && (failure.is_none() || set_aside);
     if flush && let Some(batch) = batcher.take_batch() {
-        dispatch(&mut in_flight, &sender, batch, &mut dispatched_to);
+        progress.dispatch(&mut in_flight, &sender, batch);
     }
     while !in_flight.is_empty() {
         if let Some(e) = collect(&mut in_flight, &mut progress).await {
             failure.get_or_insert(e);
         }
     }
-    let duration_ms = previous.map_or(0, |c| c.duration_ms) + started.elapsed().as_millis() as u64;
+    if failure.is_none() && stop == Stop::No {
+        progress.settle_parse_bad_rows();
+    }
+    let checkpoint = progress.checkpoint(&batcher);
+    let report = match ledger {
+        Some(ledger) => progress.flush_report(ledger, input).await?,
+        None => None,
+    };
 
     if let Some(error) = failure {
-        let error = match error {
+        return match error {
             IngestError::MalformedRow {
-                bucket,
-                key,
-                line,
-                row,
-                reason,
-                ..
-            } => IngestError::MalformedRow {
-                bucket,
-                key,
-                line,
-                row,
-                reason,
-                rows_sent: progress.rows,
-            },
-            other => other,
+                line, row, reason, ..
+            } => {
+                let stopped = BadRowReport { line, row, reason };
+                set_aside_output(input, claim, progress, checkpoint, stopped, report, ledger).await
+            }
+            IngestError::InvalidHeader { reason, .. } => {
+                let stopped = BadRowReport {
+                    line: 1,
+                    row: 0,
+                    reason: format!("invalid header: {reason}"),
+                };
+                set_aside_output(input, claim, progress, None, stopped, report, ledger).await
+            }
+            other => {
+                // Keep what was acknowledged, so the retry re-sends only the rest.
+                if let Some(claim) = claim.as_mut() {
+                    let _ = claim.save(in_progress(checkpoint), &progress).await;
+                }
+                tracing::warn!(key = %input.key, rows = progress.rows, error = %other, "object stopped");
+                Err(other)
+            }
         };
-        tracing::warn!(key = %input.key, rows = progress.rows, error = %error, "object stopped");
-        return Err(error);
+    }
+    if stop == Stop::ClaimLost {
+        tracing::warn!(key = %input.key, rows = progress.rows, "another run took the object over; stopping");
+        return Ok(progress.output(input, Outcome::HeldElsewhere, None, None, report));
+    }
+    if stop == Stop::OutOfTime {
+        if let Some(claim) = claim.as_mut() {
+            claim
+                .save(in_progress(checkpoint.clone()), &progress)
+                .await?
+                .unwrap_or_else(|_| lost_claim(input));
+        }
+        tracing::info!(key = %input.key, rows = progress.rows, batches = progress.batches, "object paused at the time budget");
+        let mut output = progress.output(input, Outcome::InProgress, checkpoint, None, report);
+        output.done = false;
+        return Ok(output);
     }
 
-    let outcome = if out_of_time {
-        Outcome::InProgress
-    } else if !batcher.has_header() {
+    let outcome = if !batcher.has_header() {
         Outcome::Empty
     } else if batcher.resume_point().next_row == 1 {
         Outcome::HeaderOnly
     } else {
         Outcome::Ingested
     };
-    let checkpoint = out_of_time.then(|| {
-        let at = dispatched_to.unwrap_or_else(|| batcher.resume_point());
-        Checkpoint {
-            byte_offset: at.byte_offset,
-            next_row: at.next_row,
-            next_line: at.line,
-            header: batcher.header().to_vec(),
-            rows_sent: progress.rows,
-            batches: progress.batches,
-            retries: progress.retries,
-            bad_rows: progress.bad_rows,
-            duration_ms,
-        }
-    });
+    if let Some(claim) = claim.as_mut() {
+        claim
+            .save(LedgerUpdate::Ingested, &progress)
+            .await?
+            .unwrap_or_else(|_| lost_claim(input));
+    }
     tracing::info!(
         key = %input.key,
         rows = progress.rows,
         batches = progress.batches,
         retries = progress.retries,
         bad_rows = progress.bad_rows,
-        done = !out_of_time,
-        "object {}",
-        if out_of_time { "paused at the time budget" } else { "finished" }
+        "object finished"
     );
-    Ok(WorkerOutput {
-        done: !out_of_time,
+    Ok(progress.output(input, outcome, None, None, report))
+}
+
+/// Logs a claim another run took over after this invocation's lease ended: the rows this
+/// invocation sent are in the channel, and the other run resumes from its own checkpoint.
+fn lost_claim(input: &WorkerInput) {
+    tracing::warn!(key = %input.key, run = %input.run_id, "the ledger entry was taken over by another run");
+}
+
+/// Why the read loop ended early without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// It did not.
+    No,
+    /// The time budget ran out.
+    OutOfTime,
+    /// Another run took the object over (this claim's lease had ended).
+    ClaimLost,
+}
+
+/// The checkpoint further into the object, of the input's and the ledger's.
+fn later_checkpoint(a: Option<Checkpoint>, b: Option<Checkpoint>) -> Option<Checkpoint> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.byte_offset > a.byte_offset { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn in_progress(checkpoint: Option<Checkpoint>) -> LedgerUpdate {
+    LedgerUpdate::InProgress(checkpoint)
+}
+
+/// Ends a set-aside object: records it in the ledger and returns the outcome.
+async fn set_aside_output(
+    input: &WorkerInput,
+    mut claim: Option<Claim<'_>>,
+    mut progress: Progress,
+    checkpoint: Option<Checkpoint>,
+    stopped: BadRowReport,
+    report: Option<String>,
+    ledger: Option<Ledger<'_>>,
+) -> Result<WorkerOutput, IngestError> {
+    let report = match ledger {
+        Some(ledger) => {
+            let part = ObjectReport {
+                bucket: input.bucket.clone(),
+                key: input.key.clone(),
+                etag: input.etag.clone(),
+                policy: input.bad_rows,
+                first_line: stopped.line,
+                stopped_at: Some(stopped.clone()),
+                bad_rows: Vec::new(),
+            };
+            ledger.write_report(&input.run_id, &part).await?;
+            Some(report.unwrap_or_else(|| report_folder(ledger, input)))
+        }
+        None => report,
+    };
+    progress.set_aside = 1;
+    if let Some(claim) = claim.as_mut() {
+        let update = LedgerUpdate::SetAside {
+            checkpoint: checkpoint.clone(),
+            reason: format!("line {}: {}", stopped.line, stopped.reason),
+            report: report.clone(),
+        };
+        claim
+            .save(update, &progress)
+            .await?
+            .unwrap_or_else(|_| lost_claim(input));
+    }
+    tracing::warn!(
+        key = %input.key,
+        line = stopped.line,
+        row = stopped.row,
+        reason = %stopped.reason,
+        rows = progress.rows,
+        "object set aside"
+    );
+    Ok(progress.output(input, Outcome::SetAside, checkpoint, Some(stopped), report))
+}
+
+fn report_folder(ledger: Ledger<'_>, input: &WorkerInput) -> String {
+    let part = ledger
+        .location()
+        .report_key(&input.run_id, &input.bucket, &input.key, 0);
+    part.rsplit_once('/')
+        .map_or(part.clone(), |(folder, _)| format!("{folder}/"))
+}
+
+/// A change to the ledger entry.
+enum LedgerUpdate {
+    /// Still in progress, resumable from here.
+    InProgress(Option<Checkpoint>),
+    /// Finished.
+    Ingested,
+    /// Stopped for good at a bad row or header.
+    SetAside {
+        checkpoint: Option<Checkpoint>,
+        reason: String,
+        report: Option<String>,
+    },
+}
+
+/// This worker's claim on an object in the ledger.
+struct Claim<'a> {
+    ledger: Ledger<'a>,
+    entry: LedgerEntry,
+    version: String,
+}
+
+/// What taking a claim gave.
+enum Claimed<'a> {
+    /// Work to do, maybe from a checkpoint.
+    Work(Claim<'a>, Option<Checkpoint>),
+    /// Nothing to do: the finished output.
+    Nothing(WorkerOutput),
+}
+
+impl<'a> Claim<'a> {
+    /// Reads the object's entry and, when there is work, claims it with a conditional write.
+    async fn take(
+        ledger: Ledger<'a>,
+        input: &WorkerInput,
+        lease_until_ms: u64,
+    ) -> Result<Claimed<'a>, IngestError> {
+        // Two rounds: a lost race means another writer just changed the entry; read it again.
+        for _ in 0..3 {
+            let stored = ledger.read(&input.bucket, &input.key).await?;
+            let decision = decide(
+                stored.as_ref().map(|s| &s.entry),
+                &input.etag,
+                &input.run_id,
+                input.bad_rows,
+                now_ms(),
+            );
+            let checkpoint = match decision {
+                Decision::Start => None,
+                Decision::Resume(checkpoint) => checkpoint,
+                Decision::AlreadyIngested | Decision::AlreadySetAside => {
+                    let entry = &stored.as_ref().expect("decided from an entry").entry;
+                    let outcome = if decision == Decision::AlreadyIngested {
+                        Outcome::AlreadyIngested
+                    } else {
+                        Outcome::SetAside
+                    };
+                    tracing::info!(key = %input.key, etag = %input.etag, ?outcome, "nothing to do");
+                    return Ok(Claimed::Nothing(skipped_output(input, outcome, entry)));
+                }
+                Decision::HeldElsewhere { run_id } => {
+                    tracing::info!(key = %input.key, holder = %run_id, "another run is ingesting the object");
+                    let mut output = skipped_output(
+                        input,
+                        Outcome::HeldElsewhere,
+                        &stored.expect("decided from an entry").entry,
+                    );
+                    output.rows = 0;
+                    return Ok(Claimed::Nothing(output));
+                }
+            };
+            let entry = LedgerEntry {
+                bucket: input.bucket.clone(),
+                key: input.key.clone(),
+                etag: input.etag.clone(),
+                state: EntryState::InProgress,
+                run_id: input.run_id.clone(),
+                lease_until_ms,
+                updated_ms: now_ms(),
+                checkpoint: checkpoint.clone(),
+                rows: checkpoint.as_ref().map_or(0, |c| c.rows_sent),
+                batches: checkpoint.as_ref().map_or(0, |c| c.batches),
+                retries: checkpoint.as_ref().map_or(0, |c| c.retries),
+                bad_rows: checkpoint.as_ref().map_or(0, |c| c.bad_rows),
+                reason: None,
+                report: None,
+            };
+            let previous = stored.as_ref().map(|s| s.version.as_str());
+            if let Ok(version) = ledger.write(&entry, previous).await? {
+                return Ok(Claimed::Work(
+                    Claim {
+                        ledger,
+                        entry,
+                        version,
+                    },
+                    checkpoint,
+                ));
+            }
+        }
+        Err(IngestError::ServiceUnavailable {
+            service: "S3",
+            operation: "PutObject".to_owned(),
+            message: format!(
+                "the ledger entry of s3://{}/{} kept changing while it was being claimed",
+                input.bucket, input.key
+            ),
+        })
+    }
+
+    /// Writes the entry with `update`; `Err(Conflict)` when another run took it over.
+    async fn save(
+        &mut self,
+        update: LedgerUpdate,
+        progress: &Progress,
+    ) -> Result<Result<(), Conflict>, IngestError> {
+        let mut entry = self.entry.clone();
+        entry.updated_ms = now_ms();
+        entry.rows = progress.rows;
+        entry.batches = progress.batches;
+        entry.retries = progress.retries;
+        entry.bad_rows = progress.bad_rows;
+        match update {
+            LedgerUpdate::InProgress(checkpoint) => entry.checkpoint = checkpoint,
+            LedgerUpdate::Ingested => {
+                entry.state = EntryState::Ingested;
+                entry.checkpoint = None;
+            }
+            LedgerUpdate::SetAside {
+                checkpoint,
+                reason,
+                report,
+            } => {
+                entry.state = EntryState::SetAside;
+                entry.checkpoint = checkpoint;
+                entry.reason = Some(reason);
+                entry.report = report;
+            }
+        }
+        match self.ledger.write(&entry, Some(&self.version)).await? {
+            Ok(version) => {
+                self.version = version;
+                self.entry = entry;
+                Ok(Ok(()))
+            }
+            Err(conflict) => Ok(Err(conflict)),
+        }
+    }
+}
+
+/// The output for an object with nothing to do, counted from its ledger entry.
+fn skipped_output(input: &WorkerInput, outcome: Outcome, entry: &LedgerEntry) -> WorkerOutput {
+    WorkerOutput {
+        done: true,
         bucket: input.bucket.clone(),
         key: input.key.clone(),
         outcome,
-        rows: progress.rows,
-        batches: progress.batches,
-        retries: progress.retries,
-        bad_rows: progress.bad_rows,
-        bad_row_details: progress.details,
-        duration_ms,
-        checkpoint,
-    })
+        rows: 0,
+        batches: 0,
+        retries: 0,
+        bad_rows: 0,
+        bad_row_details: Vec::new(),
+        duration_ms: 0,
+        checkpoint: None,
+        skipped: 1,
+        skipped_rows: entry.rows,
+        set_aside: 0,
+        stopped_at: None,
+        report: entry.report.clone(),
+    }
 }
 
-/// Counts over the object so far.
+/// A dispatched batch not yet known to be acknowledged, in dispatch order.
+struct Pending {
+    seq: u64,
+    resume: ResumePoint,
+    /// Rows set aside while reading up to this batch.
+    bad_before: u64,
+    report: Option<BatchReport>,
+}
+
+/// Counts over the object so far. `rows`, `batches` and `bad_rows` cover only the batches
+/// acknowledged without a gap, so a checkpoint taken from them never skips an unsent row.
 struct Progress {
     rows: u64,
     batches: u64,
     retries: u64,
     bad_rows: u64,
+    duration_before_ms: u64,
+    started: Instant,
+    set_aside: u64,
+    /// The acknowledged position; `None` until the header was read in this invocation.
+    watermark: Option<ResumePoint>,
+    pending: std::collections::VecDeque<Pending>,
+    next_seq: u64,
+    /// Rows set aside since the last dispatched batch.
+    parse_bad_rows: u64,
+    since_checkpoint: u64,
     details: Vec<BadRowReport>,
+    /// Every set-aside row not yet in a report (only with a ledger).
+    unreported: Vec<BadRowReport>,
+    keep_reports: bool,
+    reports_written: bool,
 }
 
 impl Progress {
-    fn set_aside(&mut self, line: u64, row: u64, reason: String) {
-        self.bad_rows += 1;
-        if self.details.len() < MAX_REPORTED_BAD_ROWS {
-            self.details.push(BadRowReport { line, row, reason });
+    fn new(
+        previous: Option<&Checkpoint>,
+        batcher: &Batcher,
+        keep_reports: bool,
+        started: Instant,
+    ) -> Self {
+        Self {
+            rows: previous.map_or(0, |c| c.rows_sent),
+            batches: previous.map_or(0, |c| c.batches),
+            retries: previous.map_or(0, |c| c.retries),
+            bad_rows: previous.map_or(0, |c| c.bad_rows),
+            duration_before_ms: previous.map_or(0, |c| c.duration_ms),
+            started,
+            set_aside: 0,
+            watermark: previous.map(|_| batcher.resume_point()),
+            pending: std::collections::VecDeque::new(),
+            next_seq: 0,
+            parse_bad_rows: 0,
+            since_checkpoint: 0,
+            details: Vec::new(),
+            unreported: Vec::new(),
+            keep_reports,
+            reports_written: false,
         }
     }
-}
 
-/// Applies the bad-row policy: an error to stop on, or the row counted and named.
-fn apply_policy(
-    bad: BadRow,
-    input: &WorkerInput,
-    progress: &mut Progress,
-) -> Result<(), IngestError> {
-    match input.bad_rows {
-        BadRowPolicy::Fail => Err(IngestError::MalformedRow {
+    fn note_bad_row(&mut self, report: BadRowReport) {
+        if self.details.len() < MAX_REPORTED_BAD_ROWS {
+            self.details.push(report.clone());
+        }
+        if self.keep_reports {
+            self.unreported.push(report);
+        }
+    }
+
+    /// Applies the bad-row policy: an error to stop on, or the row counted and named.
+    fn bad_row(&mut self, bad: BadRow, input: &WorkerInput) -> Result<(), IngestError> {
+        match input.bad_rows {
+            BadRowPolicy::Fail => Err(IngestError::MalformedRow {
+                bucket: input.bucket.clone(),
+                key: input.key.clone(),
+                line: bad.line,
+                row: bad.row,
+                reason: bad.problem.to_string(),
+                rows_sent: self.rows,
+            }),
+            BadRowPolicy::Skip => {
+                tracing::warn!(key = %input.key, line = bad.line, row = bad.row, reason = %bad.problem, "row set aside");
+                self.parse_bad_rows += 1;
+                self.note_bad_row(BadRowReport {
+                    line: bad.line,
+                    row: bad.row,
+                    reason: bad.problem.to_string(),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Counts rows set aside after the last batch (at the object's end).
+    fn settle_parse_bad_rows(&mut self) {
+        self.bad_rows += std::mem::take(&mut self.parse_bad_rows);
+    }
+
+    fn dispatch(
+        &mut self,
+        in_flight: &mut JoinSet<(u64, Result<BatchReport, IngestError>)>,
+        sender: &Arc<BatchSender>,
+        batch: Batch,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending.push_back(Pending {
+            seq,
+            resume: batch.resume,
+            bad_before: std::mem::take(&mut self.parse_bad_rows),
+            report: None,
+        });
+        let sender = Arc::clone(sender);
+        in_flight.spawn(async move { (seq, sender.send(batch).await) });
+    }
+
+    /// Records an acknowledged batch and moves the watermark over every batch acknowledged
+    /// without a gap before it.
+    fn acknowledge(&mut self, seq: u64, report: BatchReport) {
+        self.retries += report.retries;
+        for refused in &report.refused {
+            self.note_bad_row(BadRowReport {
+                line: refused.line,
+                row: refused.row,
+                reason: refused.reason.clone(),
+            });
+        }
+        if let Some(pending) = self.pending.iter_mut().find(|p| p.seq == seq) {
+            pending.report = Some(report);
+        }
+        while self.pending.front().is_some_and(|p| p.report.is_some()) {
+            let done = self.pending.pop_front().expect("checked above");
+            let report = done.report.expect("checked above");
+            self.rows += report.acknowledged;
+            self.batches += 1;
+            self.bad_rows += done.bad_before + report.refused.len() as u64;
+            self.watermark = Some(done.resume);
+            self.since_checkpoint += 1;
+        }
+    }
+
+    /// Where to resume: the acknowledged position, `None` before the header was read.
+    fn checkpoint(&self, batcher: &Batcher) -> Option<Checkpoint> {
+        let at = self.watermark?;
+        Some(Checkpoint {
+            byte_offset: at.byte_offset,
+            next_row: at.next_row,
+            next_line: at.line,
+            header: batcher.header().to_vec(),
+            rows_sent: self.rows,
+            batches: self.batches,
+            retries: self.retries,
+            bad_rows: self.bad_rows,
+            duration_ms: self.duration_ms(),
+        })
+    }
+
+    fn duration_ms(&self) -> u64 {
+        self.duration_before_ms + self.started.elapsed().as_millis() as u64
+    }
+
+    /// Writes the rows set aside in this invocation to report parts of at most
+    /// [`REPORT_PART_ROWS`] rows; returns the object's report folder when there is one.
+    async fn flush_report(
+        &mut self,
+        ledger: Ledger<'_>,
+        input: &WorkerInput,
+    ) -> Result<Option<String>, IngestError> {
+        let rows = std::mem::take(&mut self.unreported);
+        for part in rows.chunks(REPORT_PART_ROWS) {
+            let report = ObjectReport {
+                bucket: input.bucket.clone(),
+                key: input.key.clone(),
+                etag: input.etag.clone(),
+                policy: input.bad_rows,
+                first_line: part[0].line,
+                stopped_at: None,
+                bad_rows: part.to_vec(),
+            };
+            let key = ledger.write_report(&input.run_id, &report).await?;
+            tracing::info!(key = %input.key, report = %key, rows = part.len(), "bad rows reported");
+            self.reports_written = true;
+        }
+        Ok((self.reports_written || self.bad_rows > 0).then(|| report_folder(ledger, input)))
+    }
+
+    fn output(
+        self,
+        input: &WorkerInput,
+        outcome: Outcome,
+        checkpoint: Option<Checkpoint>,
+        stopped_at: Option<BadRowReport>,
+        report: Option<String>,
+    ) -> WorkerOutput {
+        WorkerOutput {
+            done: true,
             bucket: input.bucket.clone(),
             key: input.key.clone(),
-            line: bad.line,
-            row: bad.row,
-            reason: bad.problem.to_string(),
-            rows_sent: progress.rows,
-        }),
-        BadRowPolicy::Skip => {
-            tracing::warn!(key = %input.key, line = bad.line, row = bad.row, reason = %bad.problem, "row set aside");
-            progress.set_aside(bad.line, bad.row, bad.problem.to_string());
-            Ok(())
+            outcome,
+            rows: self.rows,
+            batches: self.batches,
+            retries: self.retries,
+            bad_rows: self.bad_rows,
+            duration_ms: self.duration_ms(),
+            bad_row_details: self.details,
+            checkpoint: if outcome == Outcome::InProgress {
+                checkpoint
+            } else {
+                None
+            },
+            skipped: u64::from(outcome == Outcome::HeldElsewhere),
+            skipped_rows: 0,
+            set_aside: self.set_aside,
+            stopped_at,
+            report,
         }
     }
-}
-
-fn dispatch(
-    in_flight: &mut JoinSet<Result<BatchReport, IngestError>>,
-    sender: &Arc<BatchSender>,
-    batch: Batch,
-    dispatched_to: &mut Option<ResumePoint>,
-) {
-    *dispatched_to = Some(batch.resume);
-    let sender = Arc::clone(sender);
-    in_flight.spawn(async move { sender.send(batch).await });
 }
 
 /// Waits for one batch; returns the error that should stop the object, if any.
 async fn collect(
-    in_flight: &mut JoinSet<Result<BatchReport, IngestError>>,
+    in_flight: &mut JoinSet<(u64, Result<BatchReport, IngestError>)>,
     progress: &mut Progress,
 ) -> Option<IngestError> {
     match in_flight.join_next().await? {
-        Ok(Ok(report)) => {
-            progress.rows += report.acknowledged;
-            progress.batches += 1;
-            progress.retries += report.retries;
-            for refused in report.refused {
-                progress.set_aside(refused.line, refused.row, refused.reason);
-            }
+        Ok((seq, Ok(report))) => {
+            progress.acknowledge(seq, report);
             None
         }
-        Ok(Err(error)) => Some(error),
+        Ok((_, Err(error))) => Some(error),
         Err(join) => Some(IngestError::ServiceUnavailable {
             service: "IoTAnalytics",
             operation: "BatchPutMessage".to_owned(),
@@ -802,17 +1316,53 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_ragged_row_stops_the_object_after_sending_the_rows_before_it() {
+    async fn a_ragged_row_sets_the_object_aside_after_sending_the_rows_before_it() {
         let (c, sent) = clients(b"a,b\n1,2\n3,4\n5\n7,8\n");
-        let error = ingest_object(&c, &input(serde_json::json!({})), later())
+        let out = ingest_object(&c, &input(serde_json::json!({})), later())
             .await
-            .unwrap_err();
-        assert_eq!(error.error_type(), "MalformedRow");
-        let text = error.to_string();
-        assert!(text.contains("s3://src/1/a.csv line 4 (row 3)"), "{text}");
-        assert!(text.contains("1 fields where the header has 2"), "{text}");
-        assert!(text.contains("(2 rows)"), "{text}");
+            .unwrap();
+        assert!(out.done);
+        assert_eq!(out.outcome, Outcome::SetAside);
+        assert_eq!((out.rows, out.set_aside), (2, 1));
+        let stopped = out.stopped_at.unwrap();
+        assert_eq!((stopped.line, stopped.row), (4, 3));
+        assert!(
+            stopped.reason.contains("1 fields where the header has 2"),
+            "{}",
+            stopped.reason
+        );
         assert_eq!(sent.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_checkpoint_never_passes_a_batch_not_yet_acknowledged() {
+        let batcher = Batcher::at_start(ValueMode::Strings, 100);
+        let mut progress = Progress::new(None, &batcher, false, Instant::now());
+        let at = |n: u64| ResumePoint {
+            byte_offset: n * 10,
+            line: n + 1,
+            next_row: n,
+        };
+        for n in 1..=3 {
+            progress.pending.push_back(Pending {
+                seq: n - 1,
+                resume: at(n),
+                bad_before: 0,
+                report: None,
+            });
+        }
+        let acked = |n| BatchReport {
+            acknowledged: n,
+            retries: 0,
+            refused: Vec::new(),
+        };
+        progress.acknowledge(1, acked(100));
+        progress.acknowledge(2, acked(100));
+        assert_eq!(progress.watermark, None, "batch 0 is still in flight");
+        assert_eq!(progress.rows, 0);
+        progress.acknowledge(0, acked(100));
+        assert_eq!(progress.watermark, Some(at(3)));
+        assert_eq!((progress.rows, progress.batches), (300, 3));
     }
 
     #[tokio::test]
@@ -844,13 +1394,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_header_iot_analytics_would_reject_fails_the_object() {
+    async fn a_header_iot_analytics_would_reject_sets_the_object_aside() {
         let (c, sent) = clients(b"device-id,Temp,temp\n1,2,3\n");
-        let error = ingest_object(&c, &input(serde_json::json!({})), later())
+        let out = ingest_object(&c, &input(serde_json::json!({})), later())
             .await
-            .unwrap_err();
-        assert_eq!(error.error_type(), "InvalidHeader");
-        assert!(error.to_string().contains("device-id"));
+            .unwrap();
+        assert_eq!(out.outcome, Outcome::SetAside);
+        let stopped = out.stopped_at.unwrap();
+        assert_eq!(stopped.line, 1);
+        assert!(stopped.reason.contains("device-id"), "{}", stopped.reason);
         assert!(sent.lock().unwrap().is_empty());
     }
 

@@ -44,6 +44,13 @@ pub struct RunArgs {
     /// Dataset created to validate the run.
     #[arg(long, default_value = "bpm_blog_validation")]
     pub dataset: String,
+    /// Bucket of the ledger (what was ingested, by ETag) and the bad-input reports.
+    #[arg(long, default_value = crate::stack::DEFAULT_LEDGER_BUCKET)]
+    pub ledger_bucket: String,
+    /// Acknowledged batches between two checkpoints in the ledger; after a crash at most
+    /// this many batches (plus those in flight) are sent again.
+    #[arg(long, default_value_t = 10)]
+    pub checkpoint_every: u64,
     /// Objects ingested at once (the Distributed Map's MaxConcurrency).
     #[arg(long, default_value_t = 10)]
     pub concurrency: u32,
@@ -83,6 +90,7 @@ impl RunArgs {
             pipeline: self.pipeline.clone(),
             datastore: self.datastore.clone(),
             dataset: self.dataset.clone(),
+            ledger_bucket: self.ledger_bucket.clone(),
         }
     }
 
@@ -154,6 +162,7 @@ pub fn execution_input(args: &RunArgs) -> Value {
         "badRows": if args.skip_bad_rows { "skip" } else { "fail" },
         "pageSize": args.page_size,
         "pagesPerExecution": args.pages_per_execution,
+        "checkpointEvery": args.checkpoint_every,
         "validationPollSeconds": 1,
     });
     if args.source.is_none() {
@@ -262,7 +271,7 @@ fn progress_bar(show: bool) -> indicatif::ProgressBar {
 }
 
 /// Uploads `--source` (or, into an empty bucket, the sample data set); returns the count.
-async fn fill_bucket(stack: &LocalStack, args: &RunArgs) -> anyhow::Result<usize> {
+pub async fn fill_bucket(stack: &LocalStack, args: &RunArgs) -> anyhow::Result<usize> {
     let s3 = &stack.clients.s3;
     if let Some(dir) = &args.source {
         let files = files_under(dir)?;

@@ -18,6 +18,9 @@ use serde_json::Value;
 /// The workflow's definition, the same file `template.yaml` deploys.
 pub const DEFINITION: &str = include_str!("../../../statemachine/ingest.asl.json");
 
+/// The local ledger bucket unless the run names another.
+pub const DEFAULT_LEDGER_BUCKET: &str = "ingest-ledger";
+
 /// Name of the state machine in the local Step Functions.
 pub const STATE_MACHINE_NAME: &str = "ingest";
 
@@ -55,6 +58,28 @@ pub struct StackOptions {
     pub faults: local_iotanalytics::FaultConfig,
     /// Seed of the fault injection.
     pub seed: Option<u64>,
+    /// Faults the S3 endpoint injects.
+    pub s3_faults: local_s3::S3Faults,
+    /// Crashes and timeouts of the in-process functions.
+    pub function_faults: FunctionFaults,
+}
+
+/// Invocations of the in-process functions cut short at a random point, as a crashed or
+/// timed-out Lambda invocation is: whatever the handler had done stays done, the rest never
+/// happens, and Step Functions sees `Runtime.ExitError` or `Sandbox.Timedout`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FunctionFaults {
+    /// Fraction (0–1) of worker invocations that crash.
+    pub worker_crashes: f64,
+    /// Fraction (0–1) of worker invocations that time out.
+    pub worker_timeouts: f64,
+    /// Fraction (0–1) of launcher invocations that crash.
+    pub launcher_crashes: f64,
+    /// A cut-short invocation stops at a uniformly drawn point within this many
+    /// milliseconds of its start (if it has not finished by then, it is cut there).
+    pub within: Duration,
+    /// Seed of the draws (`None`: from entropy).
+    pub seed: Option<u64>,
 }
 
 impl StackOptions {
@@ -76,6 +101,8 @@ impl StackOptions {
             channel_quotas: HashMap::new(),
             faults: local_iotanalytics::FaultConfig::default(),
             seed: None,
+            s3_faults: local_s3::S3Faults::default(),
+            function_faults: FunctionFaults::default(),
         }
     }
 }
@@ -95,6 +122,8 @@ pub struct WorkflowNames {
     pub datastore: String,
     /// Validation dataset.
     pub dataset: String,
+    /// Bucket of the ledger and the reports.
+    pub ledger_bucket: String,
 }
 
 impl Default for WorkflowNames {
@@ -107,6 +136,7 @@ impl Default for WorkflowNames {
             pipeline: "bpm_blog_pipeline".to_owned(),
             datastore: "bpm_blog_datastore".to_owned(),
             dataset: "bpm_blog_validation".to_owned(),
+            ledger_bucket: DEFAULT_LEDGER_BUCKET.to_owned(),
         }
     }
 }
@@ -122,6 +152,10 @@ pub struct Activity {
     pub worker_calls: AtomicU64,
     /// Re-sends reported by workers.
     pub retries: AtomicU64,
+    /// Invocations cut short by an injected crash (`Runtime.ExitError`).
+    pub crashes: AtomicU64,
+    /// Invocations cut short by an injected timeout (`Sandbox.Timedout`).
+    pub timeouts: AtomicU64,
 }
 
 /// Serves the definition's Lambda functions with the library handlers, in-process, over the
@@ -131,6 +165,8 @@ struct InProcessFunctions {
     worker_timeout: Duration,
     other_timeout: Duration,
     activity: Arc<Activity>,
+    faults: FunctionFaults,
+    rng: std::sync::Mutex<rand::rngs::StdRng>,
 }
 
 /// The function name in a Lambda ARN or name (`arn:aws:lambda:r:a:function:NAME[:alias]`).
@@ -179,7 +215,24 @@ impl local_stepfunctions::Resources for InProcessFunctions {
                 message: format!("Function not found: {function}"),
             });
         }
-        match tokio::time::timeout(timeout, call).await {
+        let (limit, cut_short) = self.cut_short(name).unwrap_or((timeout, None));
+        match tokio::time::timeout(limit, call).await {
+            Err(_) if let Some(error_type) = cut_short => {
+                let counter = if error_type == "Sandbox.Timedout" {
+                    &self.activity.timeouts
+                } else {
+                    &self.activity.crashes
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(function = name, error_type, after = ?limit, "injected: invocation cut short");
+                Err(local_stepfunctions::LambdaError::Function {
+                    error_type: error_type.to_owned(),
+                    error_message: format!(
+                        "injected fault: {name} cut short after {} ms",
+                        limit.as_millis()
+                    ),
+                })
+            }
             Ok(Ok(output)) => {
                 if name == "worker" {
                     self.note_worker(&output, previous_rows);
@@ -205,33 +258,61 @@ impl local_stepfunctions::Resources for InProcessFunctions {
         bucket: &str,
         key: &str,
     ) -> Result<Vec<u8>, local_stepfunctions::ObjectError> {
-        let object = self
-            .clients
-            .s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| local_stepfunctions::ObjectError {
-                code: aws_sdk_s3::error::ProvideErrorMetadata::code(&e)
-                    .unwrap_or("S3Error")
-                    .to_owned(),
-                message: format!("s3://{bucket}/{key}: {e}"),
-            })?;
-        let bytes = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| local_stepfunctions::ObjectError {
-                code: "ReadError".to_owned(),
-                message: format!("s3://{bucket}/{key}: {e}"),
-            })?;
-        Ok(bytes.into_bytes().to_vec())
+        // Step Functions reads an ItemReader object again when a read breaks off.
+        let mut attempts_left = 3;
+        loop {
+            let object = self
+                .clients
+                .s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| local_stepfunctions::ObjectError {
+                    code: aws_sdk_s3::error::ProvideErrorMetadata::code(&e)
+                        .unwrap_or("S3Error")
+                        .to_owned(),
+                    message: format!("s3://{bucket}/{key}: {e}"),
+                })?;
+            match object.body.collect().await {
+                Ok(bytes) => return Ok(bytes.into_bytes().to_vec()),
+                Err(_) if attempts_left > 0 => attempts_left -= 1,
+                Err(e) => {
+                    return Err(local_stepfunctions::ObjectError {
+                        code: "ReadError".to_owned(),
+                        message: format!("s3://{bucket}/{key}: {e}"),
+                    });
+                }
+            }
+        }
     }
 }
 
 impl InProcessFunctions {
+    /// Whether this invocation is to be cut short: when, and with which error type.
+    fn cut_short(&self, name: &str) -> Option<(Duration, Option<&'static str>)> {
+        use rand::Rng;
+        let f = &self.faults;
+        let choices: &[(f64, &'static str)] = match name {
+            "worker" => &[
+                (f.worker_crashes, "Runtime.ExitError"),
+                (f.worker_timeouts, "Sandbox.Timedout"),
+            ],
+            "launcher" => &[(f.launcher_crashes, "Runtime.ExitError")],
+            _ => &[],
+        };
+        let mut rng = self.rng.lock().expect("rng lock");
+        for &(probability, error_type) in choices {
+            if probability > 0.0 && rng.random_bool(probability.min(1.0)) {
+                let within = f.within.as_micros().max(1) as u64;
+                let at = Duration::from_micros(rng.random_range(0..within));
+                return Some((at, Some(error_type)));
+            }
+        }
+        None
+    }
+
     fn note_worker(&self, output: &Value, previous_rows: u64) {
         let rows = output.get("rows").and_then(Value::as_u64).unwrap_or(0);
         self.activity
@@ -280,8 +361,10 @@ impl LocalStack {
         std::fs::create_dir_all(&options.data_dir)
             .with_context(|| format!("creating {}", options.data_dir.display()))?;
         let s3_root = options.data_dir.join("s3");
-        local_s3::ensure_bucket(&s3_root, &names.bucket)
-            .with_context(|| format!("creating bucket directory {}", names.bucket))?;
+        for bucket in [&names.bucket, &names.ledger_bucket] {
+            local_s3::ensure_bucket(&s3_root, bucket)
+                .with_context(|| format!("creating bucket directory {bucket}"))?;
+        }
         let s3 = local_s3::start(local_s3::S3Config {
             root: s3_root,
             bind: SocketAddr::new(options.bind, options.ports[0]),
@@ -289,6 +372,7 @@ impl LocalStack {
                 options.access_key_id.clone(),
                 options.secret_access_key.clone(),
             )),
+            faults: options.s3_faults,
         })
         .await
         .context("starting the S3 endpoint")?;
@@ -319,6 +403,11 @@ impl LocalStack {
             worker_timeout: options.worker_timeout,
             other_timeout: options.other_timeout,
             activity: activity.clone(),
+            faults: options.function_faults,
+            rng: std::sync::Mutex::new(match options.function_faults.seed {
+                Some(seed) => rand::SeedableRng::seed_from_u64(seed),
+                None => rand::SeedableRng::from_os_rng(),
+            }),
         };
         let mut sfn_config = local_stepfunctions::Config::new(
             options.data_dir.join("stepfunctions"),
@@ -423,6 +512,7 @@ pub fn substitutions(
     map.insert("ChannelName".to_owned(), names.channel.clone());
     map.insert("DatastoreName".to_owned(), names.datastore.clone());
     map.insert("DatasetName".to_owned(), names.dataset.clone());
+    map.insert("LedgerBucket".to_owned(), names.ledger_bucket.clone());
     map
 }
 

@@ -12,6 +12,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod service;
+
+pub use service::S3Faults;
+
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum S3Error {
@@ -42,6 +46,8 @@ pub struct S3Config {
     pub bind: SocketAddr,
     /// Access key and secret every request must be signed with; `None` accepts any request.
     pub credentials: Option<(String, String)>,
+    /// Faults to inject (none by default).
+    pub faults: S3Faults,
 }
 
 impl S3Config {
@@ -51,6 +57,7 @@ impl S3Config {
             root: root.into(),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             credentials: Some((access_key.to_owned(), secret_key.to_owned())),
+            faults: S3Faults::default(),
         }
     }
 }
@@ -102,7 +109,7 @@ pub async fn start(config: S3Config) -> Result<RunningS3, S3Error> {
         path: config.root.clone(),
         message: format!("{e:?}"),
     })?;
-    let mut builder = S3ServiceBuilder::new(fs);
+    let mut builder = S3ServiceBuilder::new(service::LocalS3::new(fs, config.faults));
     if let Some((access_key, secret_key)) = &config.credentials {
         builder.set_auth(SimpleAuth::from_single(
             access_key.clone(),

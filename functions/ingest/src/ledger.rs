@@ -1,0 +1,487 @@
+//! The ledger: one small JSON record per source object in S3, written only with conditional
+//! writes, that says whether the object was ingested (and with which ETag), which run is
+//! ingesting it and where its last checkpoint is; and the bad-input reports beside it.
+//!
+//! Layout under the ledger prefix (default [`DEFAULT_LEDGER_PREFIX`]):
+//! - `objects/<bucket>/<key>.json`: the object's [`LedgerEntry`];
+//! - `reports/<runId>/<bucket>/<key>/lines-<first line>.json`: rows or objects set aside.
+//!
+//! Every write carries `If-None-Match: *` (first claim) or `If-Match: <ledger ETag>` (every
+//! later one), so two workers can never both believe they own an object: the loser of a race
+//! gets `412 Precondition Failed` and reads again.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::primitives::ByteStream;
+use serde::{Deserialize, Serialize};
+
+use crate::error::IngestError;
+use crate::launcher::s3_error;
+use crate::service_errors::CallFailure;
+use crate::worker::{BadRowPolicy, BadRowReport, Checkpoint};
+
+/// Where the ledger lives when the input names only its bucket.
+pub const DEFAULT_LEDGER_PREFIX: &str = "ingest-ledger/";
+
+/// Bad rows per report object, so a report stays small whatever the object holds.
+pub const REPORT_PART_ROWS: usize = 1000;
+
+/// How long a claim outlives its invocation's deadline before another run may take it over.
+pub const LEASE_MARGIN_MS: u64 = 60_000;
+
+/// S3's limit on key length, in bytes.
+const MAX_KEY_BYTES: usize = 1024;
+
+fn default_prefix() -> String {
+    DEFAULT_LEDGER_PREFIX.to_owned()
+}
+
+/// A bucket and prefix holding the ledger and the reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LedgerLocation {
+    /// Ledger bucket.
+    pub bucket: String,
+    /// Key prefix (default `ingest-ledger/`).
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+impl LedgerLocation {
+    /// The ledger entry's key for an object.
+    pub fn entry_key(&self, bucket: &str, key: &str) -> String {
+        bounded_key(&format!("{}objects/{bucket}/", self.prefix), key, ".json")
+    }
+
+    /// The folder holding one run's reports.
+    pub fn reports_prefix(&self, run_id: &str) -> String {
+        format!("{}reports/{run_id}/", self.prefix)
+    }
+
+    /// The key of the report part that starts at `first_line` of an object.
+    pub fn report_key(&self, run_id: &str, bucket: &str, key: &str, first_line: u64) -> String {
+        bounded_key(
+            &format!("{}{bucket}/", self.reports_prefix(run_id)),
+            key,
+            &format!("/lines-{first_line:012}.json"),
+        )
+    }
+
+    /// Whether `key` in `bucket` belongs to this ledger (never work for the launcher).
+    pub fn holds(&self, bucket: &str, key: &str) -> bool {
+        self.bucket == bucket && key.starts_with(&self.prefix)
+    }
+}
+
+/// `folder + key + suffix`, or, when that exceeds S3's key limit, the key replaced by a hash
+/// of it (the entry itself still names the key).
+fn bounded_key(folder: &str, key: &str, suffix: &str) -> String {
+    let full = format!("{folder}{key}{suffix}");
+    if full.len() <= MAX_KEY_BYTES {
+        full
+    } else {
+        format!("{folder}#hashed/{:032x}{suffix}", key_hash(key))
+    }
+}
+
+/// FNV-1a over 128 bits: stable across builds and platforms, unlike the std hasher.
+fn key_hash(key: &str) -> u128 {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013B;
+    key.bytes().fold(OFFSET, |hash, byte| {
+        (hash ^ u128::from(byte)).wrapping_mul(PRIME)
+    })
+}
+
+/// Where an object stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EntryState {
+    /// A run is ingesting it; `checkpoint` says how far it got.
+    InProgress,
+    /// Every row is in the channel (or set aside in a report).
+    Ingested,
+    /// Stopped at a bad row or a bad header under the `fail` policy; `checkpoint` says
+    /// where, and the run's report names the line.
+    SetAside,
+}
+
+/// The ledger's record of one source object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    /// Source bucket.
+    pub bucket: String,
+    /// Source key.
+    pub key: String,
+    /// The source object's ETag this record is about.
+    pub etag: String,
+    /// Where the object stands.
+    pub state: EntryState,
+    /// The run that wrote this record.
+    pub run_id: String,
+    /// Until when (ms since the epoch) an in-progress claim holds against other runs.
+    pub lease_until_ms: u64,
+    /// When this record was written (ms since the epoch).
+    pub updated_ms: u64,
+    /// Where to resume (in progress or set aside); `null` once ingested.
+    #[serde(default)]
+    pub checkpoint: Option<Checkpoint>,
+    /// Rows acknowledged, over every invocation on this ETag.
+    pub rows: u64,
+    /// Batches acknowledged.
+    pub batches: u64,
+    /// Re-sends.
+    pub retries: u64,
+    /// Rows set aside.
+    pub bad_rows: u64,
+    /// Why the object was set aside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The folder of the run's reports on this object, when it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+}
+
+/// A ledger entry with the ETag of the ledger object itself, for the next conditional write.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The record.
+    pub entry: LedgerEntry,
+    /// ETag of the ledger object.
+    pub version: String,
+}
+
+/// What a worker should do with an object, given its ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Ingest from the start (no entry, or the object changed since it was recorded).
+    Start,
+    /// Resume this run's (or an abandoned run's) work from the checkpoint, if any.
+    Resume(Option<Checkpoint>),
+    /// Already ingested with this ETag.
+    AlreadyIngested,
+    /// Set aside before with this ETag, and the policy would set it aside again.
+    AlreadySetAside,
+    /// Another run holds a live claim.
+    HeldElsewhere {
+        /// That run.
+        run_id: String,
+    },
+}
+
+/// Decides what a worker of `run_id` does with an object of `etag`, at `now_ms`.
+pub fn decide(
+    existing: Option<&LedgerEntry>,
+    etag: &str,
+    run_id: &str,
+    policy: BadRowPolicy,
+    now_ms: u64,
+) -> Decision {
+    let Some(entry) = existing else {
+        return Decision::Start;
+    };
+    if unquote(&entry.etag) != unquote(etag) {
+        return Decision::Start;
+    }
+    match entry.state {
+        EntryState::Ingested => Decision::AlreadyIngested,
+        // Under `skip` the rest of a set-aside object can go in: resume where it stopped.
+        EntryState::SetAside if policy == BadRowPolicy::Skip => {
+            Decision::Resume(entry.checkpoint.clone())
+        }
+        EntryState::SetAside => Decision::AlreadySetAside,
+        EntryState::InProgress if entry.run_id == run_id || entry.lease_until_ms <= now_ms => {
+            Decision::Resume(entry.checkpoint.clone())
+        }
+        EntryState::InProgress => Decision::HeldElsewhere {
+            run_id: entry.run_id.clone(),
+        },
+    }
+}
+
+/// A conditional write lost its race.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict;
+
+/// The ledger over one S3 client.
+#[derive(Debug, Clone, Copy)]
+pub struct Ledger<'a> {
+    s3: &'a aws_sdk_s3::Client,
+    location: &'a LedgerLocation,
+}
+
+impl<'a> Ledger<'a> {
+    /// The ledger at `location`.
+    pub fn new(s3: &'a aws_sdk_s3::Client, location: &'a LedgerLocation) -> Self {
+        Self { s3, location }
+    }
+
+    /// Where it lives.
+    pub fn location(&self) -> &LedgerLocation {
+        self.location
+    }
+
+    /// The entry of an object, `None` when the object was never claimed.
+    pub async fn read(&self, bucket: &str, key: &str) -> Result<Option<Stored>, IngestError> {
+        let ledger_key = self.location.entry_key(bucket, key);
+        // A body cut off mid-way is read again: entries are small, and one broken connection
+        // must not fail a whole page's check.
+        let mut attempts_left = 3;
+        loop {
+            let response = match self
+                .s3
+                .get_object()
+                .bucket(&self.location.bucket)
+                .key(&ledger_key)
+                .send()
+                .await
+            {
+                Ok(response) => response,
+                Err(e) => {
+                    let failure = CallFailure::from_sdk(&e);
+                    if failure.is_not_found("NoSuchKey") {
+                        return Ok(None);
+                    }
+                    return Err(self.error("GetObject", &ledger_key, failure));
+                }
+            };
+            let version = response.e_tag().unwrap_or_default().to_owned();
+            let body = match response.body.collect().await {
+                Ok(body) => body.into_bytes(),
+                Err(e) if attempts_left > 0 => {
+                    attempts_left -= 1;
+                    tracing::debug!(key = %ledger_key, error = %e, "ledger entry read again");
+                    continue;
+                }
+                Err(e) => {
+                    return Err(IngestError::ServiceUnavailable {
+                        service: "S3",
+                        operation: "GetObject".to_owned(),
+                        message: format!("reading ledger entry {ledger_key}: {e}"),
+                    });
+                }
+            };
+            let entry = serde_json::from_slice(&body).map_err(|e| IngestError::ServiceError {
+                service: "S3",
+                operation: "GetObject".to_owned(),
+                message: format!(
+                    "ledger entry s3://{}/{ledger_key} is not a ledger record: {e}",
+                    self.location.bucket
+                ),
+            })?;
+            return Ok(Some(Stored { entry, version }));
+        }
+    }
+
+    /// Writes `entry`: only if no entry exists (`previous` `None`) or only over the entry
+    /// read as `previous`. Returns the new ledger version, or [`Conflict`] when another
+    /// writer got there first.
+    pub async fn write(
+        &self,
+        entry: &LedgerEntry,
+        previous: Option<&str>,
+    ) -> Result<Result<String, Conflict>, IngestError> {
+        let ledger_key = self.location.entry_key(&entry.bucket, &entry.key);
+        let body = serde_json::to_vec_pretty(entry).expect("ledger entries always serialise");
+        let request = self
+            .s3
+            .put_object()
+            .bucket(&self.location.bucket)
+            .key(&ledger_key)
+            .content_type("application/json")
+            .body(ByteStream::from(body));
+        let request = match previous {
+            None => request.if_none_match("*"),
+            Some(version) => request.if_match(version),
+        };
+        match request.send().await {
+            Ok(output) => Ok(Ok(output.e_tag().unwrap_or_default().to_owned())),
+            Err(e) => {
+                let failure = CallFailure::from_sdk(&e);
+                // 412: the condition failed; 409: a concurrent conditional write won.
+                if matches!(failure.status, Some(412 | 409))
+                    || failure.is_not_found("PreconditionFailed")
+                    || failure.is_not_found("ConditionalRequestConflict")
+                {
+                    Ok(Err(Conflict))
+                } else {
+                    Err(self.error("PutObject", &ledger_key, failure))
+                }
+            }
+        }
+    }
+
+    /// Writes one report part (a JSON document) and returns its key.
+    pub async fn write_report(
+        &self,
+        run_id: &str,
+        report: &ObjectReport,
+    ) -> Result<String, IngestError> {
+        let key = self
+            .location
+            .report_key(run_id, &report.bucket, &report.key, report.first_line);
+        let body = serde_json::to_vec_pretty(report).expect("reports always serialise");
+        self.s3
+            .put_object()
+            .bucket(&self.location.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| self.error("PutObject", &key, CallFailure::from_sdk(&e)))?;
+        Ok(key)
+    }
+
+    fn error(&self, operation: &str, key: &str, failure: CallFailure) -> IngestError {
+        s3_error(
+            operation,
+            &self.location.bucket,
+            &format!("{}/{key}", self.location.bucket),
+            failure,
+        )
+    }
+}
+
+/// One report part: rows (or the whole rest of an object) set aside, each named by line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReport {
+    /// Source bucket.
+    pub bucket: String,
+    /// Source key.
+    pub key: String,
+    /// Source ETag.
+    pub etag: String,
+    /// The bad-row policy in force.
+    pub policy: BadRowPolicy,
+    /// First line this part covers (the part's name).
+    pub first_line: u64,
+    /// Under `fail`: where the object stopped and why; nothing from this line on was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<BadRowReport>,
+    /// Rows set aside (under `skip`), or refused by the service.
+    pub bad_rows: Vec<BadRowReport>,
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    to_ms(SystemTime::now())
+}
+
+/// A time as milliseconds since the epoch.
+pub fn to_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn unquote(etag: &str) -> &str {
+    etag.trim_matches('"')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(state: EntryState, run_id: &str, lease_until_ms: u64) -> LedgerEntry {
+        LedgerEntry {
+            bucket: "src".into(),
+            key: "a.csv".into(),
+            etag: "\"e1\"".into(),
+            state,
+            run_id: run_id.into(),
+            lease_until_ms,
+            updated_ms: 0,
+            checkpoint: None,
+            rows: 10,
+            batches: 1,
+            retries: 0,
+            bad_rows: 0,
+            reason: None,
+            report: None,
+        }
+    }
+
+    #[test]
+    fn an_object_never_seen_is_started() {
+        assert_eq!(
+            decide(None, "e1", "run", BadRowPolicy::Fail, 0),
+            Decision::Start
+        );
+    }
+
+    #[test]
+    fn an_ingested_object_with_the_same_etag_is_skipped_and_a_changed_one_started_again() {
+        let done = entry(EntryState::Ingested, "old", 0);
+        assert_eq!(
+            decide(Some(&done), "\"e1\"", "run", BadRowPolicy::Fail, 5),
+            Decision::AlreadyIngested
+        );
+        assert_eq!(
+            decide(Some(&done), "e1", "run", BadRowPolicy::Fail, 5),
+            Decision::AlreadyIngested,
+            "quoted and bare ETags are the same ETag"
+        );
+        assert_eq!(
+            decide(Some(&done), "\"e2\"", "run", BadRowPolicy::Fail, 5),
+            Decision::Start
+        );
+    }
+
+    #[test]
+    fn a_live_claim_of_another_run_is_left_alone_until_its_lease_ends() {
+        let claimed = entry(EntryState::InProgress, "other", 1_000);
+        assert_eq!(
+            decide(Some(&claimed), "e1", "run", BadRowPolicy::Fail, 999),
+            Decision::HeldElsewhere {
+                run_id: "other".into()
+            }
+        );
+        assert_eq!(
+            decide(Some(&claimed), "e1", "run", BadRowPolicy::Fail, 1_000),
+            Decision::Resume(None)
+        );
+        assert_eq!(
+            decide(Some(&claimed), "e1", "other", BadRowPolicy::Fail, 10),
+            Decision::Resume(None),
+            "a run always resumes its own claim"
+        );
+    }
+
+    #[test]
+    fn a_set_aside_object_resumes_only_when_bad_rows_may_now_be_skipped() {
+        let aside = entry(EntryState::SetAside, "old", 0);
+        assert_eq!(
+            decide(Some(&aside), "e1", "run", BadRowPolicy::Fail, 5),
+            Decision::AlreadySetAside
+        );
+        assert_eq!(
+            decide(Some(&aside), "e1", "run", BadRowPolicy::Skip, 5),
+            Decision::Resume(None)
+        );
+    }
+
+    #[test]
+    fn keys_too_long_for_s3_are_hashed_and_others_kept_readable() {
+        let location = LedgerLocation {
+            bucket: "l".into(),
+            prefix: DEFAULT_LEDGER_PREFIX.into(),
+        };
+        assert_eq!(
+            location.entry_key("src", "1/a b+ü.csv"),
+            "ingest-ledger/objects/src/1/a b+ü.csv.json"
+        );
+        let long = "k".repeat(1024);
+        let hashed = location.entry_key("src", &long);
+        assert!(hashed.len() <= MAX_KEY_BYTES);
+        assert!(hashed.starts_with("ingest-ledger/objects/src/#hashed/"));
+        assert_ne!(hashed, location.entry_key("src", &"k".repeat(1023)));
+        assert_eq!(
+            location.report_key("run-1", "src", "a.csv", 7),
+            "ingest-ledger/reports/run-1/src/a.csv/lines-000000000007.json"
+        );
+        assert!(location.holds("l", "ingest-ledger/objects/x"));
+        assert!(!location.holds("other", "ingest-ledger/objects/x"));
+    }
+}

@@ -1,0 +1,382 @@
+//! `ingest-bench`: the workflow's benchmarks side by side with a classic Python worker, on
+//! this machine, through the local stack. Prints one Markdown table per section and writes
+//! them, with the machine's description, to `bench/RESULTS.md`. Kept out of the test suite:
+//! run it with `cargo run --release -p ingest-bench -- all`.
+
+mod baseline;
+mod data;
+mod history;
+mod machine;
+mod memory;
+mod quota;
+mod report;
+mod runtime_api;
+mod scale;
+mod startup;
+mod throughput;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::baseline::Baseline;
+use crate::memory::{MemoryArgs, WorkerChildArgs};
+use crate::quota::QuotaArgs;
+use crate::report::{Check, Section, Table, Verdict};
+use crate::scale::ScaleArgs;
+use crate::startup::StartupArgs;
+use crate::throughput::ThroughputArgs;
+
+const LONG_ABOUT: &str = "\
+Benchmarks of the S3 → IoT Analytics workflow on this machine, through the local stack
+(embedded S3, IoT Analytics and Step Functions on loopback), side by side with a baseline
+Python worker in the classic style (bench/baseline/worker.py):
+
+  throughput  rows/s from S3 object to acknowledged BatchPutMessage, 1/10/100 MB objects,
+              the Rust worker and the baseline (target: ≥ 10× the baseline)
+  memory      the worker's peak RSS on a 1 GB object, in a process of its own (target:
+              ≤ 64 MB), the baseline's beside it
+  quota       the whole workflow over the sample data set at 1,000 and 100,000 messages/s,
+              concurrency 10 (target: ≥ 0.9 of the quota, no ThrottlingException)
+  scale       a bucket of 200,000 small objects: pages listed per second, and every
+              execution's history (target: ≤ 25,000 events)
+  startup     each function's release binary: start to handler ready, and its size
+
+`all` (the default) runs every section and writes bench/RESULTS.md. Build it in release
+mode: debug figures are not representative. The baseline needs boto3 1.40.40:
+  python3 -m venv bench/.venv && bench/.venv/bin/pip install -r bench/baseline/requirements.txt";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(name = "ingest-bench", version, about = "Benchmarks of the workflow beside a classic Python worker", long_about = LONG_ABOUT)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Write the results (Markdown, with the machine's description) here. Default for `all`:
+    /// bench/RESULTS.md; a single section writes only when this is given.
+    #[arg(long, global = true, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Python interpreter for the baseline (default: bench/.venv/bin/python if present, else
+    /// python3).
+    #[arg(long, global = true, value_name = "PYTHON")]
+    python: Option<PathBuf>,
+    /// Skip the Python baseline.
+    #[arg(long, global = true)]
+    no_baseline: bool,
+    /// Where the stacks keep their data (default: a temporary directory). Objects of up to
+    /// 1 GB and the messages ingested from them are written here.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Keep each section's data instead of deleting it when the section ends.
+    #[arg(long, global = true)]
+    keep_data: bool,
+    /// Where the functions' release binaries are (`lambda/<name>/bootstrap` from `cargo
+    /// lambda build --release`, else `release/<name>`); default: $CARGO_TARGET_DIR, else the
+    /// workspace's `target/`.
+    #[arg(long, global = true, value_name = "DIR")]
+    target_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every section in order, then writes the results file (the default command).
+    All(AllArgs),
+    /// Worker throughput beside the baseline.
+    Throughput(ThroughputArgs),
+    /// Peak RSS of the worker alone, beside the baseline's.
+    Memory(MemoryArgs),
+    /// Quota use of the whole workflow over the sample data set.
+    Quota(QuotaArgs),
+    /// Listing and history sizes over a bucket of many small objects.
+    Scale(ScaleArgs),
+    /// Start-up time and size of each function's release binary.
+    Startup(StartupArgs),
+    /// Runs the worker alone on one object and prints its peak RSS (used by `memory`).
+    #[command(hide = true)]
+    WorkerChild(WorkerChildArgs),
+}
+
+/// The options of every section, for `all`.
+#[derive(Debug, Clone, Parser)]
+struct AllArgs {
+    #[command(flatten)]
+    throughput: ThroughputArgs,
+    #[command(flatten)]
+    memory: MemoryArgs,
+    #[command(flatten)]
+    quota: QuotaArgs,
+    #[command(flatten)]
+    scale: ScaleArgs,
+    #[command(flatten)]
+    startup: StartupArgs,
+}
+
+/// What every section shares: where data goes, and the baseline.
+#[derive(Debug)]
+pub struct Bench {
+    data_root: PathBuf,
+    _temporary: Option<tempfile::TempDir>,
+    keep: bool,
+    /// Where the functions' release binaries are looked for.
+    pub target_dir: PathBuf,
+    /// The baseline's interpreter, or why it is not run.
+    pub baseline: Result<Baseline, String>,
+}
+
+impl Bench {
+    /// A fresh directory for one section's data.
+    pub fn section_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.data_root.join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// Deletes a section's data unless `--keep-data`.
+    pub fn clean(&self, dir: &Path) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A progress line on standard error (standard output carries the tables).
+pub fn progress(message: String) {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    eprintln!(
+        "[ingest-bench {:>7.1} s] {message}",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+/// A section that could not finish: its error in place of its figures.
+fn failed(title: &str, error: &anyhow::Error) -> Section {
+    let mut table = Table::new(&["figure", "measured", "target", "verdict"]);
+    let message = format!("{error:#}");
+    table.row(vec![
+        "error".to_owned(),
+        message.clone(),
+        "—".to_owned(),
+        Verdict::Fail.cell(),
+    ]);
+    Section {
+        title: title.to_owned(),
+        intro: String::new(),
+        table,
+        notes: Vec::new(),
+        checks: vec![Check {
+            figure: format!("{title}: ran to the end"),
+            value: message,
+            target: "no error".to_owned(),
+            verdict: Verdict::Fail,
+        }],
+    }
+}
+
+/// Which sections to run.
+enum Plan {
+    Throughput(ThroughputArgs),
+    Memory(MemoryArgs),
+    Quota(QuotaArgs),
+    Scale(ScaleArgs),
+    Startup(StartupArgs),
+}
+
+impl Plan {
+    fn title(&self) -> &'static str {
+        match self {
+            Self::Throughput(_) => "1. Worker throughput",
+            Self::Memory(_) => "2. Memory",
+            Self::Quota(_) => "3. Quota use",
+            Self::Scale(_) => "4. Scale",
+            Self::Startup(_) => "5. Start-up",
+        }
+    }
+
+    fn uses_baseline(&self) -> bool {
+        matches!(self, Self::Throughput(_) | Self::Memory(_))
+    }
+
+    async fn run(&self, bench: &Bench) -> anyhow::Result<Section> {
+        match self {
+            Self::Throughput(args) => throughput::run(bench, args).await,
+            Self::Memory(args) => memory::run(bench, args).await,
+            Self::Quota(args) => quota::run(bench, args).await,
+            Self::Scale(args) => scale::run(bench, args).await,
+            Self::Startup(args) => startup::run(bench, args).await,
+        }
+    }
+}
+
+#[tokio::main]
+#[allow(clippy::print_stdout, reason = "the tables are the command's output")]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::All(AllArgs::parse_from(["all"])));
+    let (plans, default_out) = match command {
+        Command::WorkerChild(args) => {
+            return match memory::worker_child(&args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("worker-child: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::All(all) => (
+            vec![
+                Plan::Throughput(all.throughput),
+                Plan::Memory(all.memory),
+                Plan::Quota(all.quota),
+                Plan::Scale(all.scale),
+                Plan::Startup(all.startup),
+            ],
+            Some(PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/RESULTS.md"
+            ))),
+        ),
+        Command::Throughput(args) => (vec![Plan::Throughput(args)], None),
+        Command::Memory(args) => (vec![Plan::Memory(args)], None),
+        Command::Quota(args) => (vec![Plan::Quota(args)], None),
+        Command::Scale(args) => (vec![Plan::Scale(args)], None),
+        Command::Startup(args) => (vec![Plan::Startup(args)], None),
+    };
+    let out = cli.out.clone().or(default_out);
+
+    if cfg!(debug_assertions) {
+        progress(
+            "this is a debug build: its figures are not representative (cargo run --release)"
+                .to_owned(),
+        );
+    }
+    let baseline = if cli.no_baseline {
+        Err("--no-baseline".to_owned())
+    } else if plans.iter().any(Plan::uses_baseline) {
+        Baseline::check(Baseline::interpreter(cli.python.as_deref()))
+            .await
+            .map_err(|e| format!("{e:#}"))
+    } else {
+        Err("not needed".to_owned())
+    };
+    if let Err(why) = &baseline
+        && plans.iter().any(Plan::uses_baseline)
+    {
+        progress(format!("the baseline will not run: {why}"));
+    }
+    let python = baseline.as_ref().ok().map(|b| b.version.clone());
+    let (data_root, temporary) = match &cli.data_dir {
+        Some(dir) => (dir.clone(), None),
+        None => match tempfile::Builder::new().prefix("ingest-bench-").tempdir() {
+            Ok(dir) => (dir.path().to_path_buf(), Some(dir)),
+            Err(e) => {
+                eprintln!("ingest-bench: creating a temporary directory: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let bench = Bench {
+        data_root,
+        _temporary: temporary,
+        keep: cli.keep_data,
+        target_dir: startup::target_dir(cli.target_dir.as_deref()),
+        baseline,
+    };
+
+    let mut sections = Vec::new();
+    let mut errors = 0;
+    for plan in &plans {
+        progress(format!("section {}", plan.title()));
+        let section = match plan.run(&bench).await {
+            Ok(section) => section,
+            Err(e) => {
+                errors += 1;
+                progress(format!("{} failed: {e:#}", plan.title()));
+                failed(plan.title(), &e)
+            }
+        };
+        println!("{}", section.markdown());
+        sections.push(section);
+    }
+    let machine = machine::describe(python);
+    if plans.len() > 1 {
+        println!("## Targets\n\n{}", report::summary(&sections).markdown());
+        println!("## Machine\n\n{}", machine.markdown());
+    }
+    if let Some(out) = out {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let command = format!("ingest-bench {}", args.join(" "));
+        let text = report::document(&machine, command.trim_end(), &sections);
+        match report::write(&out, &text) {
+            Ok(()) => progress(format!("results written to {}", out.display())),
+            Err(e) => {
+                eprintln!("ingest-bench: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn all_takes_every_sections_defaults() {
+        let all = AllArgs::parse_from(["all"]);
+        assert_eq!(all.throughput.sizes_mb, vec![1, 10, 100]);
+        assert_eq!(all.memory.memory_mb, 1000);
+        assert_eq!(all.quota.quotas, vec![1_000, 100_000]);
+        assert_eq!(all.scale.objects, 200_000);
+        assert_eq!(all.startup.runs, 5);
+    }
+
+    #[test]
+    fn sections_take_their_sizes() {
+        let cli = Cli::parse_from(["ingest-bench", "throughput", "--sizes-mb", "1,10"]);
+        let Some(Command::Throughput(args)) = cli.command else {
+            panic!("throughput expected");
+        };
+        assert_eq!(args.sizes_mb, vec![1, 10]);
+        let cli = Cli::parse_from([
+            "ingest-bench",
+            "scale",
+            "--objects",
+            "2000",
+            "--out",
+            "x.md",
+        ]);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Scale(ScaleArgs { objects: 2000, .. }))
+        ));
+        assert_eq!(cli.out, Some(PathBuf::from("x.md")));
+    }
+}

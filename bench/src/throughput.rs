@@ -1,0 +1,171 @@
+//! Section 1: rows per second from S3 object to acknowledged BatchPutMessage, the Rust worker
+//! (in-process, through the local stack) beside the Python baseline (same endpoints).
+
+use std::time::Instant;
+
+use anyhow::{Context as _, ensure};
+use clap::Args;
+use s3_ingest::stack::{LocalStack, StackOptions, WorkflowNames, ensure_iotanalytics};
+
+use crate::Bench;
+use crate::data::{self, MB};
+use crate::report::{Check, Section, Table, Verdict, thousands};
+
+/// The baseline must be beaten this many times over.
+pub const TARGET_RATIO: f64 = 10.0;
+
+/// Options of the throughput section.
+#[derive(Debug, Clone, Args)]
+pub struct ThroughputArgs {
+    /// Object sizes in MB (10^6 bytes), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1u64, 10, 100])]
+    pub sizes_mb: Vec<u64>,
+}
+
+fn names(bucket: &str, who: &str) -> WorkflowNames {
+    WorkflowNames {
+        bucket: bucket.to_owned(),
+        channel: format!("bench_{who}_channel"),
+        pipeline: format!("bench_{who}_pipeline"),
+        datastore: format!("bench_{who}_datastore"),
+        dataset: format!("bench_{who}_dataset"),
+        ..WorkflowNames::default()
+    }
+}
+
+/// Runs the section.
+pub async fn run(bench: &Bench, args: &ThroughputArgs) -> anyhow::Result<Section> {
+    let dir = bench.section_dir("throughput")?;
+    let rust = names("bench-throughput", "rust");
+    let python = names("bench-throughput", "python");
+    let mut options = StackOptions::new(dir.join("stack"));
+    options.channel_quota = u32::MAX;
+    let stack = LocalStack::start(options, &rust).await?;
+    let result = measure(bench, args, &stack, &rust, &python, &dir).await;
+    stack.shutdown().await;
+    bench.clean(&dir);
+    result
+}
+
+async fn measure(
+    bench: &Bench,
+    args: &ThroughputArgs,
+    stack: &LocalStack,
+    rust: &WorkflowNames,
+    python: &WorkflowNames,
+    dir: &std::path::Path,
+) -> anyhow::Result<Section> {
+    ensure_iotanalytics(&stack.clients.iotanalytics, rust).await?;
+    ensure_iotanalytics(&stack.clients.iotanalytics, python).await?;
+    let env = stack.exports();
+    let mut table = Table::new(&[
+        "object",
+        "rows",
+        "Rust worker",
+        "Python baseline",
+        "ratio",
+        "target",
+        "verdict",
+    ]);
+    let mut checks = Vec::new();
+    for &size in &args.sizes_mb {
+        let key = format!("throughput/{size}mb.csv");
+        crate::progress(format!("throughput: generating and uploading {size} MB"));
+        let rows = data::put_generated(
+            &stack.clients.s3,
+            &rust.bucket,
+            &key,
+            size * MB,
+            &dir.join("staging"),
+        )
+        .await?;
+
+        crate::progress(format!("throughput: Rust worker, {size} MB ({rows} rows)"));
+        let input = data::worker_input(&rust.bucket, &key, &rust.channel)?;
+        let started = Instant::now();
+        let output = ingest::worker::ingest_object(&stack.clients, &input, data::far_deadline())
+            .await
+            .with_context(|| format!("the worker on s3://{}/{key}", rust.bucket))?;
+        let seconds = started.elapsed().as_secs_f64();
+        ensure!(
+            output.done && output.rows == rows,
+            "the worker acknowledged {} of {rows} rows (done: {})",
+            output.rows,
+            output.done
+        );
+        let rust_rate = rows as f64 / seconds;
+        let rust_cell = format!(
+            "{} rows/s ({seconds:.2} s, {} re-sends)",
+            thousands(rust_rate),
+            output.retries
+        );
+
+        let (python_cell, ratio_cell, verdict) = match &bench.baseline {
+            Err(why) => (
+                format!("not run: {why}"),
+                "—".to_owned(),
+                Verdict::NotRun("no baseline".to_owned()),
+            ),
+            Ok(baseline) => {
+                crate::progress(format!("throughput: Python baseline, {size} MB"));
+                let run = baseline
+                    .run(&env, &python.bucket, &key, &python.channel)
+                    .await?;
+                ensure!(
+                    run.rows == rows,
+                    "the baseline sent {} of {rows} rows",
+                    run.rows
+                );
+                let ratio = rust_rate / run.rows_per_second;
+                (
+                    format!(
+                        "{} rows/s ({:.2} s, {} refused entries)",
+                        thousands(run.rows_per_second),
+                        run.seconds,
+                        run.error_entries
+                    ),
+                    format!("{ratio:.1}×"),
+                    Verdict::of(ratio >= TARGET_RATIO),
+                )
+            }
+        };
+        checks.push(Check {
+            figure: format!("worker throughput ÷ baseline, {size} MB object"),
+            value: ratio_cell.clone(),
+            target: format!("≥ {TARGET_RATIO:.0}×"),
+            verdict: verdict.clone(),
+        });
+        table.row(vec![
+            format!("{size} MB"),
+            thousands(rows as f64),
+            rust_cell,
+            python_cell,
+            ratio_cell,
+            format!("≥ {TARGET_RATIO:.0}×"),
+            verdict.cell(),
+        ]);
+        let _ = stack
+            .clients
+            .s3
+            .delete_object()
+            .bucket(&rust.bucket)
+            .key(&key)
+            .send()
+            .await;
+    }
+    Ok(Section {
+        title: "1. Worker throughput".to_owned(),
+        intro: "Rows per second from the S3 object to the last acknowledged BatchPutMessage, \
+                through the local stack (embedded S3 and IoT Analytics over HTTP on loopback, \
+                durable storage, channel quota unlimited, rate unlimited). The Rust worker is \
+                `ingest::worker::ingest_object` with the function's defaults, in the bench's \
+                process beside the endpoints; the baseline is `bench/baseline/worker.py` \
+                (boto3, whole object read, `csv.DictReader`, sequential batches of 100) \
+                against the same endpoints, on its own channel. Objects are generated in the \
+                sample data set's shape (`deviceid,humidity,location,rowid,temp,timestamp`)."
+            .to_owned(),
+        table,
+        notes: Vec::new(),
+        checks,
+    })
+}

@@ -87,6 +87,10 @@ pub struct Batcher {
     payload: Vec<u8>,
     bom_checked: bool,
     boundary_line: u64,
+    /// Where the pending batch ends: just past its last row, before any bad row after it.
+    pending_end: ResumePoint,
+    /// Data row number of the pending batch's first row.
+    pending_first_row: u64,
 }
 
 impl Batcher {
@@ -138,6 +142,12 @@ impl Batcher {
             payload: Vec::with_capacity(256),
             bom_checked: false,
             boundary_line,
+            pending_end: ResumePoint {
+                byte_offset: 0,
+                line: boundary_line,
+                next_row,
+            },
+            pending_first_row: next_row,
         }
     }
 
@@ -243,8 +253,12 @@ impl Batcher {
             .payload(Blob::new(self.payload.clone()))
             .build()
             .expect("message id and payload are always set");
+        if self.pending.is_empty() {
+            self.pending_first_row = row;
+        }
         self.pending.push(message);
         self.pending_lines.push(line);
+        self.pending_end = self.resume_point();
         if self.pending.len() >= self.batch_limit {
             Ok(self.take_batch().map(Produced::Batch))
         } else {
@@ -274,18 +288,19 @@ impl Batcher {
         if self.pending.is_empty() {
             return None;
         }
-        let count = self.pending.len() as u64;
         let messages = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch_limit));
         let lines = std::mem::replace(
             &mut self.pending_lines,
             Vec::with_capacity(self.batch_limit),
         );
+        // Rows set aside after the batch's last row are not part of it: resuming from here
+        // reads them again, which is what a stop at a bad row needs.
         Some(Batch {
             messages,
             lines,
-            first_row: self.next_row - count,
-            last_row: self.next_row - 1,
-            resume: self.resume_point(),
+            first_row: self.pending_first_row,
+            last_row: self.pending_end.next_row - 1,
+            resume: self.pending_end,
         })
     }
 }
@@ -309,6 +324,33 @@ impl ExactSizeIterator for ExactFields<'_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_taken_after_a_bad_row_ends_before_it() {
+        let data = b"a,b\n1,2\n3,4\n5\n7,8\n";
+        let mut batcher = Batcher::at_start(ValueMode::Strings, 100);
+        let mut used = 0;
+        let bad = loop {
+            let (produced, n) = batcher.push(&data[used..]).unwrap();
+            used += n;
+            if let Produced::BadRow(bad) = produced {
+                break bad;
+            }
+        };
+        assert_eq!((bad.line, bad.row), (4, 3));
+        let batch = batcher.take_batch().unwrap();
+        assert_eq!((batch.first_row, batch.last_row), (1, 2));
+        // Resuming from the batch's end reads the bad row again, on its own line.
+        assert_eq!(
+            batch.resume,
+            ResumePoint {
+                byte_offset: 12,
+                line: 4,
+                next_row: 3
+            }
+        );
+        assert_eq!(&data[12..14], b"5\n");
+    }
 
     /// Feeds `data` in chunks of `chunk` bytes; returns (rows batched, bad rows, batches).
     fn run(data: &[u8], chunk: usize, limit: usize) -> (Vec<u64>, Vec<BadRow>, usize) {

@@ -617,6 +617,17 @@ struct Claim<'a> {
     ledger: Ledger<'a>,
     entry: LedgerEntry,
     version: String,
+    /// Counts earlier runs recorded for this ETag; the entry holds them plus this run's.
+    earlier: Counts,
+}
+
+/// Rows, batches, re-sends and bad rows.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    rows: u64,
+    batches: u64,
+    retries: u64,
+    bad_rows: u64,
 }
 
 /// What taking a claim gave.
@@ -637,6 +648,7 @@ impl<'a> Claim<'a> {
         // Two rounds: a lost race means another writer just changed the entry; read it again.
         for _ in 0..3 {
             let stored = ledger.read(&input.bucket, &input.key).await?;
+            let mut earlier = Counts::default();
             let decision = decide(
                 stored.as_ref().map(|s| &s.entry),
                 &input.etag,
@@ -646,6 +658,26 @@ impl<'a> Claim<'a> {
             );
             let checkpoint = match decision {
                 Decision::Start => None,
+                // Another run's checkpoint gives the position; its counts stay that run's,
+                // so this run's totals count only what this run sent.
+                Decision::Resume(Some(mut checkpoint))
+                    if stored
+                        .as_ref()
+                        .is_some_and(|s| s.entry.run_id != input.run_id) =>
+                {
+                    earlier = Counts {
+                        rows: checkpoint.rows_sent,
+                        batches: checkpoint.batches,
+                        retries: checkpoint.retries,
+                        bad_rows: checkpoint.bad_rows,
+                    };
+                    checkpoint.rows_sent = 0;
+                    checkpoint.batches = 0;
+                    checkpoint.retries = 0;
+                    checkpoint.bad_rows = 0;
+                    checkpoint.duration_ms = 0;
+                    Some(checkpoint)
+                }
                 Decision::Resume(checkpoint) => checkpoint,
                 Decision::AlreadyIngested | Decision::AlreadySetAside => {
                     let entry = &stored.as_ref().expect("decided from an entry").entry;
@@ -677,10 +709,10 @@ impl<'a> Claim<'a> {
                 lease_until_ms,
                 updated_ms: now_ms(),
                 checkpoint: checkpoint.clone(),
-                rows: checkpoint.as_ref().map_or(0, |c| c.rows_sent),
-                batches: checkpoint.as_ref().map_or(0, |c| c.batches),
-                retries: checkpoint.as_ref().map_or(0, |c| c.retries),
-                bad_rows: checkpoint.as_ref().map_or(0, |c| c.bad_rows),
+                rows: earlier.rows + checkpoint.as_ref().map_or(0, |c| c.rows_sent),
+                batches: earlier.batches + checkpoint.as_ref().map_or(0, |c| c.batches),
+                retries: earlier.retries + checkpoint.as_ref().map_or(0, |c| c.retries),
+                bad_rows: earlier.bad_rows + checkpoint.as_ref().map_or(0, |c| c.bad_rows),
                 reason: None,
                 report: None,
             };
@@ -691,6 +723,7 @@ impl<'a> Claim<'a> {
                         ledger,
                         entry,
                         version,
+                        earlier,
                     },
                     checkpoint,
                 ));
@@ -714,10 +747,10 @@ impl<'a> Claim<'a> {
     ) -> Result<Result<(), Conflict>, IngestError> {
         let mut entry = self.entry.clone();
         entry.updated_ms = now_ms();
-        entry.rows = progress.rows;
-        entry.batches = progress.batches;
-        entry.retries = progress.retries;
-        entry.bad_rows = progress.bad_rows;
+        entry.rows = self.earlier.rows + progress.rows;
+        entry.batches = self.earlier.batches + progress.batches;
+        entry.retries = self.earlier.retries + progress.retries;
+        entry.bad_rows = self.earlier.bad_rows + progress.bad_rows;
         match update {
             LedgerUpdate::InProgress(checkpoint) => entry.checkpoint = checkpoint,
             LedgerUpdate::Ingested => {

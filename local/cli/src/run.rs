@@ -123,6 +123,26 @@ pub struct RunReport {
     pub objects: u64,
     /// Re-sends.
     pub retries: u64,
+    /// Where the run's reports are (`s3://ledger-bucket/ingest-ledger/reports/<runId>/`).
+    pub reports: String,
+    /// What the reports name: each object or row set aside, with its line and reason.
+    pub set_aside: Vec<SetAside>,
+}
+
+/// One entry of the run's reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// Source key.
+    pub key: String,
+    /// Line of the bad row (1: the header).
+    pub line: u64,
+    /// Why.
+    pub reason: String,
+    /// Whether the whole rest of the object was set aside (`fail` policy or a bad header),
+    /// rather than one row.
+    pub object: bool,
+    /// The report object naming it.
+    pub report: String,
 }
 
 impl RunReport {
@@ -245,7 +265,19 @@ pub async fn run_on(
         }
     };
     bar.finish_and_clear();
+    let run_id = executions[0]
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let ledger = ingest::ledger::LedgerLocation {
+        bucket: args.ledger_bucket.clone(),
+        prefix: ingest::ledger::DEFAULT_LEDGER_PREFIX.to_owned(),
+    };
+    let set_aside = read_reports(&stack.clients.s3, &ledger, &run_id).await?;
     Ok(RunReport {
+        reports: format!("s3://{}/{}", ledger.bucket, ledger.reports_prefix(&run_id)),
+        set_aside,
         executions,
         status,
         failure,
@@ -352,6 +384,61 @@ fn files_under(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
     Ok(out)
 }
 
+/// Every entry of a run's reports, in key and line order.
+async fn read_reports(
+    s3: &aws_sdk_s3::Client,
+    ledger: &ingest::ledger::LedgerLocation,
+    run_id: &str,
+) -> anyhow::Result<Vec<SetAside>> {
+    let prefix = ledger.reports_prefix(run_id);
+    let mut keys = Vec::new();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(&ledger.bucket)
+        .prefix(&prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.with_context(|| format!("listing s3://{}/{prefix}", ledger.bucket))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+    }
+    let mut out = Vec::new();
+    for report_key in keys {
+        let body = s3
+            .get_object()
+            .bucket(&ledger.bucket)
+            .key(&report_key)
+            .send()
+            .await
+            .with_context(|| format!("reading report s3://{}/{report_key}", ledger.bucket))?
+            .body
+            .collect()
+            .await
+            .with_context(|| format!("reading report s3://{}/{report_key}", ledger.bucket))?
+            .into_bytes();
+        let report: ingest::ledger::ObjectReport = serde_json::from_slice(&body)
+            .with_context(|| format!("report s3://{}/{report_key}", ledger.bucket))?;
+        let entry = |row: &ingest::worker::BadRowReport, object: bool| SetAside {
+            key: report.key.clone(),
+            line: row.line,
+            reason: row.reason.clone(),
+            object,
+            report: report_key.clone(),
+        };
+        out.extend(report.bad_rows.iter().map(|row| entry(row, false)));
+        out.extend(report.stopped_at.iter().map(|row| entry(row, true)));
+    }
+    out.sort_by(|a, b| (&a.key, a.line).cmp(&(&b.key, b.line)));
+    Ok(out)
+}
+
+/// Set-aside entries the summary names one by one; the reports hold every one.
+const SUMMARY_SET_ASIDE: usize = 20;
+
 /// The summary table printed at the end of `run`.
 pub fn summary(report: &RunReport) -> String {
     let mut out = String::new();
@@ -370,12 +457,41 @@ pub fn summary(report: &RunReport) -> String {
     let _ = writeln!(out, "  objects           {}", report.objects);
     let _ = writeln!(out, "  rows ingested     {}", report.rows);
     let _ = writeln!(out, "  rows set aside    {}", total("badRows"));
+    let _ = writeln!(out, "  objects set aside {}", total("setAside"));
+    let _ = writeln!(
+        out,
+        "  already ingested  {} objects, {} rows (skipped, by the ledger)",
+        total("skipped"),
+        total("skippedRows")
+    );
     let _ = writeln!(out, "  re-sends          {}", report.retries);
     let _ = writeln!(
         out,
         "  wall time         {seconds:.2} s ({:.0} rows/s)",
         report.rows as f64 / seconds.max(0.001)
     );
+    if !report.set_aside.is_empty() {
+        let _ = writeln!(out, "Set aside (reports in {}):", report.reports);
+        for entry in report.set_aside.iter().take(SUMMARY_SET_ASIDE) {
+            let what = if entry.object {
+                "object stopped"
+            } else {
+                "row"
+            };
+            let _ = writeln!(
+                out,
+                "  {} line {}: {what}: {}",
+                entry.key, entry.line, entry.reason
+            );
+        }
+        if report.set_aside.len() > SUMMARY_SET_ASIDE {
+            let _ = writeln!(
+                out,
+                "  ... and {} more in the reports",
+                report.set_aside.len() - SUMMARY_SET_ASIDE
+            );
+        }
+    }
     if let Some((error, cause)) = &report.failure {
         let _ = writeln!(out, "Failed: {error}");
         let _ = writeln!(out, "  {cause}");

@@ -11,19 +11,25 @@
 //! answers the Distributed Map ItemReader's S3 GetObject of the launcher's manifest. The
 //! embedded executor reaches them through its `Resources` trait.
 //!
-//! The data set is small and makes four executions:
+//! The data set is small and makes five executions:
 //! - `good/`: three objects; the first worker call for `good/retried.csv` fails with the
 //!   retryable `ServiceUnavailable` (injected by the test's function host), the Retry clause
 //!   calls it again, and the run validates with a dataset query;
 //! - `empty/` (no objects) with an expected row count the datastore does not have: the
 //!   validator's `ValidationFailed` is caught by `Check validation` and routed to the
 //!   `Validation failed` Fail state;
+//! - `bad/`: one object with a malformed row, which the worker sets aside with a report: the
+//!   item succeeds and the run validates;
 //! - `good/` again in pages of two objects, one page per execution: the first execution
 //!   continues as a new one (`states:startExecution` on itself), which validates;
-//! - `bad/`: one object with a malformed row; the worker's `MalformedRow` is caught inside the
-//!   item processor and routed to the `Object failed` Fail state, which fails the item.
+//! - `changed/`: one object whose worker call always fails with `ObjectChanged` (injected by
+//!   the test's function host), caught inside the item processor and routed to the
+//!   `Object failed` Fail state, which fails the item.
 //!
-//! What is compared in full (the first two executions): the status; for a success the output,
+//! The continue-as-new execution ingests `good/` again, so it uses a ledger of its own: with
+//! the shared one it would find every object already ingested.
+//!
+//! What is compared in full (the first three executions): the status; for a success the output,
 //! for a failure the error name and the cause (as JSON when it is JSON), with the dataset
 //! content's `versionId` (a random id) masked; the sequence of top-level states entered,
 //! without the validation poll loop's turns after checks that found the content still
@@ -98,7 +104,11 @@ const OBJECTS: &[(&str, &str)] = &[
     ("good/b.csv", "id,value\n4,40\n5,50\n"),
     (RETRIED_KEY, "id,value\n6,60\n7,70\n"),
     ("bad/bad.csv", "id,value\n8,80\n9,90,extra\n"),
+    (CHANGED_KEY, "id,value\n10,100\n"),
 ];
+
+/// The object whose worker calls always fail with `ObjectChanged`.
+const CHANGED_KEY: &str = "changed/changed.csv";
 
 /// How much of two outcomes must agree.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -145,21 +155,28 @@ fn executions() -> Vec<(&'static str, Value, Compare)> {
             with(json!({"prefix": "empty/", "expected": {"row_count": 1}})),
             Compare::Full,
         ),
+        // Before continue-as-new, which moto cannot finish, so both datastores hold the same.
+        (
+            "bad-row-set-aside",
+            with(json!({"prefix": "bad/"})),
+            Compare::Full,
+        ),
         // Two pages of two objects, one page per execution: the first continues as a new
-        // execution, which lists the second page and validates all 14 rows.
+        // execution, which lists the second page and validates all 15 rows (7 + 1 + 7).
         (
             "continued-as-new",
             with(json!({
                 "prefix": "good/",
                 "pageSize": 2,
                 "pagesPerExecution": 1,
-                "expected": {"row_count": 14},
+                "expected": {"row_count": 15},
+                "ledger": {"bucket": "diff-ledger", "prefix": "second-ledger/"},
             })),
             Compare::UntilContinuation,
         ),
         (
-            "caught-malformed-row",
-            with(json!({"prefix": "bad/"})),
+            "caught-object-changed",
+            with(json!({"prefix": "changed/"})),
             Compare::ItemsOnly,
         ),
     ]
@@ -220,6 +237,12 @@ impl Functions {
             return Err((
                 "ServiceUnavailable".to_owned(),
                 format!("injected: the first call for {RETRIED_KEY} fails"),
+            ));
+        }
+        if name == "worker" && payload["key"] == CHANGED_KEY {
+            return Err((
+                "ObjectChanged".to_owned(),
+                format!("injected: s3://differential/{CHANGED_KEY} changed"),
             ));
         }
         let result = match name {

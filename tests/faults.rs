@@ -94,7 +94,12 @@ async fn crashed_and_timed_out_invocations_resume_from_their_ledger_checkpoint()
     .await
     .unwrap();
     let report = run_on(&test.stack, &test.args, false).await.unwrap();
-    assert!(report.passed(), "{}", summary(&report));
+    assert!(
+        report.passed(),
+        "{}\n{:#?}",
+        summary(&report),
+        test.failed_items(report.executions.last().unwrap()).await
+    );
     let cut_short = test.stack.activity.crashes.load(Ordering::Relaxed)
         + test.stack.activity.timeouts.load(Ordering::Relaxed);
     assert!(cut_short > 5, "only {cut_short} invocations were cut short");

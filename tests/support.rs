@@ -124,6 +124,43 @@ impl TestStack {
         }
     }
 
+    /// Each failed Map Run item of `execution`: its child execution's name, error and cause,
+    /// as the console's Map Run page shows them.
+    pub async fn failed_items(&self, execution: &str) -> Vec<String> {
+        let sfn = self.stack.sfn_client().await;
+        let mut out = Vec::new();
+        for run in self.stack.stepfunctions.handle().map_runs(execution) {
+            let Ok(children) = sfn
+                .list_executions()
+                .map_run_arn(&run.map_run_arn)
+                .send()
+                .await
+            else {
+                continue;
+            };
+            for child in children.executions() {
+                if child.status().as_str() == "SUCCEEDED" {
+                    continue;
+                }
+                if let Ok(d) = sfn
+                    .describe_execution()
+                    .execution_arn(child.execution_arn())
+                    .send()
+                    .await
+                {
+                    out.push(format!(
+                        "{} {}: {} {}",
+                        child.name(),
+                        d.status().as_str(),
+                        d.error().unwrap_or_default(),
+                        d.cause().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// The names of this stack's run.
     pub fn names(&self) -> WorkflowNames {
         self.args.names()

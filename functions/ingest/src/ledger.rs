@@ -258,7 +258,10 @@ impl<'a> Ledger<'a> {
                     return Err(IngestError::ServiceUnavailable {
                         service: "S3",
                         operation: "GetObject".to_owned(),
-                        message: format!("reading ledger entry {ledger_key}: {e}"),
+                        message: format!(
+                            "reading ledger entry {ledger_key}: {}",
+                            aws_smithy_types::error::display::DisplayErrorContext(&e)
+                        ),
                     });
                 }
             };

@@ -1,7 +1,7 @@
 //! The S3 service the endpoint serves: s3s-fs, with conditional writes made atomic and
 //! optional fault injection for the workflow's fault tests.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use rand::rngs::StdRng;
@@ -23,10 +23,12 @@ pub struct S3Faults {
 
 /// s3s-fs behind a lock for conditional writes and a fault injector.
 pub(crate) struct LocalS3 {
-    inner: s3s_fs::FileSystem,
-    /// s3s-fs checks `If-Match`/`If-None-Match` and then writes; holding this across both makes
-    /// the check and the write one step, as S3 guarantees.
-    conditional_writes: tokio::sync::Mutex<()>,
+    inner: Arc<s3s_fs::FileSystem>,
+    /// s3s-fs checks `If-Match`/`If-None-Match` and then writes, and a GET opens the file and
+    /// then reads its ETag: writes hold this exclusively and GETs (until their body starts)
+    /// shared, so a condition and its write are one step and a GET's body and ETag always
+    /// belong together, as S3 guarantees.
+    writes: Arc<tokio::sync::RwLock<()>>,
     faults: S3Faults,
     rng: Mutex<StdRng>,
 }
@@ -38,8 +40,8 @@ impl LocalS3 {
             None => StdRng::from_os_rng(),
         };
         Self {
-            inner,
-            conditional_writes: tokio::sync::Mutex::new(()),
+            inner: Arc::new(inner),
+            writes: Arc::new(tokio::sync::RwLock::new(())),
             faults,
             rng: Mutex::new(rng),
         }
@@ -230,11 +232,17 @@ impl S3 for LocalS3 {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         self.maybe_fail("PutObject")?;
-        if req.input.if_match.is_some() || req.input.if_none_match.is_some() {
-            let _one_at_a_time = self.conditional_writes.lock().await;
-            return self.inner.put_object(req).await;
-        }
-        self.inner.put_object(req).await
+        // s3s-fs renames the new file into place, then records its checksums and ETag. A
+        // client that hangs up in between would cancel the handler there and leave the new
+        // content with the old checksums, so the write runs to its end in a task of its own.
+        let inner = Arc::clone(&self.inner);
+        let writes = Arc::clone(&self.writes);
+        tokio::spawn(async move {
+            let _one_at_a_time = writes.write().await;
+            inner.put_object(req).await
+        })
+        .await
+        .map_err(|e| s3_error!(InternalError, "PutObject task ended abnormally: {e}"))?
     }
 
     async fn get_object(
@@ -242,7 +250,10 @@ impl S3 for LocalS3 {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         self.maybe_fail("GetObject")?;
-        let mut response = self.inner.get_object(req).await?;
+        let mut response = {
+            let _no_write_meanwhile = self.writes.read().await;
+            self.inner.get_object(req).await?
+        };
         let length = response.output.content_length.unwrap_or(0);
         if length > 1 && self.draw(self.faults.broken_bodies) {
             let cut_at = self.rng.lock().expect("rng lock").random_range(1..length) as u64;

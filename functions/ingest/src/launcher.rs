@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
-use crate::ledger::{EntryState, Ledger, LedgerLocation};
+use crate::ledger::{Ledger, LedgerLocation};
 use crate::service_errors::CallFailure;
 
 /// Keys per page unless the input says otherwise (the ListObjectsV2 maximum).
@@ -342,10 +342,7 @@ async fn leave_out_ingested(
     let mut items = Vec::with_capacity(listed.len());
     for (item, stored) in listed.into_iter().zip(entries) {
         match stored {
-            Some(stored)
-                if stored.entry.state == EntryState::Ingested
-                    && stored.entry.etag.trim_matches('"') == item.etag.trim_matches('"') =>
-            {
+            Some(stored) if stored.entry.is_ingested(&item.etag) => {
                 skipped += 1;
                 skipped_rows += stored.entry.rows;
             }

@@ -143,6 +143,13 @@ pub struct LedgerEntry {
     pub report: Option<String>,
 }
 
+impl LedgerEntry {
+    /// Whether the entry records the object as ingested with `etag`.
+    pub fn is_ingested(&self, etag: &str) -> bool {
+        self.state == EntryState::Ingested && same_etag(&self.etag, etag)
+    }
+}
+
 /// A ledger entry with the ETag of the ledger object itself, for the next conditional write.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -181,7 +188,7 @@ pub fn decide(
     let Some(entry) = existing else {
         return Decision::Start;
     };
-    if unquote(&entry.etag) != unquote(etag) {
+    if !same_etag(&entry.etag, etag) {
         return Decision::Start;
     }
     match entry.state {
@@ -379,8 +386,9 @@ pub fn to_ms(time: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn unquote(etag: &str) -> &str {
-    etag.trim_matches('"')
+/// Whether two ETags are the same, quoted (as S3 sends them) or not.
+pub(crate) fn same_etag(a: &str, b: &str) -> bool {
+    a.trim_matches('"') == b.trim_matches('"')
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::error::IngestError;
 use crate::launcher::s3_error;
 use crate::ledger::{
     Conflict, Decision, EntryState, LEASE_MARGIN_MS, Ledger, LedgerEntry, LedgerLocation,
-    ObjectReport, REPORT_PART_ROWS, decide, now_ms, to_ms,
+    ObjectReport, REPORT_PART_ROWS, decide, now_ms, same_etag, to_ms,
 };
 use crate::payload::ValueMode;
 use crate::sender::{BatchReport, BatchSender, RetryPolicy};
@@ -336,10 +336,7 @@ pub async fn ingest_with_policy(
         .map_err(|p| header_error(input, p.0))?,
     };
     let mut progress = Progress::new(start_at.as_ref(), &batcher, claim.is_some(), started);
-    let mut source = match ObjectReader::open(&clients.s3, input, batcher.offset()).await {
-        Ok(source) => source,
-        Err(error) => return Err(error),
-    };
+    let mut source = ObjectReader::open(&clients.s3, input, batcher.offset()).await?;
     let sender = BatchSender::new(
         clients.iotanalytics.clone(),
         &input.channel_name,
@@ -401,7 +398,11 @@ pub async fn ingest_with_policy(
                     && progress.since_checkpoint >= input.checkpoint_every
                 {
                     let at = progress.checkpoint(&batcher);
-                    if claim.save(in_progress(at), &progress).await?.is_err() {
+                    if claim
+                        .save(LedgerUpdate::InProgress(at), &progress)
+                        .await?
+                        .is_err()
+                    {
                         stop = Stop::ClaimLost;
                         break;
                     }
@@ -464,7 +465,9 @@ pub async fn ingest_with_policy(
             other => {
                 // Keep what was acknowledged, so the retry re-sends only the rest.
                 if let Some(claim) = claim.as_mut() {
-                    let _ = claim.save(in_progress(checkpoint), &progress).await;
+                    let _ = claim
+                        .save(LedgerUpdate::InProgress(checkpoint), &progress)
+                        .await;
                 }
                 tracing::warn!(key = %input.key, rows = progress.rows, error = %other, "object stopped");
                 Err(other)
@@ -478,7 +481,7 @@ pub async fn ingest_with_policy(
     if stop == Stop::OutOfTime {
         if let Some(claim) = claim.as_mut() {
             claim
-                .save(in_progress(checkpoint.clone()), &progress)
+                .save(LedgerUpdate::InProgress(checkpoint.clone()), &progress)
                 .await?
                 .unwrap_or_else(|_| lost_claim(input));
         }
@@ -535,10 +538,6 @@ fn later_checkpoint(a: Option<Checkpoint>, b: Option<Checkpoint>) -> Option<Chec
         (Some(a), Some(b)) => Some(if b.byte_offset > a.byte_offset { b } else { a }),
         (a, b) => a.or(b),
     }
-}
-
-fn in_progress(checkpoint: Option<Checkpoint>) -> LedgerUpdate {
-    LedgerUpdate::InProgress(checkpoint)
 }
 
 /// Ends a set-aside object: records it in the ledger and returns the outcome.
@@ -696,7 +695,8 @@ impl<'a> Claim<'a> {
                         Outcome::HeldElsewhere,
                         &stored.expect("decided from an entry").entry,
                     );
-                    output.rows = 0;
+                    // Its rows are the holder's to count.
+                    output.skipped_rows = 0;
                     return Ok(Claimed::Nothing(output));
                 }
             };
@@ -1123,7 +1123,7 @@ impl<'a> ObjectReader<'a> {
             }
         };
         let actual = response.e_tag().unwrap_or_default();
-        if !self.etag.is_empty() && unquote(actual) != unquote(self.etag) {
+        if !self.etag.is_empty() && !same_etag(actual, self.etag) {
             return Err(IngestError::ObjectChanged {
                 bucket: self.bucket.to_owned(),
                 key: self.key.to_owned(),
@@ -1184,10 +1184,6 @@ impl<'a> ObjectReader<'a> {
             }
         }
     }
-}
-
-fn unquote(etag: &str) -> &str {
-    etag.trim_matches('"')
 }
 
 #[cfg(test)]

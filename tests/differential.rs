@@ -249,7 +249,13 @@ impl Functions {
             "launcher" => ingest::handlers::launcher(&self.clients, payload).await,
             "worker" => {
                 let deadline = SystemTime::now() + Duration::from_secs(900);
-                ingest::handlers::worker(&self.clients, payload, deadline).await
+                ingest::handlers::worker(
+                    &self.clients,
+                    &ingest::pacing::Pacing::new(),
+                    payload,
+                    deadline,
+                )
+                .await
             }
             "validator" => ingest::handlers::validator(&self.clients, payload).await,
             _ => {

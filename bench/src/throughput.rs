@@ -20,6 +20,10 @@ pub struct ThroughputArgs {
     /// Object sizes in MB (10^6 bytes), comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1u64, 10, 100])]
     pub sizes_mb: Vec<u64>,
+    /// Batches the Rust worker keeps in flight (`maxInFlight`); default: the worker
+    /// function's own default.
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
 }
 
 fn names(bucket: &str, who: &str) -> WorkflowNames {
@@ -81,7 +85,10 @@ async fn measure(
         .await?;
 
         crate::progress(format!("throughput: Rust worker, {size} MB ({rows} rows)"));
-        let input = data::worker_input(&rust.bucket, &key, &rust.channel)?;
+        let mut input = data::worker_input(&rust.bucket, &key, &rust.channel)?;
+        if let Some(max_in_flight) = args.max_in_flight {
+            input.max_in_flight = max_in_flight;
+        }
         let started = Instant::now();
         let output = ingest::worker::ingest_object(&stack.clients, &input, data::far_deadline())
             .await

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::clients::Clients;
 use crate::error::IngestError;
+use crate::pacing::Pacing;
 use crate::{launcher, validator, worker};
 
 /// Reads an event into a function's input type; a mismatch names the field at fault.
@@ -31,14 +32,16 @@ pub async fn launcher(clients: &Clients, event: Value) -> Result<Value, IngestEr
         .map(|o| to_json(&o))
 }
 
-/// The worker function: one object, or the rest of one from a checkpoint, until `deadline`.
+/// The worker function: one object, or the rest of one from a checkpoint, until `deadline`,
+/// paced by the execution environment's `pacing`.
 pub async fn worker(
     clients: &Clients,
+    pacing: &Pacing,
     event: Value,
     deadline: SystemTime,
 ) -> Result<Value, IngestError> {
     let input: worker::WorkerInput = parse_input(event)?;
-    worker::ingest_object(clients, &input, deadline)
+    worker::ingest_object_in(clients, pacing, &input, deadline)
         .await
         .map(|o| to_json(&o))
 }

@@ -11,6 +11,7 @@ pub mod handlers;
 mod http;
 pub mod launcher;
 pub mod ledger;
+pub mod pacing;
 pub mod payload;
 pub mod rows;
 pub mod sender;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_iotanalytics::types::Message;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 
 use crate::batches::Batch;
 use crate::error::IngestError;
@@ -78,18 +78,19 @@ pub struct BatchSender {
     channel: String,
     bucket: String,
     key: String,
-    limiter: Option<DefaultDirectRateLimiter>,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
     policy: RetryPolicy,
 }
 
 impl BatchSender {
-    /// A sender pacing itself at `rate` messages per second (`None`: unpaced).
+    /// A sender paced by `limiter` (`None`: unpaced), which its execution environment keeps
+    /// across invocations ([`crate::pacing::Pacing`]).
     pub fn new(
         client: aws_sdk_iotanalytics::Client,
         channel: &str,
         bucket: &str,
         key: &str,
-        rate: Option<NonZeroU32>,
+        limiter: Option<Arc<DefaultDirectRateLimiter>>,
         policy: RetryPolicy,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -97,14 +98,7 @@ impl BatchSender {
             channel: channel.to_owned(),
             bucket: bucket.to_owned(),
             key: key.to_owned(),
-            limiter: rate.map(|rate| {
-                let limiter = RateLimiter::direct(Quota::per_second(rate));
-                // Start with no burst in hand: invocations follow one another on the same
-                // share of the quota, and a fresh burst each time would push the channel
-                // over its quota at every object boundary.
-                let _ = limiter.check_n(rate);
-                limiter
-            }),
+            limiter,
             policy,
         })
     }
@@ -415,10 +409,12 @@ pub(crate) mod tests {
             .then_output(|| BatchPutMessageOutput::builder().build());
         let iota = client(RuleMode::MatchAny, &rule);
         let rate = NonZeroU32::new(200).unwrap();
-        let sender = BatchSender::new(iota, "ch", "b", "k", Some(rate), fast());
+        let limiter =
+            crate::pacing::Pacing::new().limiter("ch", rate, NonZeroU32::new(100).unwrap());
+        let sender = BatchSender::new(iota, "ch", "b", "k", Some(limiter), fast());
         let started = std::time::Instant::now();
-        // No burst in hand at the start: 400 messages at 200/s take two seconds.
-        for first in (1..=400).step_by(100) {
+        // One batch in hand at the start: 500 messages at 200/s take two seconds.
+        for first in (1..=500).step_by(100) {
             sender.send(batch(first..=first + 99)).await.unwrap();
         }
         let elapsed = started.elapsed();

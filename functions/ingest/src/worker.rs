@@ -17,6 +17,7 @@ use crate::ledger::{
     Conflict, Decision, EntryState, LEASE_MARGIN_MS, Ledger, LedgerEntry, LedgerLocation,
     ObjectReport, REPORT_PART_ROWS, decide, now_ms, same_etag, to_ms,
 };
+use crate::pacing::Pacing;
 use crate::payload::ValueMode;
 use crate::sender::{BatchReport, BatchSender, RetryPolicy};
 use crate::service_errors::CallFailure;
@@ -277,18 +278,31 @@ impl WorkerInput {
     }
 }
 
-/// Ingests the object named in `input` until it is done or `deadline` minus the time margin.
+/// Ingests the object named in `input` until it is done or `deadline` minus the time margin,
+/// in an execution environment of its own (pacing starts cold).
 pub async fn ingest_object(
     clients: &Clients,
     input: &WorkerInput,
     deadline: SystemTime,
 ) -> Result<WorkerOutput, IngestError> {
-    ingest_with_policy(clients, input, deadline, RetryPolicy::default()).await
+    ingest_object_in(clients, &Pacing::new(), input, deadline).await
 }
 
-/// [`ingest_object`] with an explicit retry policy (tests shorten the backoff).
+/// [`ingest_object`] in an execution environment whose pacing carries over from the
+/// invocations before it (a Lambda function's process, or one the local stack emulates).
+pub async fn ingest_object_in(
+    clients: &Clients,
+    pacing: &Pacing,
+    input: &WorkerInput,
+    deadline: SystemTime,
+) -> Result<WorkerOutput, IngestError> {
+    ingest_with_policy(clients, pacing, input, deadline, RetryPolicy::default()).await
+}
+
+/// [`ingest_object_in`] with an explicit retry policy (tests shorten the backoff).
 pub async fn ingest_with_policy(
     clients: &Clients,
+    pacing: &Pacing,
     input: &WorkerInput,
     deadline: SystemTime,
     mut policy: RetryPolicy,
@@ -337,12 +351,13 @@ pub async fn ingest_with_policy(
     };
     let mut progress = Progress::new(start_at.as_ref(), &batcher, claim.is_some(), started);
     let mut source = ObjectReader::open(&clients.s3, input, batcher.offset()).await?;
+    tracing::debug!(key = %input.key, offset = batcher.offset(), claimed = claim.is_some(), "object opened");
     let sender = BatchSender::new(
         clients.iotanalytics.clone(),
         &input.channel_name,
         &input.bucket,
         &input.key,
-        rate,
+        rate.map(|rate| pacing.limiter(&input.channel_name, rate, first_batch(batch_limit))),
         policy,
     );
     let mut in_flight: JoinSet<(u64, Result<BatchReport, IngestError>)> = JoinSet::new();
@@ -533,6 +548,12 @@ enum Stop {
 }
 
 /// The checkpoint further into the object, of the input's and the ledger's.
+/// A batch of `batch_limit` messages, what a new execution environment's limiter holds at the
+/// start so its first batch need not wait.
+fn first_batch(batch_limit: usize) -> NonZeroU32 {
+    NonZeroU32::new(u32::try_from(batch_limit).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN)
+}
+
 fn later_checkpoint(a: Option<Checkpoint>, b: Option<Checkpoint>) -> Option<Checkpoint> {
     match (a, b) {
         (Some(a), Some(b)) => Some(if b.byte_offset > a.byte_offset { b } else { a }),

@@ -7,8 +7,11 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let clients = &ingest::Clients::from_env().await;
+    // This process is one execution environment: its share of the quota carries over from
+    // one invocation to the next.
+    let pacing = &ingest::pacing::Pacing::new();
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
-        ingest::handlers::worker(clients, event.payload, event.context.deadline())
+        ingest::handlers::worker(clients, pacing, event.payload, event.context.deadline())
             .await
             .map_err(|e| {
                 let report = ingest::ErrorReport::from(&e);

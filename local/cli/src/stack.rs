@@ -167,6 +167,9 @@ struct InProcessFunctions {
     activity: Arc<Activity>,
     faults: FunctionFaults,
     rng: std::sync::Mutex<rand::rngs::StdRng>,
+    /// The worker's idle execution environments. As on Lambda, an invocation takes one that
+    /// is free or starts a new one, and one cut short (crash, timeout) is not used again.
+    idle_workers: std::sync::Mutex<Vec<Arc<ingest::pacing::Pacing>>>,
 }
 
 /// The function name in a Lambda ARN or name (`arn:aws:lambda:r:a:function:NAME[:alias]`).
@@ -195,12 +198,14 @@ impl local_stepfunctions::Resources for InProcessFunctions {
             .pointer("/checkpoint/rowsSent")
             .and_then(Value::as_u64)
             .unwrap_or(0);
+        let environment = (name == "worker").then(|| self.worker_environment());
         let call = async {
             match name {
                 "launcher" => ingest::handlers::launcher(&self.clients, payload).await,
                 "worker" => {
                     let deadline = SystemTime::now() + timeout;
-                    ingest::handlers::worker(&self.clients, payload, deadline).await
+                    let pacing = environment.as_deref().expect("taken for the worker");
+                    ingest::handlers::worker(&self.clients, pacing, payload, deadline).await
                 }
                 "validator" => ingest::handlers::validator(&self.clients, payload).await,
                 _ => Err(ingest::IngestError::InvalidInput {
@@ -216,7 +221,14 @@ impl local_stepfunctions::Resources for InProcessFunctions {
             });
         }
         let (limit, cut_short) = self.cut_short(name).unwrap_or((timeout, None));
-        match tokio::time::timeout(limit, call).await {
+        let result = tokio::time::timeout(limit, call).await;
+        if let (Ok(_), Some(environment)) = (&result, environment) {
+            self.idle_workers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(environment);
+        }
+        match result {
             Err(_) if let Some(error_type) = cut_short => {
                 let counter = if error_type == "Sandbox.Timedout" {
                     &self.activity.timeouts
@@ -290,6 +302,15 @@ impl local_stepfunctions::Resources for InProcessFunctions {
 }
 
 impl InProcessFunctions {
+    /// A free worker execution environment, or a new one.
+    fn worker_environment(&self) -> Arc<ingest::pacing::Pacing> {
+        self.idle_workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
     /// Whether this invocation is to be cut short: when, and with which error type.
     fn cut_short(&self, name: &str) -> Option<(Duration, Option<&'static str>)> {
         use rand::Rng;
@@ -408,6 +429,7 @@ impl LocalStack {
                 Some(seed) => rand::SeedableRng::seed_from_u64(seed),
                 None => rand::SeedableRng::from_os_rng(),
             }),
+            idle_workers: std::sync::Mutex::default(),
         };
         let mut sfn_config = local_stepfunctions::Config::new(
             options.data_dir.join("stepfunctions"),

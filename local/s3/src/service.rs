@@ -21,14 +21,29 @@ pub struct S3Faults {
     pub seed: Option<u64>,
 }
 
-/// s3s-fs behind a lock for conditional writes and a fault injector.
+/// How many locks the keys are spread over.
+const KEY_LOCKS: usize = 64;
+
+/// Which of the [`KEY_LOCKS`] locks guards `bucket`/`key`.
+fn key_lock(bucket: &str, key: &str) -> usize {
+    use std::hash::Hasher as _;
+    // Unkeyed, so every request for one key lands on the same lock.
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(bucket.as_bytes());
+    hasher.write_u8(b'/');
+    hasher.write(key.as_bytes());
+    (hasher.finish() % KEY_LOCKS as u64) as usize
+}
+
+/// s3s-fs behind per-key locks for conditional writes, and a fault injector.
 pub(crate) struct LocalS3 {
     inner: Arc<s3s_fs::FileSystem>,
     /// s3s-fs checks `If-Match`/`If-None-Match` and then writes, and a GET opens the file and
-    /// then reads its ETag: writes hold this exclusively and GETs (until their body starts)
-    /// shared, so a condition and its write are one step and a GET's body and ETag always
-    /// belong together, as S3 guarantees.
-    writes: Arc<tokio::sync::RwLock<()>>,
+    /// then reads its ETag: writes hold their key's lock exclusively and GETs (until their body
+    /// starts) shared, so a condition and its write are one step and a GET's body and ETag
+    /// always belong together, as S3 guarantees. Keys are spread over [`KEY_LOCKS`] locks, so
+    /// writes to different objects seldom wait for each other.
+    key_locks: Arc<Vec<tokio::sync::RwLock<()>>>,
     faults: S3Faults,
     rng: Mutex<StdRng>,
 }
@@ -41,7 +56,11 @@ impl LocalS3 {
         };
         Self {
             inner: Arc::new(inner),
-            writes: Arc::new(tokio::sync::RwLock::new(())),
+            key_locks: Arc::new(
+                (0..KEY_LOCKS)
+                    .map(|_| tokio::sync::RwLock::new(()))
+                    .collect(),
+            ),
             faults,
             rng: Mutex::new(rng),
         }
@@ -236,9 +255,10 @@ impl S3 for LocalS3 {
         // client that hangs up in between would cancel the handler there and leave the new
         // content with the old checksums, so the write runs to its end in a task of its own.
         let inner = Arc::clone(&self.inner);
-        let writes = Arc::clone(&self.writes);
+        let locks = Arc::clone(&self.key_locks);
+        let lock = key_lock(&req.input.bucket, &req.input.key);
         tokio::spawn(async move {
-            let _one_at_a_time = writes.write().await;
+            let _one_at_a_time = locks[lock].write().await;
             inner.put_object(req).await
         })
         .await
@@ -251,7 +271,8 @@ impl S3 for LocalS3 {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         self.maybe_fail("GetObject")?;
         let mut response = {
-            let _no_write_meanwhile = self.writes.read().await;
+            let lock = key_lock(&req.input.bucket, &req.input.key);
+            let _no_write_meanwhile = self.key_locks[lock].read().await;
             self.inner.get_object(req).await?
         };
         let length = response.output.content_length.unwrap_or(0);

@@ -18,13 +18,19 @@ async fn client(endpoint: &str, secret: &str) -> aws_sdk_s3::Client {
     )
 }
 
-#[tokio::test]
-async fn objects_list_in_pages_and_read_by_range() {
+/// An endpoint over a new directory holding `bucket`, with the secret `secret`.
+async fn serve(bucket: &str) -> (tempfile::TempDir, local_s3::RunningS3) {
     let root = tempfile::tempdir().unwrap();
-    local_s3::ensure_bucket(root.path(), "src").unwrap();
+    local_s3::ensure_bucket(root.path(), bucket).unwrap();
     let server = local_s3::start(local_s3::S3Config::new(root.path(), "local", "secret"))
         .await
         .unwrap();
+    (root, server)
+}
+
+#[tokio::test]
+async fn objects_list_in_pages_and_read_by_range() {
+    let (_root, server) = serve("src").await;
     let s3 = client(&server.endpoint_url(), "secret").await;
     for i in 0..5 {
         s3.put_object()
@@ -77,14 +83,78 @@ async fn objects_list_in_pages_and_read_by_range() {
 
 #[tokio::test]
 async fn requests_signed_with_another_secret_are_refused() {
-    let root = tempfile::tempdir().unwrap();
-    local_s3::ensure_bucket(root.path(), "src").unwrap();
-    let server = local_s3::start(local_s3::S3Config::new(root.path(), "local", "secret"))
-        .await
-        .unwrap();
+    let (_root, server) = serve("src").await;
     let s3 = client(&server.endpoint_url(), "wrong").await;
     let error = s3.list_objects_v2().bucket("src").send().await.unwrap_err();
     let status = error.raw_response().map(|r| r.status().as_u16());
     assert_eq!(status, Some(403), "{error:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_conditional_writes_to_one_key_let_exactly_one_through() {
+    let (_root, server) = serve("ledger").await;
+    let s3 = client(&server.endpoint_url(), "secret").await;
+    // Creates race on each of 4 keys, then updates race on the ETag each create left.
+    let create = |key: String, writer: usize| {
+        let s3 = s3.clone();
+        async move {
+            s3.put_object()
+                .bucket("ledger")
+                .key(key)
+                .if_none_match("*")
+                .body(ByteStream::from(
+                    format!("{{\"writer\":{writer}}}").into_bytes(),
+                ))
+                .send()
+                .await
+        }
+    };
+    let stored_etag = |key: String| {
+        let s3 = s3.clone();
+        async move {
+            let object = s3.get_object().bucket("ledger").key(key).send().await;
+            object.unwrap().e_tag().map(str::to_owned)
+        }
+    };
+    let creates = futures::future::join_all(
+        (0..32).map(|writer| create(format!("objects/{}.json", writer % 4), writer)),
+    )
+    .await;
+    let created: Vec<_> = creates.iter().filter(|r| r.is_ok()).collect();
+    assert_eq!(created.len(), 4, "one create per key");
+    for key in 0..4 {
+        let key = format!("objects/{key}.json");
+        let etag = stored_etag(key.clone()).await.unwrap();
+        let updates = futures::future::join_all((0..8).map(|writer| {
+            let s3 = s3.clone();
+            let (key, etag) = (key.clone(), etag.clone());
+            async move {
+                s3.put_object()
+                    .bucket("ledger")
+                    .key(key)
+                    .if_match(etag)
+                    .body(ByteStream::from(
+                        format!("{{\"update\":{writer}}}").into_bytes(),
+                    ))
+                    .send()
+                    .await
+            }
+        }))
+        .await;
+        let through: Vec<_> = updates.iter().filter(|r| r.is_ok()).collect();
+        assert_eq!(through.len(), 1, "{key}: one update per ETag");
+        let refused = updates
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .filter(|e| e.raw_response().is_some_and(|r| r.status().as_u16() == 412))
+            .count();
+        assert_eq!(refused, 7, "{key}: the others get 412");
+        // What is stored is what the winner wrote, under the ETag it was told.
+        assert_eq!(
+            stored_etag(key.clone()).await.as_deref(),
+            through[0].as_ref().unwrap().e_tag()
+        );
+    }
     server.shutdown().await;
 }

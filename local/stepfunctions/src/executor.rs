@@ -1522,6 +1522,7 @@ impl Run {
             Some(entry) => entry,
             None => {
                 let items = self.read_items(spec, effective, context).await?;
+                tracing::debug!(state = %state.name, items = items.len(), "map run items read");
                 let mut inputs = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
                     inputs.push(self.item_input(spec, effective, context, i, item)?);
@@ -1625,6 +1626,7 @@ impl Run {
             )?;
         }
         engine.store.flush_map_run(&run_entry);
+        tracing::debug!(map_run = %map_run_arn, items = total, "map run started");
 
         let to_run: Vec<usize> = {
             let mut m = run_entry.lock();

@@ -23,6 +23,7 @@ pub use resources::{LambdaError, NoResources, ObjectError, Resources};
 pub use sigv4::AccessKey;
 pub use store::{ExecutionStatus, HistoryEvent, ItemCounts, MapRunStatus};
 
+use axum::serve::ListenerExt as _;
 use chrono::{DateTime, Utc};
 use executor::Engine;
 use serde_json::Value;
@@ -387,6 +388,10 @@ pub async fn start(config: Config) -> Result<RunningStepFunctions, Error> {
         config.access_key.clone(),
     );
     let server = tokio::spawn(async move {
+        // Small responses go out at once, not after the client's delayed ACK.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = shutdown_rx.await;

@@ -15,7 +15,7 @@ use s3_ingest::stack::FunctionFaults;
 use serde_json::{Value, json};
 
 /// BatchPutMessage requests a worker keeps in flight (the worker's default).
-const IN_FLIGHT: u64 = 4;
+const IN_FLIGHT: u64 = ingest::worker::DEFAULT_MAX_IN_FLIGHT as u64;
 
 fn total(output: &Value, field: &str) -> u64 {
     output["totals"][field]

@@ -31,6 +31,10 @@ use crate::scale::ScaleArgs;
 use crate::startup::StartupArgs;
 use crate::throughput::ThroughputArgs;
 
+/// The allocator the functions and `s3-ingest` are built with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const LONG_ABOUT: &str = "\
 Benchmarks of the S3 → IoT Analytics workflow on this machine, through the local stack
 (embedded S3, IoT Analytics and Step Functions on loopback), side by side with a baseline

@@ -28,8 +28,12 @@ pub const MAX_REPORTED_BAD_ROWS: usize = 20;
 fn default_margin() -> u64 {
     30
 }
+/// BatchPutMessage requests a worker keeps in flight unless told otherwise: enough to cover
+/// the round trip at the service (tens of milliseconds on AWS) without waiting.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
+
 fn default_in_flight() -> usize {
-    4
+    DEFAULT_MAX_IN_FLIGHT
 }
 fn default_attempts() -> u32 {
     RetryPolicy::default().max_attempts
@@ -88,7 +92,7 @@ pub struct WorkerInput {
     /// Stop and return a checkpoint when fewer seconds than this remain (default 30).
     #[serde(default = "default_margin")]
     pub time_margin_seconds: u64,
-    /// BatchPutMessage requests in flight at once (default 4).
+    /// BatchPutMessage requests in flight at once (default 16).
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
     /// Attempts per batch before failing (default 10).

@@ -11,6 +11,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use s3_ingest::{control, run, sample};
 
+/// The allocator the functions are built with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Command-line tool of the S3 to IoT Analytics ingest workflow.
 ///
 /// With no AWS account: `s3-ingest run` starts embedded S3, IoT Analytics and Step Functions

@@ -1368,7 +1368,7 @@ async fn batch_put_message(State(svc): State<Arc<Service>>, body: Bytes) -> ApiR
         let attr_types: Vec<(&str, AttrType)> = attrs
             .0
             .iter()
-            .map(|(k, v)| (k.as_str(), AttrType::of_raw(v.get())))
+            .map(|(k, v)| (k.as_ref(), AttrType::of_raw(v.get())))
             .collect();
         for ((p, _), out) in pipelines.iter().zip(outputs.iter_mut()) {
             if p.is_passthrough() {

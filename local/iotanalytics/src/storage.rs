@@ -45,6 +45,11 @@ const IDLE_SEAL_MIN_RECORDS_JSON: u64 = 20_000;
 const BATCH_ROWS: usize = 16_384;
 /// Most commands taken into one group commit.
 const MAX_GROUP: usize = 512;
+/// Sealed segments wait for Parquet conversion until the store has had no append for this
+/// long, so conversion does not take the cores from an ingest in progress.
+const COMPACT_WHEN_QUIET_FOR: Duration = Duration::from_millis(250);
+/// ... or until this many are waiting, which bounds what a query reads as JSON lines.
+const COMPACT_BACKLOG: usize = 16;
 
 /// Whether a log belongs to a channel or to a datastore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -221,6 +226,32 @@ struct Shared {
     durable: bool,
     logs: RwLock<HashMap<(Kind, String), Arc<Log>>>,
     compact_tx: Mutex<mpsc::Sender<(Arc<Log>, u64)>>,
+    last_append: Arc<AppendClock>,
+}
+
+/// When the writer last committed an append.
+struct AppendClock {
+    start: std::time::Instant,
+    millis: std::sync::atomic::AtomicU64,
+}
+
+impl AppendClock {
+    fn new() -> Self {
+        Self {
+            start: std::time::Instant::now(),
+            millis: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn tick(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.millis.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn quiet_for(&self) -> Duration {
+        let last = Duration::from_millis(self.millis.load(std::sync::atomic::Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
 }
 
 /// The storage engine: owns the writer and compaction threads.
@@ -235,6 +266,16 @@ fn now_secs() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or_default()
+}
+
+/// Lowers the calling thread's scheduling priority (nice 19), so compaction, which nothing
+/// waits for, takes the cores only when ingest and queries leave them idle. Queries read the
+/// segments not yet compacted as they are.
+fn yield_to_ingest() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::debug!(error = %e, "compaction keeps the default priority");
+    }
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -274,6 +315,7 @@ impl Store {
             durable,
             logs: RwLock::new(HashMap::new()),
             compact_tx: Mutex::new(compact_tx),
+            last_append: Arc::new(AppendClock::new()),
         });
         let writer = {
             let shared = shared.clone();
@@ -283,15 +325,10 @@ impl Store {
         };
         let compactor = {
             let durable = shared.durable;
+            let clock = shared.last_append.clone();
             std::thread::Builder::new()
                 .name("iotanalytics-compactor".into())
-                .spawn(move || {
-                    for (log, id) in compact_rx {
-                        if let Err(e) = compact(&log, id, durable) {
-                            tracing::warn!(datastore = %log.name, segment = id, error = %e, "segment compaction failed");
-                        }
-                    }
-                })?
+                .spawn(move || run_compactor(&compact_rx, &clock, durable))?
         };
         Ok(Arc::new(Store {
             shared,
@@ -583,6 +620,9 @@ impl Writer {
         let result = self.commit(&dirty, &schema_dirty);
         match result {
             Ok(()) => {
+                if !dirty.is_empty() {
+                    self.shared.last_append.tick();
+                }
                 let now = now_secs();
                 for log in &dirty {
                     let key = (log.kind, log.name.clone());
@@ -802,6 +842,36 @@ impl Writer {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Converts sealed segments to Parquet, oldest first, when the store is quiet or the backlog
+/// is full; returns when the store is gone.
+fn run_compactor(sealed: &mpsc::Receiver<(Arc<Log>, u64)>, clock: &AppendClock, durable: bool) {
+    yield_to_ingest();
+    let mut waiting = std::collections::VecDeque::new();
+    loop {
+        let next = if waiting.is_empty() {
+            sealed.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            let quiet = clock.quiet_for();
+            sealed.recv_timeout(COMPACT_WHEN_QUIET_FOR.saturating_sub(quiet))
+        };
+        match next {
+            Ok(segment) => waiting.push_back(segment),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        while waiting.len() > COMPACT_BACKLOG
+            || (!waiting.is_empty() && clock.quiet_for() >= COMPACT_WHEN_QUIET_FOR)
+        {
+            let Some((log, id)) = waiting.pop_front() else {
+                break;
+            };
+            if let Err(e) = compact(&log, id, durable) {
+                tracing::warn!(datastore = %log.name, segment = id, error = %e, "segment compaction failed");
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Input rules of the service: resource names, message ids, payload shape and attribute names.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -98,8 +99,34 @@ impl AttrType {
     }
 }
 
-/// Top-level attributes of a payload, in document order, values left unparsed.
-pub struct Attributes<'a>(pub Vec<(String, &'a RawValue)>);
+/// Top-level attributes of a payload, in document order, values left unparsed. Names borrow
+/// from the payload unless they hold escapes.
+pub struct Attributes<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+
+/// An attribute name, borrowed from the payload when it can be.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Name<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Name<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an attribute name")
+            }
+            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Borrowed(name)))
+            }
+            fn visit_str<E>(self, name: &str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(name.to_owned())))
+            }
+            fn visit_string<E>(self, name: String) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(name)))
+            }
+        }
+        deserializer.deserialize_str(V(std::marker::PhantomData))
+    }
+}
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for Attributes<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -111,7 +138,7 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Attributes<'a> {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some((k, v)) = map.next_entry::<String, &'de RawValue>()? {
+                while let Some((Name(k), v)) = map.next_entry::<Name<'de>, &'de RawValue>()? {
                     out.push((k, v));
                 }
                 Ok(Attributes(out))
@@ -148,6 +175,19 @@ pub fn parse_payload(payload: &[u8]) -> Result<Attributes<'_>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_names_are_read_like_plain_ones() {
+        let attrs = parse_payload(br#"{"te\u006dp":"1","rowid":2}"#).unwrap();
+        let names: Vec<&str> = attrs.0.iter().map(|(n, _)| n.as_ref()).collect();
+        assert_eq!(names, ["temp", "rowid"]);
+        assert!(matches!(attrs.0[0].0, Cow::Owned(_)));
+        assert!(matches!(attrs.0[1].0, Cow::Borrowed(_)));
+        let Err(repeated) = parse_payload(br#"{"temp":1,"TE\u006dP":2}"#) else {
+            panic!("a repeated name was accepted");
+        };
+        assert!(repeated.contains("more than once"), "{repeated}");
+    }
 
     #[test]
     fn attribute_names_follow_the_documented_pattern() {

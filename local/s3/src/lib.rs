@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod listing;
 mod service;
 
 pub use service::S3Faults;
@@ -109,7 +110,11 @@ pub async fn start(config: S3Config) -> Result<RunningS3, S3Error> {
         path: config.root.clone(),
         message: format!("{e:?}"),
     })?;
-    let mut builder = S3ServiceBuilder::new(service::LocalS3::new(fs, config.faults));
+    let mut builder = S3ServiceBuilder::new(service::LocalS3::new(
+        fs,
+        config.root.clone(),
+        config.faults,
+    ));
     if let Some((access_key, secret_key)) = &config.credentials {
         builder.set_auth(SimpleAuth::from_single(
             access_key.clone(),

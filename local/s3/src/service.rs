@@ -38,6 +38,8 @@ fn key_lock(bucket: &str, key: &str) -> usize {
 /// s3s-fs behind per-key locks for conditional writes, and a fault injector.
 pub(crate) struct LocalS3 {
     inner: Arc<s3s_fs::FileSystem>,
+    /// The directory s3s-fs serves; each bucket is a directory in it.
+    root: std::path::PathBuf,
     /// s3s-fs checks `If-Match`/`If-None-Match` and then writes, and a GET opens the file and
     /// then reads its ETag: writes hold their key's lock exclusively and GETs (until their body
     /// starts) shared, so a condition and its write are one step and a GET's body and ETag
@@ -49,13 +51,18 @@ pub(crate) struct LocalS3 {
 }
 
 impl LocalS3 {
-    pub(crate) fn new(inner: s3s_fs::FileSystem, faults: S3Faults) -> Self {
+    pub(crate) fn new(
+        inner: s3s_fs::FileSystem,
+        root: std::path::PathBuf,
+        faults: S3Faults,
+    ) -> Self {
         let rng = match faults.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
         Self {
             inner: Arc::new(inner),
+            root,
             key_locks: Arc::new(
                 (0..KEY_LOCKS)
                     .map(|_| tokio::sync::RwLock::new(()))
@@ -214,7 +221,19 @@ impl S3 for LocalS3 {
             req.region.clone(),
             req.service.clone(),
         );
-        let mut response = self.inner.list_objects_v2(req).await?;
+        let mut response = if req.input.delimiter.is_none() {
+            if bucket.is_empty() || bucket.starts_with('.') || bucket.contains(['/', '\\']) {
+                return Err(s3_error!(InvalidBucketName));
+            }
+            let dir = self.root.join(&bucket);
+            let input = req.input;
+            let output = tokio::task::spawn_blocking(move || crate::listing::page(dir, input))
+                .await
+                .map_err(|e| s3_error!(InternalError, "listing task ended abnormally: {e}"))??;
+            S3Response::new(output)
+        } else {
+            self.inner.list_objects_v2(req).await?
+        };
         // S3 lists every object with its ETag, and the workflow relies on it; s3s-fs leaves
         // it out, so it is taken from the object as HeadObject reports it.
         for object in response.output.contents.iter_mut().flatten() {

@@ -13,13 +13,17 @@ use crate::batches::Batch;
 use crate::error::IngestError;
 use crate::service_errors::CallFailure;
 
+/// How many throttled answers a batch may get for each attempt it may spend on failures.
+const THROTTLED_PER_ATTEMPT: u32 = 3;
+
 /// Per-entry error codes that no re-send can cure: the message itself is refused.
 const PERMANENT_ENTRY_CODES: [&str; 1] = ["InvalidRequestException"];
 
 /// How hard the sender tries.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
-    /// Attempts per batch, the first included.
+    /// Attempts per batch, the first included, that may end in an error other than
+    /// throttling; throttled attempts may number three times as many.
     pub max_attempts: u32,
     /// Backoff before the second attempt (doubling after, with full jitter).
     pub base_delay: Duration,
@@ -118,6 +122,10 @@ impl BatchSender {
         let mut pending: Vec<Message> = batch.messages;
         let mut report = BatchReport::default();
         let mut attempt = 0u32;
+        // Throttling is the channel pacing its senders, not a failure: it has its own, larger
+        // allowance, so a busy channel does not fail a batch that other errors would not.
+        let mut failures = 0u32;
+        let mut throttles = 0u32;
         loop {
             attempt += 1;
             if let Some(limiter) = &self.limiter {
@@ -132,6 +140,7 @@ impl BatchSender {
                 .set_messages(Some(pending.clone()))
                 .send()
                 .await;
+            let mut throttled = false;
             let last_error = match result {
                 Ok(output) => {
                     let entries = output.batch_put_message_error_entries();
@@ -182,6 +191,7 @@ impl BatchSender {
                             resource: self.channel.clone(),
                         });
                     }
+                    throttled = failure.is_throttling();
                     if !failure.is_transient() {
                         return Err(IngestError::ServiceError {
                             service: "IoTAnalytics",
@@ -192,7 +202,18 @@ impl BatchSender {
                     failure.message
                 }
             };
-            if attempt >= self.policy.max_attempts {
+            let exhausted = if throttled {
+                throttles += 1;
+                throttles
+                    >= self
+                        .policy
+                        .max_attempts
+                        .saturating_mul(THROTTLED_PER_ATTEMPT)
+            } else {
+                failures += 1;
+                failures >= self.policy.max_attempts
+            };
+            if exhausted {
                 let rows: Vec<u64> = pending
                     .iter()
                     .filter_map(|m| m.message_id().parse().ok())
@@ -230,7 +251,9 @@ pub(crate) mod tests {
     };
     use aws_sdk_iotanalytics::primitives::Blob;
     use aws_sdk_iotanalytics::types::BatchPutMessageErrorEntry;
-    use aws_sdk_iotanalytics::types::error::{ResourceNotFoundException, ThrottlingException};
+    use aws_sdk_iotanalytics::types::error::{
+        InternalFailureException, ResourceNotFoundException, ThrottlingException,
+    };
     use aws_smithy_mocks::{MockResponse, RuleMode, mock, mock_client};
     use std::sync::Mutex;
 
@@ -357,8 +380,65 @@ pub(crate) mod tests {
         assert_eq!(error.error_type(), "BatchPutFailed");
         let text = error.to_string();
         assert!(text.contains("s3://src/a.csv rows 201-300"), "{text}");
-        assert!(text.contains("4 attempts"), "{text}");
+        // Throttled answers have three times the allowance of other errors.
+        assert!(text.contains("12 attempts"), "{text}");
         assert!(error.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn throttling_does_not_use_up_the_attempts_other_errors_have() {
+        let throttled = || {
+            BatchPutMessageError::ThrottlingException(
+                ThrottlingException::builder()
+                    .meta(code("ThrottlingException"))
+                    .build(),
+            )
+        };
+        let failing = || {
+            BatchPutMessageError::InternalFailureException(
+                InternalFailureException::builder()
+                    .meta(code("InternalFailureException"))
+                    .build(),
+            )
+        };
+        // Six throttled answers, more than the 4 attempts, then through.
+        let rule = mock!(aws_sdk_iotanalytics::Client::batch_put_message)
+            .sequence()
+            .error(throttled)
+            .times(6)
+            .output(|| BatchPutMessageOutput::builder().build())
+            .build();
+        let sender = BatchSender::new(
+            client(RuleMode::Sequential, &rule),
+            "ch",
+            "b",
+            "k",
+            None,
+            fast(),
+        );
+        assert_eq!(sender.send(batch(1..=3)).await.unwrap().acknowledged, 3);
+        // Four internal failures, throttling in between: the fourth failure ends it.
+        let rule = mock!(aws_sdk_iotanalytics::Client::batch_put_message)
+            .sequence()
+            .error(failing)
+            .times(2)
+            .error(throttled)
+            .times(3)
+            .error(failing)
+            .times(2)
+            .output(|| BatchPutMessageOutput::builder().build())
+            .build();
+        let sender = BatchSender::new(
+            client(RuleMode::Sequential, &rule),
+            "ch",
+            "b",
+            "k",
+            None,
+            fast(),
+        );
+        let error = sender.send(batch(1..=3)).await.unwrap_err();
+        assert!(error.to_string().contains("7 attempts"), "{error}");
+        assert_eq!(rule.num_calls(), 7);
     }
 
     #[tokio::test]

@@ -95,7 +95,8 @@ pub struct WorkerInput {
     /// BatchPutMessage requests in flight at once (default 16).
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
-    /// Attempts per batch before failing (default 10).
+    /// Attempts per batch that may end in an error before failing (default 10); throttled
+    /// answers may number three times as many.
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
     /// The run this invocation belongs to: owns ledger claims and names the report folder

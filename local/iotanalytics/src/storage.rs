@@ -229,10 +229,11 @@ struct Shared {
     last_append: Arc<AppendClock>,
 }
 
-/// When the writer last committed an append.
+/// When the writer last committed an append, and whether the store is shutting down.
 struct AppendClock {
     start: std::time::Instant,
     millis: std::sync::atomic::AtomicU64,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl AppendClock {
@@ -240,6 +241,7 @@ impl AppendClock {
         Self {
             start: std::time::Instant::now(),
             millis: std::sync::atomic::AtomicU64::new(0),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -413,6 +415,11 @@ impl Store {
 
     /// Stops the threads after the writes already queued.
     pub fn shutdown(&self) {
+        // Segments still waiting for conversion are queued again at the next start.
+        self.shared
+            .last_append
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.send(Cmd::Shutdown);
         let handles: Vec<_> =
             std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
@@ -863,8 +870,12 @@ fn run_compactor(sealed: &mpsc::Receiver<(Arc<Log>, u64)>, clock: &AppendClock, 
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        while waiting.len() > COMPACT_BACKLOG
-            || (!waiting.is_empty() && clock.quiet_for() >= COMPACT_WHEN_QUIET_FOR)
+        if clock.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        while !clock.stopping.load(std::sync::atomic::Ordering::Relaxed)
+            && (waiting.len() > COMPACT_BACKLOG
+                || (!waiting.is_empty() && clock.quiet_for() >= COMPACT_WHEN_QUIET_FOR))
         {
             let Some((log, id)) = waiting.pop_front() else {
                 break;

@@ -33,7 +33,7 @@ async fn service_faults_lose_nothing_store_nothing_twice_and_are_counted() {
             args.datastore = "faulty_datastore".to_owned();
         },
         |options| {
-            options.faults = local_iotanalytics::FaultConfig {
+            options.faults = iotanalytics_service::FaultConfig {
                 throttle_probability: 0.2,
                 server_error_probability: 0.01,
                 entry_error_probability: 0.05,

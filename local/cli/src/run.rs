@@ -58,7 +58,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0)]
     pub rate: u32,
     /// Messages per second the local IoT Analytics accepts per channel.
-    #[arg(long, default_value_t = local_iotanalytics::DEFAULT_CHANNEL_QUOTA)]
+    #[arg(long, default_value_t = iotanalytics_service::DEFAULT_CHANNEL_QUOTA)]
     pub channel_quota: u32,
     /// Send integers and decimals as JSON numbers instead of strings.
     #[arg(long)]

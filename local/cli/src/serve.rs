@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use local_iotanalytics::FaultConfig;
+use iotanalytics_service::FaultConfig;
 use s3_ingest::stack::{LocalStack, StackOptions, WorkflowNames};
 
 /// Options of `serve`.
@@ -40,7 +40,7 @@ pub struct ServeArgs {
     #[arg(long, requires = "access_key_id")]
     pub secret_access_key: Option<String>,
     /// Messages per second allowed on each IoT Analytics channel.
-    #[arg(long, default_value_t = local_iotanalytics::DEFAULT_CHANNEL_QUOTA)]
+    #[arg(long, default_value_t = iotanalytics_service::DEFAULT_CHANNEL_QUOTA)]
     pub channel_quota: u32,
     /// Quota for one channel, as NAME=MESSAGES_PER_SECOND (repeatable).
     #[arg(long = "channel-quota-for", value_name = "NAME=RATE", value_parser = parse_override)]

@@ -55,7 +55,7 @@ pub struct StackOptions {
     /// Per-channel quotas overriding `channel_quota`.
     pub channel_quotas: HashMap<String, u32>,
     /// Faults the IoT Analytics endpoint injects into BatchPutMessage.
-    pub faults: local_iotanalytics::FaultConfig,
+    pub faults: iotanalytics_service::FaultConfig,
     /// Seed of the fault injection.
     pub seed: Option<u64>,
     /// Faults the S3 endpoint injects.
@@ -93,13 +93,13 @@ impl StackOptions {
             access_key_id: "local".to_owned(),
             secret_access_key: "local-secret".to_owned(),
             time_scale: 1.0,
-            channel_quota: local_iotanalytics::DEFAULT_CHANNEL_QUOTA,
+            channel_quota: iotanalytics_service::DEFAULT_CHANNEL_QUOTA,
             durable: true,
             worker_timeout: Duration::from_secs(900),
             other_timeout: Duration::from_secs(60),
             ports: [0; 3],
             channel_quotas: HashMap::new(),
-            faults: local_iotanalytics::FaultConfig::default(),
+            faults: iotanalytics_service::FaultConfig::default(),
             seed: None,
             s3_faults: local_s3::S3Faults::default(),
             function_faults: FunctionFaults::default(),
@@ -353,7 +353,7 @@ pub struct LocalStack {
     /// Embedded S3.
     pub s3: local_s3::RunningS3,
     /// IoT Analytics–compatible service.
-    pub iotanalytics: local_iotanalytics::RunningService,
+    pub iotanalytics: iotanalytics_service::RunningService,
     /// Embedded Step Functions.
     pub stepfunctions: local_stepfunctions::RunningStepFunctions,
     /// Clients of S3 and IoT Analytics, as the functions use them.
@@ -399,10 +399,10 @@ impl LocalStack {
         .context("starting the S3 endpoint")?;
 
         let mut iota_config =
-            local_iotanalytics::ServiceConfig::new(options.data_dir.join("iotanalytics"));
+            iotanalytics_service::ServiceConfig::new(options.data_dir.join("iotanalytics"));
         iota_config.bind = SocketAddr::new(options.bind, options.ports[1]);
         iota_config.region = options.region.clone();
-        iota_config.credentials = Some(local_iotanalytics::Credentials::new(
+        iota_config.credentials = Some(iotanalytics_service::Credentials::new(
             &options.access_key_id,
             &options.secret_access_key,
         ));
@@ -411,7 +411,7 @@ impl LocalStack {
         iota_config.faults = options.faults;
         iota_config.seed = options.seed;
         iota_config.durable = options.durable;
-        let iotanalytics = local_iotanalytics::start(iota_config)
+        let iotanalytics = iotanalytics_service::start(iota_config)
             .await
             .context("starting the IoT Analytics endpoint")?;
 

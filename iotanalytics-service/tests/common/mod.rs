@@ -18,7 +18,7 @@ use aws_sdk_iotanalytics::types::{
     ChannelActivity, DatasetAction, DatasetContentState, DatastoreActivity, Message,
     PipelineActivity, SqlQueryDatasetAction,
 };
-use local_iotanalytics::{RunningService, ServiceConfig};
+use iotanalytics_service::{RunningService, ServiceConfig};
 
 /// A service on its own temporary data directory.
 pub struct TestService {
@@ -33,7 +33,7 @@ pub async fn start_with(
     let mut config = ServiceConfig::new(dir.path());
     config.seed = Some(42);
     edit(&mut config);
-    let service = local_iotanalytics::start(config)
+    let service = iotanalytics_service::start(config)
         .await
         .expect("service starts");
     TestService { service, dir }

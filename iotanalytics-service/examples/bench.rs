@@ -1,7 +1,7 @@
 //! Ingest and query benchmark of the local IoT Analytics service.
 //!
 //! ```text
-//! cargo run --release -p local-iotanalytics --example bench -- [--messages N] [--clients C] [--no-fsync]
+//! cargo run --release -p iotanalytics-service --example bench -- [--messages N] [--clients C] [--no-fsync]
 //! ```
 //!
 //! Starts the service in-process with durable writes, sends `N` messages (default 1,000,000,
@@ -118,9 +118,9 @@ fn fetch(url: &str) -> String {
 async fn main() {
     let o = options();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = local_iotanalytics::ServiceConfig::new(dir.path());
+    let mut config = iotanalytics_service::ServiceConfig::new(dir.path());
     config.durable = o.durable;
-    let service = local_iotanalytics::start(config).await.unwrap();
+    let service = iotanalytics_service::start(config).await.unwrap();
     // Measure the service itself, not the default 100,000 messages/s channel quota.
     service.controls().set_default_quota(u32::MAX);
     let sdk = aws_config::defaults(BehaviorVersion::latest())

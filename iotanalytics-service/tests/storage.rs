@@ -9,7 +9,7 @@ use aws_sdk_iotanalytics::types::{
     Column, DatasetContentState, FileFormatConfiguration, ParquetConfiguration, SchemaDefinition,
 };
 use common::*;
-use local_iotanalytics::Credentials;
+use iotanalytics_service::Credentials;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parquet_datastore_keeps_its_schema_and_writes_parquet_files() {

@@ -7,9 +7,9 @@
 //! DataFusion when dataset content is created.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), local_iotanalytics::Error> {
-//! let config = local_iotanalytics::ServiceConfig::new("/tmp/iotanalytics-data");
-//! let service = local_iotanalytics::start(config).await?;
+//! # async fn demo() -> Result<(), iotanalytics_service::Error> {
+//! let config = iotanalytics_service::ServiceConfig::new("/tmp/iotanalytics-data");
+//! let service = iotanalytics_service::start(config).await?;
 //! println!("export AWS_ENDPOINT_URL_IOTANALYTICS={}", service.endpoint_url());
 //! service.shutdown().await;
 //! # Ok(()) }

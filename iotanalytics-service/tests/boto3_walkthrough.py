@@ -5,7 +5,7 @@ AWS_ENDPOINT_URL_IOTANALYTICS set it uses that endpoint; otherwise it starts
 `s3-ingest serve` (binary from $S3_INGEST_BIN, default target/debug/s3-ingest) on a
 temporary data directory and stops it at the end.
 
-    python3 local/iotanalytics/tests/boto3_walkthrough.py
+    python3 iotanalytics-service/tests/boto3_walkthrough.py
 """
 
 import os

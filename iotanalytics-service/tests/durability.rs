@@ -40,8 +40,8 @@ fn main() {
 fn run_child(dir: &str) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let config = local_iotanalytics::ServiceConfig::new(dir);
-        let service = local_iotanalytics::start(config).await.unwrap();
+        let config = iotanalytics_service::ServiceConfig::new(dir);
+        let service = iotanalytics_service::start(config).await.unwrap();
         let mut out = std::io::stdout();
         writeln!(out, "PORT {}", service.local_addr().port()).unwrap();
         out.flush().unwrap();

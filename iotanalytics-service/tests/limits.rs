@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_iotanalytics::error::ProvideErrorMetadata;
 use common::*;
-use local_iotanalytics::FaultConfig;
+use iotanalytics_service::FaultConfig;
 
 fn batch(n: usize) -> Vec<aws_sdk_iotanalytics::types::Message> {
     (0..n)

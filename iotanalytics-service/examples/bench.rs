@@ -1,8 +1,11 @@
 //! Ingest and query benchmark of the local IoT Analytics service.
 //!
 //! ```text
-//! cargo run --release -p iotanalytics-service --example bench -- [--messages N] [--clients C] [--no-fsync]
+//! cargo run --release -p iotanalytics-service --example bench -- [--messages N] [--clients C] [--no-fsync] [--s3]
 //! ```
+//!
+//! With `--s3` the service keeps everything on its S3 storage backend, in an embedded S3
+//! (`local-s3`) started in the same process: a batch is answered once its objects are stored.
 //!
 //! Starts the service in-process with durable writes, sends `N` messages (default 1,000,000,
 //! rows shaped like the 2018 article's CSV, all values strings) in batches of 100 from `C`
@@ -26,6 +29,7 @@ struct Options {
     messages: usize,
     clients: usize,
     durable: bool,
+    s3: bool,
 }
 
 fn options() -> Options {
@@ -33,6 +37,7 @@ fn options() -> Options {
         messages: 1_000_000,
         clients: 4,
         durable: true,
+        s3: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -50,6 +55,7 @@ fn options() -> Options {
                     .expect("--clients C")
             }
             "--no-fsync" => o.durable = false,
+            "--s3" => o.s3 = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -98,6 +104,7 @@ async fn time_query(client: &Client, dataset: &str) -> (Duration, String) {
 fn fetch(url: &str) -> String {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").unwrap();
+    // A presigned URL's query string is part of the request target.
     let (host, path) = rest.split_at(rest.find('/').unwrap());
     let mut s = std::net::TcpStream::connect(host).unwrap();
     write!(
@@ -120,6 +127,31 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = iotanalytics_service::ServiceConfig::new(dir.path());
     config.durable = o.durable;
+    let _s3 = if o.s3 {
+        let root = dir.path().join("s3");
+        local_s3::ensure_bucket(&root, "bench").unwrap();
+        let s3 = local_s3::start(local_s3::S3Config::new(root, "bench", "bench"))
+            .await
+            .unwrap();
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "bench", "bench", None, None, "bench",
+            ))
+            .load()
+            .await;
+        let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
+            .endpoint_url(s3.endpoint_url())
+            .force_path_style(true)
+            .build();
+        config.storage = iotanalytics_service::StorageConfig::S3 {
+            location: iotanalytics_service::S3Location::parse("s3://bench/service/").unwrap(),
+            client: aws_sdk_s3::Client::from_conf(s3_config),
+        };
+        Some(s3)
+    } else {
+        None
+    };
     let service = iotanalytics_service::start(config).await.unwrap();
     // Measure the service itself, not the default 100,000 messages/s channel quota.
     service.controls().set_default_quota(u32::MAX);
@@ -218,10 +250,11 @@ async fn main() {
     }
     let ingest = started.elapsed();
     println!(
-        "ingest: {} messages, {} clients, batches of 100, durable={}: {:.2} s, {:.0} messages/s",
+        "ingest: {} messages, {} clients, batches of 100, durable={}, storage={}: {:.2} s, {:.0} messages/s",
         o.messages,
         o.clients,
         o.durable,
+        if o.s3 { "s3" } else { "filesystem" },
         ingest.as_secs_f64(),
         o.messages as f64 / ingest.as_secs_f64()
     );

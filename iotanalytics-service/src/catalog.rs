@@ -1,14 +1,15 @@
-//! Resource definitions (channels, datastores, pipelines, datasets and dataset contents),
-//! kept in one JSON file that is replaced atomically on every change.
+//! Resource definitions (channels, datastores, pipelines, datasets and dataset contents) and
+//! the [`Resource`] trait that lets every storage backend keep them the same way.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::Error;
-use crate::storage::write_atomic;
+use crate::store::Format;
+use crate::store::arrow::attr_data_type;
+use crate::validate::AttrType;
 
 /// A channel as created.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,6 +45,59 @@ pub struct DatastoreDef {
     pub creation_time: f64,
     /// Last update time.
     pub last_update_time: f64,
+}
+
+impl DatastoreDef {
+    /// Whether its sealed data is kept as Parquet (`fileFormatConfiguration`).
+    pub fn is_parquet(&self) -> bool {
+        self.file_format_configuration
+            .get("parquetConfiguration")
+            .is_some()
+    }
+
+    /// The columns of a Parquet datastore's `schemaDefinition`, lower-cased, typed as stored
+    /// (`string`/`varchar` as strings, integer types as bigint, `float`/`double`/`decimal` as
+    /// double, `boolean`; anything else as string). `None` without a schema definition.
+    pub fn defined_columns(&self) -> Option<Vec<(String, AttrType)>> {
+        let columns: Vec<(String, AttrType)> = self
+            .file_format_configuration
+            .get("parquetConfiguration")?
+            .get("schemaDefinition")?
+            .get("columns")?
+            .as_array()?
+            .iter()
+            .filter_map(|c| {
+                Some((
+                    c.get("name")?.as_str()?.to_ascii_lowercase(),
+                    column_kind(c.get("type")?.as_str()?),
+                ))
+            })
+            .collect();
+        (!columns.is_empty()).then_some(columns)
+    }
+
+    /// How the filesystem backend keeps it.
+    pub fn format(&self) -> Format {
+        if !self.is_parquet() {
+            return Format::Json;
+        }
+        Format::Parquet(self.defined_columns().map(|cols| {
+            cols.into_iter()
+                .map(|(name, kind)| (name, attr_data_type(kind)))
+                .collect()
+        }))
+    }
+}
+
+/// The kind of a schema definition column type (Hive/Presto names).
+fn column_kind(t: &str) -> AttrType {
+    let t = t.trim().to_ascii_lowercase();
+    match t.split('(').next().unwrap_or_default() {
+        "boolean" => AttrType::Bool,
+        "tinyint" | "smallint" | "int" | "integer" | "bigint" | "long" => AttrType::Int,
+        "float" | "double" | "real" | "decimal" => AttrType::Float,
+        _ => AttrType::Str,
+    }
 }
 
 /// A pipeline as created.
@@ -88,6 +142,12 @@ pub struct ContentVersion {
     pub completion_time: Option<f64>,
     /// Rows in the result.
     pub rows: Option<usize>,
+    /// The Athena query execution computing it, when Athena runs the dataset's queries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_execution_id: Option<String>,
+    /// Where the query engine wrote the CSV (`s3://…`), when not in the backend's results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
 }
 
 /// A dataset as created, with its content versions (oldest first).
@@ -152,25 +212,66 @@ pub struct Catalog {
     pub datasets: BTreeMap<String, DatasetDef>,
 }
 
-/// Where the catalog lives.
-pub fn catalog_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("catalog.json")
+/// The four kinds of resource the catalog holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    /// A channel.
+    Channel,
+    /// A datastore.
+    Datastore,
+    /// A pipeline.
+    Pipeline,
+    /// A dataset (with its content versions).
+    Dataset,
 }
 
-impl Catalog {
-    /// Loads the catalog, or an empty one on first start.
-    pub fn load(data_dir: &Path) -> Result<Catalog, Error> {
-        match std::fs::read(catalog_path(data_dir)) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Catalog::default()),
-            Err(e) => Err(e.into()),
+impl ResourceKind {
+    /// The word used in ARNs and messages: `channel`, `datastore`, ...
+    pub fn noun(self) -> &'static str {
+        match self {
+            ResourceKind::Channel => "channel",
+            ResourceKind::Datastore => "datastore",
+            ResourceKind::Pipeline => "pipeline",
+            ResourceKind::Dataset => "dataset",
         }
     }
 
-    /// Replaces the stored catalog with this one.
-    pub fn save(&self, data_dir: &Path, durable: bool) -> Result<(), Error> {
-        let bytes = serde_json::to_vec_pretty(self)?;
-        write_atomic(&catalog_path(data_dir), &bytes, durable)?;
-        Ok(())
+    /// The plural, used as a folder or key prefix.
+    pub fn plural(self) -> &'static str {
+        match self {
+            ResourceKind::Channel => "channels",
+            ResourceKind::Datastore => "datastores",
+            ResourceKind::Pipeline => "pipelines",
+            ResourceKind::Dataset => "datasets",
+        }
     }
 }
+
+/// A resource definition as the catalog stores it.
+pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// Which kind of resource this is.
+    const KIND: ResourceKind;
+    /// Its name (unique within its kind).
+    fn name(&self) -> &str;
+    /// Where resources of this kind live in an in-memory catalog.
+    fn entries(catalog: &mut Catalog) -> &mut BTreeMap<String, Self>;
+}
+
+macro_rules! resource {
+    ($def:ty, $kind:ident, $field:ident) => {
+        impl Resource for $def {
+            const KIND: ResourceKind = ResourceKind::$kind;
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn entries(catalog: &mut Catalog) -> &mut BTreeMap<String, Self> {
+                &mut catalog.$field
+            }
+        }
+    };
+}
+
+resource!(ChannelDef, Channel, channels);
+resource!(DatastoreDef, Datastore, datastores);
+resource!(PipelineDef, Pipeline, pipelines);
+resource!(DatasetDef, Dataset, datasets);

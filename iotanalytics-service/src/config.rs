@@ -7,6 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::query::QueryLimits;
+use crate::store::s3::S3Location;
+
 /// The default channel ingest quota of the real service, in messages per second.
 pub const DEFAULT_CHANNEL_QUOTA: u32 = 100_000;
 
@@ -64,6 +67,38 @@ impl FaultConfig {
     }
 }
 
+/// Where the service keeps its state.
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    /// Under [`ServiceConfig::data_dir`] (the default).
+    Filesystem,
+    /// In a bucket under a prefix, through this S3 client (AWS or the embedded S3).
+    S3 {
+        /// Bucket and prefix.
+        location: S3Location,
+        /// The client, with its endpoint and credentials.
+        client: aws_sdk_s3::Client,
+    },
+}
+
+/// Where dataset queries run.
+#[derive(Debug, Clone)]
+pub enum QueryEngineConfig {
+    /// Apache DataFusion in this process (the default).
+    DataFusion,
+    /// Amazon Athena over a Glue table per datastore; needs [`StorageConfig::S3`].
+    Athena {
+        /// The Athena client.
+        athena: aws_sdk_athena::Client,
+        /// The Glue client that keeps the datastore tables.
+        glue: aws_sdk_glue::Client,
+        /// Athena workgroup (its result location and bytes-scanned limit apply).
+        workgroup: String,
+        /// Glue database of the datastore tables.
+        database: String,
+    },
+}
+
 /// Everything [`crate::start`] needs. Build one with [`ServiceConfig::new`] and adjust fields.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -89,11 +124,18 @@ pub struct ServiceConfig {
     pub seed: Option<u64>,
     /// When true (the default) a batch is acknowledged only after it is synced to disk.
     pub durable: bool,
+    /// Where the catalog, messages and dataset results live.
+    pub storage: StorageConfig,
+    /// Where dataset queries run.
+    pub engine: QueryEngineConfig,
+    /// Bounds of every DataFusion query.
+    pub query_limits: QueryLimits,
 }
 
 impl ServiceConfig {
     /// Defaults: loopback on a free port, no signature verification, `us-east-1`,
-    /// 100,000 messages/s per channel, no faults, durable writes.
+    /// 100,000 messages/s per channel, no faults, durable writes, the filesystem backend and
+    /// DataFusion within [`QueryLimits::default`].
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -107,6 +149,9 @@ impl ServiceConfig {
             channel_faults: HashMap::new(),
             seed: None,
             durable: true,
+            storage: StorageConfig::Filesystem,
+            engine: QueryEngineConfig::DataFusion,
+            query_limits: QueryLimits::default(),
         }
     }
 }

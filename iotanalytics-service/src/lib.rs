@@ -15,15 +15,18 @@
 //! # Ok(()) }
 //! ```
 
+mod api;
+pub mod athena;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod glue;
+pub mod host;
 pub mod limits;
 pub mod pipeline;
-mod query;
-mod server;
+pub mod query;
 pub mod sigv4;
-pub mod storage;
+pub mod store;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -33,19 +36,27 @@ use axum::serve::ListenerExt as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{Credentials, DEFAULT_CHANNEL_QUOTA, FaultConfig, ServiceConfig};
+pub use config::{
+    Credentials, DEFAULT_CHANNEL_QUOTA, FaultConfig, QueryEngineConfig, ServiceConfig,
+    StorageConfig,
+};
 pub use error::Error;
 pub use limits::Controls;
+pub use query::QueryLimits;
+pub use store::s3::S3Location;
 
-use crate::catalog::{Catalog, ContentState};
-use crate::storage::{Format, Kind, Store};
+use crate::catalog::{ContentState, DatasetDef};
+use crate::query::{DataFusionEngine, Engine};
+use crate::store::Backend;
+use crate::store::fs::FsBackend;
+use crate::store::s3::S3Backend;
 
 /// A service listening for requests. Dropping it stops the listener; call
 /// [`RunningService::shutdown`] to also wait for pending writes to finish.
 pub struct RunningService {
     local_addr: SocketAddr,
     controls: Arc<Controls>,
-    store: Arc<Store>,
+    backend: Arc<Backend>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -85,8 +96,7 @@ impl RunningService {
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
-        let store = self.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+        self.backend.shutdown().await;
         tracing::info!(addr = %self.local_addr, "IoT Analytics service stopped");
     }
 }
@@ -123,50 +133,122 @@ fn check_config(config: &ServiceConfig) -> Result<(), Error> {
     Ok(())
 }
 
-/// Opens (or creates) the data directory, recovers stored state and starts listening.
-pub async fn start(config: ServiceConfig) -> Result<RunningService, Error> {
+/// The service's request handling, ready for any host: [`start`] serves it over TCP, the
+/// Lambda host over function URL events.
+pub struct App {
+    /// The restJson1 router.
+    pub router: axum::Router,
+    /// Run-time controls for quotas and fault injection.
+    pub controls: Arc<Controls>,
+    backend: Arc<Backend>,
+}
+
+/// Opens the configured storage, recovers stored state and builds the router.
+pub async fn app(config: ServiceConfig) -> Result<App, Error> {
     check_config(&config)?;
-    std::fs::create_dir_all(&config.data_dir)?;
-    let mut catalog = Catalog::load(&config.data_dir)?;
-    // A query that was running when the service stopped will never finish.
-    let mut interrupted = false;
-    for dataset in catalog.datasets.values_mut() {
-        for content in &mut dataset.contents {
-            if content.state == ContentState::Creating {
-                content.state = ContentState::Failed;
-                content.reason = Some("The service stopped while the query was running".into());
-                interrupted = true;
-            }
+    let backend = Arc::new(match &config.storage {
+        StorageConfig::Filesystem => {
+            Backend::Fs(FsBackend::open(&config.data_dir, config.durable)?)
         }
-    }
-    if interrupted {
-        catalog.save(&config.data_dir, config.durable)?;
-    }
-    let store = Store::open(&config.data_dir, config.durable)?;
-    for name in catalog.channels.keys() {
-        store.open_log(Kind::Channel, name, Format::Json)?;
-    }
-    for def in catalog.datastores.values() {
-        store.open_log(Kind::Datastore, &def.name, server::datastore_format(def))?;
-    }
-    let listener = tokio::net::TcpListener::bind(config.bind).await?;
-    let local_addr = listener.local_addr()?;
+        StorageConfig::S3 { location, client } => {
+            let glue = match &config.engine {
+                QueryEngineConfig::Athena { glue, database, .. } => Some(glue::GlueTables::new(
+                    glue.clone(),
+                    database.clone(),
+                    location.bucket.clone(),
+                    location.prefix.clone(),
+                )),
+                QueryEngineConfig::DataFusion => None,
+            };
+            Backend::S3(S3Backend::new(client.clone(), location.clone(), glue))
+        }
+    });
+    let engine = match &config.engine {
+        QueryEngineConfig::DataFusion => {
+            fail_interrupted_contents(&backend).await?;
+            Engine::DataFusion(DataFusionEngine::new(config.query_limits)?)
+        }
+        QueryEngineConfig::Athena {
+            athena,
+            workgroup,
+            database,
+            ..
+        } => {
+            if matches!(config.storage, StorageConfig::Filesystem) {
+                return Err(Error::Config(
+                    "Athena queries need the S3 storage backend".into(),
+                ));
+            }
+            Engine::Athena(athena::AthenaEngine::new(
+                athena.clone(),
+                workgroup.clone(),
+                database.clone(),
+            ))
+        }
+    };
     let controls = Arc::new(Controls::new(&config));
+    let svc = api::Service::new(config, backend.clone(), engine, controls.clone());
+    Ok(App {
+        router: api::router(svc),
+        controls,
+        backend,
+    })
+}
+
+/// A query DataFusion was running when the service stopped will never finish.
+async fn fail_interrupted_contents(backend: &Backend) -> Result<(), Error> {
+    for dataset in backend.list::<DatasetDef>().await? {
+        let interrupted = dataset
+            .contents
+            .iter()
+            .any(|c| c.state == ContentState::Creating && c.query_execution_id.is_none());
+        if !interrupted {
+            continue;
+        }
+        backend
+            .update(&dataset.name, |def: &mut DatasetDef| {
+                for content in &mut def.contents {
+                    if content.state == ContentState::Creating
+                        && content.query_execution_id.is_none()
+                    {
+                        content.state = ContentState::Failed;
+                        content.reason =
+                            Some("The service stopped while the query was running".into());
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Opens the configured storage, recovers stored state and starts listening.
+pub async fn start(config: ServiceConfig) -> Result<RunningService, Error> {
+    let bind = config.bind;
+    let data_dir = config.data_dir.clone();
+    let verify_signatures = config.credentials.is_some();
+    let durable = config.durable;
+    let App {
+        router,
+        controls,
+        backend,
+    } = app(config).await?;
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let local_addr = listener.local_addr()?;
     tracing::info!(
         addr = %local_addr,
-        data_dir = %config.data_dir.display(),
-        verify_signatures = config.credentials.is_some(),
-        durable = config.durable,
+        data_dir = %data_dir.display(),
+        verify_signatures,
+        durable,
         "IoT Analytics service listening"
     );
-    let svc = server::Service::new(config, catalog, store.clone(), controls.clone(), local_addr);
-    let app = server::router(svc);
     let (stop, stopped) = oneshot::channel::<()>();
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
     let server = tokio::spawn(async move {
-        let result = axum::serve(listener, app)
+        let result = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;
             })
@@ -178,7 +260,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, Error> {
     Ok(RunningService {
         local_addr,
         controls,
-        store,
+        backend,
         stop: Some(stop),
         server: Some(server),
     })

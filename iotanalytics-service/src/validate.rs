@@ -99,6 +99,27 @@ impl AttrType {
     }
 }
 
+/// Adds one attribute to a schema (names compare case-insensitively and are kept
+/// lower-cased, in order of first appearance; kinds widen with [`AttrType::merge`]).
+/// Returns whether the schema changed.
+pub fn merge_attr(schema: &mut Vec<(String, AttrType)>, name: &str, ty: AttrType) -> bool {
+    match schema
+        .iter_mut()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+    {
+        Some(slot) => {
+            let merged = slot.1.merge(ty);
+            let changed = merged != slot.1;
+            slot.1 = merged;
+            changed
+        }
+        None => {
+            schema.push((name.to_ascii_lowercase(), ty));
+            true
+        }
+    }
+}
+
 /// Top-level attributes of a payload, in document order, values left unparsed. Names borrow
 /// from the payload unless they hold escapes.
 pub struct Attributes<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);

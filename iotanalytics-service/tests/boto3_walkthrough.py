@@ -3,9 +3,10 @@
 Needs boto3==1.40.40 (later releases dropped the iotanalytics client). With
 AWS_ENDPOINT_URL_IOTANALYTICS set it uses that endpoint; otherwise it starts
 `s3-ingest serve` (binary from $S3_INGEST_BIN, default target/debug/s3-ingest) on a
-temporary data directory and stops it at the end.
+temporary data directory and stops it at the end. Arguments are passed to `serve`, e.g.
+`--storage s3://iotanalytics/service/` for the S3 storage backend on the embedded S3.
 
-    python3 iotanalytics-service/tests/boto3_walkthrough.py
+    python3 iotanalytics-service/tests/boto3_walkthrough.py [SERVE ARGUMENTS]
 """
 
 import os
@@ -23,7 +24,7 @@ def start_server():
     binary = os.environ.get("S3_INGEST_BIN", "target/debug/s3-ingest")
     data_dir = tempfile.mkdtemp(prefix="iotanalytics-boto3-")
     proc = subprocess.Popen(
-        [binary, "serve", "--data-dir", data_dir],
+        [binary, "serve", "--data-dir", data_dir, *sys.argv[1:]],
         stdout=subprocess.PIPE,
         text=True,
     )

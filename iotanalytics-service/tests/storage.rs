@@ -139,7 +139,7 @@ async fn resources_data_and_contents_survive_a_restart() {
         run_sql(&client, "keep_ds", "select k from keep_datastore").await,
         "k\nx\n"
     );
-    let TestService { service, dir } = t;
+    let TestService { service, dir, .. } = t;
     service.shutdown().await;
 
     let t = start_with(dir, |_| {}).await;

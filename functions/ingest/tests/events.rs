@@ -23,6 +23,18 @@ fn check(file: &Path) -> Result<(), String> {
         parse_input::<WorkerInput>(event).map(|_| ())
     } else if name.starts_with("validator-") {
         parse_input::<ValidatorInput>(event).map(|_| ())
+    } else if name.starts_with("iotanalytics-service-") {
+        // Function URL events of the service; iotanalytics-service/tests/lambda_host.rs runs
+        // them through the Lambda host.
+        let http = &event["requestContext"]["http"];
+        return match (
+            event["version"].as_str(),
+            http["method"].as_str(),
+            event["rawPath"].as_str(),
+        ) {
+            (Some("2.0"), Some(_), Some(_)) => Ok(()),
+            _ => Err(format!("{name}: not a function URL (payload 2.0) event")),
+        };
     } else if name.starts_with("start-execution") || name.starts_with("schedule") {
         return check_execution_input(&event).map_err(|e| format!("{name}: {e}"));
     } else {

@@ -18,12 +18,44 @@ use aws_sdk_iotanalytics::types::{
     ChannelActivity, DatasetAction, DatasetContentState, DatastoreActivity, Message,
     PipelineActivity, SqlQueryDatasetAction,
 };
-use iotanalytics_service::{RunningService, ServiceConfig};
+use iotanalytics_service::{RunningService, S3Location, ServiceConfig, StorageConfig};
 
-/// A service on its own temporary data directory.
+/// A service on its own temporary data directory (and, on the S3 backend, its embedded S3).
 pub struct TestService {
     pub service: RunningService,
     pub dir: tempfile::TempDir,
+    pub s3: Option<local_s3::RunningS3>,
+}
+
+/// Whether these tests run on the S3 storage backend (`IOTANALYTICS_TEST_STORAGE=s3`) rather
+/// than the filesystem one.
+pub fn on_s3_backend() -> bool {
+    std::env::var("IOTANALYTICS_TEST_STORAGE").as_deref() == Ok("s3")
+}
+
+/// An embedded S3 under `dir` with bucket `iotanalytics`, and a client of it.
+pub async fn embedded_s3(dir: &std::path::Path) -> (local_s3::RunningS3, aws_sdk_s3::Client) {
+    let root = dir.join("s3");
+    local_s3::ensure_bucket(&root, "iotanalytics").expect("bucket directory");
+    let s3 = local_s3::start(local_s3::S3Config::new(root, "AKIDTEST", "test-secret"))
+        .await
+        .expect("S3 starts");
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "AKIDTEST",
+            "test-secret",
+            None,
+            None,
+            "tests",
+        ))
+        .load()
+        .await;
+    let config = aws_sdk_s3::config::Builder::from(&sdk)
+        .endpoint_url(s3.endpoint_url())
+        .force_path_style(true)
+        .build();
+    (s3, aws_sdk_s3::Client::from_conf(config))
 }
 
 pub async fn start_with(
@@ -32,11 +64,21 @@ pub async fn start_with(
 ) -> TestService {
     let mut config = ServiceConfig::new(dir.path());
     config.seed = Some(42);
+    let s3 = if on_s3_backend() {
+        let (s3, client) = embedded_s3(dir.path()).await;
+        config.storage = StorageConfig::S3 {
+            location: S3Location::parse("s3://iotanalytics/service/").unwrap(),
+            client,
+        };
+        Some(s3)
+    } else {
+        None
+    };
     edit(&mut config);
     let service = iotanalytics_service::start(config)
         .await
         .expect("service starts");
-    TestService { service, dir }
+    TestService { service, dir, s3 }
 }
 
 pub async fn start() -> TestService {

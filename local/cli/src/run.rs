@@ -78,6 +78,10 @@ pub struct RunArgs {
     /// Multiplies Wait and Retry delays (1.0: real time, as on AWS).
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
+    /// Where IoT Analytics keeps its state: its data directory (default), or
+    /// s3://BUCKET/PREFIX in the embedded S3, the storage the service uses on AWS.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", value_parser = parse_storage)]
+    pub storage: Option<iotanalytics_service::S3Location>,
 }
 
 impl RunArgs {
@@ -100,8 +104,14 @@ impl RunArgs {
         options.channel_quota = self.channel_quota;
         options.time_scale = self.time_scale;
         options.worker_timeout = Duration::from_secs(self.worker_timeout);
+        options.iotanalytics_storage = self.storage.clone();
         options
     }
+}
+
+/// Parses `--storage`.
+pub fn parse_storage(s: &str) -> Result<iotanalytics_service::S3Location, String> {
+    iotanalytics_service::S3Location::parse(s).map_err(|e| e.to_string())
 }
 
 /// What a run did.

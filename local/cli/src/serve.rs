@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// Acknowledge writes without syncing them to disk (faster, not crash safe).
     #[arg(long)]
     pub no_fsync: bool,
+    /// Where IoT Analytics keeps its state: its data directory (default), or
+    /// s3://BUCKET/PREFIX in the embedded S3, the storage the service uses on AWS.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", value_parser = s3_ingest::run::parse_storage)]
+    pub storage: Option<iotanalytics_service::S3Location>,
 }
 
 fn parse_override(s: &str) -> Result<(String, u32), String> {
@@ -100,6 +104,7 @@ impl ServeArgs {
         };
         options.seed = self.seed;
         options.durable = !self.no_fsync;
+        options.iotanalytics_storage = self.storage.clone();
         options
     }
 }

@@ -62,6 +62,9 @@ pub struct StackOptions {
     pub s3_faults: local_s3::S3Faults,
     /// Crashes and timeouts of the in-process functions.
     pub function_faults: FunctionFaults,
+    /// Where IoT Analytics keeps its state: `None` for its data directory, or a bucket and
+    /// prefix of the embedded S3 (the storage backend the service uses on AWS).
+    pub iotanalytics_storage: Option<iotanalytics_service::S3Location>,
 }
 
 /// Invocations of the in-process functions cut short at a random point, as a crashed or
@@ -103,6 +106,7 @@ impl StackOptions {
             seed: None,
             s3_faults: local_s3::S3Faults::default(),
             function_faults: FunctionFaults::default(),
+            iotanalytics_storage: None,
         }
     }
 }
@@ -382,7 +386,14 @@ impl LocalStack {
         std::fs::create_dir_all(&options.data_dir)
             .with_context(|| format!("creating {}", options.data_dir.display()))?;
         let s3_root = options.data_dir.join("s3");
-        for bucket in [&names.bucket, &names.ledger_bucket] {
+        let storage_bucket = options
+            .iotanalytics_storage
+            .as_ref()
+            .map(|location| &location.bucket);
+        for bucket in [&names.bucket, &names.ledger_bucket]
+            .into_iter()
+            .chain(storage_bucket)
+        {
             local_s3::ensure_bucket(&s3_root, bucket)
                 .with_context(|| format!("creating bucket directory {bucket}"))?;
         }
@@ -411,11 +422,21 @@ impl LocalStack {
         iota_config.faults = options.faults;
         iota_config.seed = options.seed;
         iota_config.durable = options.durable;
+        let sdk = sdk_config(&options, None).await;
+        if let Some(location) = &options.iotanalytics_storage {
+            let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
+                .endpoint_url(s3.endpoint_url())
+                .force_path_style(true)
+                .build();
+            iota_config.storage = iotanalytics_service::StorageConfig::S3 {
+                location: location.clone(),
+                client: aws_sdk_s3::Client::from_conf(s3_config),
+            };
+        }
         let iotanalytics = iotanalytics_service::start(iota_config)
             .await
             .context("starting the IoT Analytics endpoint")?;
 
-        let sdk = sdk_config(&options, None).await;
         let clients =
             ingest::Clients::for_endpoints(&sdk, &s3.endpoint_url(), &iotanalytics.endpoint_url());
         let activity = Arc::new(Activity::default());

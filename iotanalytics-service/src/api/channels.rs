@@ -1,0 +1,166 @@
+//! CreateChannel, DescribeChannel, ListChannels, DeleteChannel and SampleChannelData.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::catalog::{ChannelDef, Resource as _, ResourceKind};
+use crate::error::Error;
+use crate::store::{Format, Kind};
+use crate::validate::check_resource_name;
+
+use super::{
+    ApiResult, Service, list_body, no_content, now, ok, or_default, page, parse, statistics,
+    wants_statistics,
+};
+
+pub(super) fn routes() -> Router<Arc<Service>> {
+    Router::new()
+        .route("/channels", post(create_channel).get(list_channels))
+        .route(
+            "/channels/{name}",
+            get(describe_channel).delete(delete_channel),
+        )
+        .route("/channels/{name}/sample", get(sample_channel_data))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateChannelRequest {
+    channel_name: String,
+    channel_storage: Option<Value>,
+    retention_period: Option<Value>,
+}
+
+async fn create_channel(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResult {
+    let req: CreateChannelRequest = parse(&body)?;
+    check_resource_name("channelName", &req.channel_name)?;
+    let t = now();
+    let def = ChannelDef {
+        name: req.channel_name.clone(),
+        storage: or_default(req.channel_storage, json!({"serviceManagedS3": {}})),
+        retention_period: or_default(req.retention_period, json!({"unlimited": true})),
+        creation_time: t,
+        last_update_time: t,
+    };
+    // The message store exists before the channel is visible, so no accepted message finds
+    // a channel without one.
+    svc.backend
+        .open_data(Kind::Channel, &def.name, Format::Json)?;
+    if !svc.backend.create(&def).await? {
+        return Err(svc.already_exists(ResourceKind::Channel, &def.name));
+    }
+    tracing::info!(channel = %def.name, "channel created");
+    ok(
+        StatusCode::CREATED,
+        json!({
+            "channelName": def.name,
+            "channelArn": svc.arn(ResourceKind::Channel, &def.name),
+            "retentionPeriod": def.retention_period,
+        }),
+    )
+}
+
+async fn describe_channel(
+    State(svc): State<Arc<Service>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let def = svc
+        .backend
+        .get::<ChannelDef>(&name)
+        .await?
+        .ok_or_else(|| Error::not_found("channel", &name))?;
+    let stats = svc.backend.stats(Kind::Channel, &name).await?;
+    let mut channel = json!({
+        "name": def.name,
+        "storage": def.storage,
+        "arn": svc.arn(ResourceKind::Channel, &name),
+        "status": "ACTIVE",
+        "retentionPeriod": def.retention_period,
+        "creationTime": def.creation_time,
+        "lastUpdateTime": def.last_update_time,
+    });
+    if let Some(t) = stats.last_arrival {
+        channel["lastMessageArrivalTime"] = t.into();
+    }
+    let mut body = json!({ "channel": channel });
+    if wants_statistics(&query) {
+        body["statistics"] = statistics(stats.size_bytes);
+    }
+    ok(StatusCode::OK, body)
+}
+
+async fn list_channels(
+    State(svc): State<Arc<Service>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let defs = svc.backend.list::<ChannelDef>().await?;
+    let (defs, next) = page(
+        defs.into_iter().map(|d| (d.name().to_owned(), d)).collect(),
+        &query,
+    )?;
+    let mut items = Vec::with_capacity(defs.len());
+    for c in defs {
+        let mut v = json!({
+            "channelName": c.name,
+            "channelStorage": c.storage,
+            "status": "ACTIVE",
+            "creationTime": c.creation_time,
+            "lastUpdateTime": c.last_update_time,
+        });
+        if let Some(t) = svc
+            .backend
+            .stats(Kind::Channel, &c.name)
+            .await?
+            .last_arrival
+        {
+            v["lastMessageArrivalTime"] = t.into();
+        }
+        items.push(v);
+    }
+    ok(StatusCode::OK, list_body("channelSummaries", items, next))
+}
+
+async fn delete_channel(State(svc): State<Arc<Service>>, Path(name): Path<String>) -> ApiResult {
+    if !svc.backend.delete::<ChannelDef>(&name).await? {
+        return Err(Error::not_found("channel", &name));
+    }
+    svc.backend.drop_data(Kind::Channel, &name).await?;
+    tracing::info!(channel = %name, "channel deleted");
+    no_content()
+}
+
+#[derive(Deserialize)]
+struct SampleQuery {
+    #[serde(rename = "maxMessages")]
+    max_messages: Option<usize>,
+}
+
+async fn sample_channel_data(
+    State(svc): State<Arc<Service>>,
+    Path(name): Path<String>,
+    Query(query): Query<SampleQuery>,
+) -> ApiResult {
+    let max = query.max_messages.unwrap_or(10);
+    if !(1..=10).contains(&max) {
+        return Err(Error::InvalidRequest(
+            "maxMessages must be between 1 and 10".into(),
+        ));
+    }
+    if !svc.backend.channel_exists(&name).await? {
+        return Err(Error::not_found("channel", &name));
+    }
+    let lines = svc.backend.sample(&name, max).await?;
+    let payloads: Vec<String> = lines.iter().map(|l| BASE64.encode(l)).collect();
+    ok(StatusCode::OK, json!({ "payloads": payloads }))
+}

@@ -1,0 +1,205 @@
+//! BatchPutMessage: validates a batch, routes it through the channel's pipelines and answers
+//! once the backend has stored what it accepted.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::Error;
+use crate::store::{Append, DatastoreAppend};
+use crate::validate::{
+    self, AttrType, MAX_MESSAGE_ID_CHARS, MAX_MESSAGES_PER_BATCH, MAX_PAYLOAD_BYTES,
+    check_resource_name, merge_attr,
+};
+
+use super::{ApiResult, Service, ok};
+
+pub(super) fn routes() -> Router<Arc<Service>> {
+    Router::new().route("/messages/batch", post(batch_put_message))
+}
+
+#[derive(Deserialize)]
+struct BatchRequest<'a> {
+    #[serde(rename = "channelName")]
+    channel_name: Option<String>,
+    #[serde(borrow, default)]
+    messages: Option<Vec<MessageIn<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct MessageIn<'a> {
+    #[serde(rename = "messageId", borrow)]
+    message_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    payload: Option<Cow<'a, str>>,
+}
+
+/// Appends a payload as one line. JSON allows raw line breaks only as whitespace, so
+/// blanking them keeps one message per line without changing its meaning.
+fn push_line(out: &mut Vec<u8>, payload: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(payload);
+    for b in &mut out[start..] {
+        if *b == b'\n' || *b == b'\r' {
+            *b = b' ';
+        }
+    }
+    out.push(b'\n');
+}
+
+fn error_entry(id: &str, code: &str, message: &str) -> Value {
+    json!({ "messageId": id, "errorCode": code, "errorMessage": message })
+}
+
+async fn batch_put_message(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResult {
+    let req: BatchRequest<'_> = serde_json::from_slice(&body)
+        .map_err(|e| Error::InvalidRequest(format!("Invalid request body: {e}")))?;
+    let channel = req
+        .channel_name
+        .ok_or_else(|| Error::InvalidRequest("channelName is required".into()))?;
+    check_resource_name("channelName", &channel)?;
+    let messages = req.messages.unwrap_or_default();
+    if messages.is_empty() || messages.len() > MAX_MESSAGES_PER_BATCH {
+        return Err(Error::InvalidRequest(format!(
+            "messages must hold between 1 and {MAX_MESSAGES_PER_BATCH} messages, got {}",
+            messages.len()
+        )));
+    }
+    let mut seen = HashSet::with_capacity(messages.len());
+    let mut decoded = Vec::with_capacity(messages.len());
+    for m in &messages {
+        let id = m
+            .message_id
+            .as_deref()
+            .ok_or_else(|| Error::InvalidRequest("Every message needs a messageId".into()))?;
+        let chars = id.chars().count();
+        if chars == 0 || chars > MAX_MESSAGE_ID_CHARS {
+            return Err(Error::InvalidRequest(format!(
+                "messageId '{}' must be 1 to {MAX_MESSAGE_ID_CHARS} characters long",
+                id.chars().take(40).collect::<String>()
+            )));
+        }
+        if !seen.insert(id) {
+            return Err(Error::InvalidRequest(format!(
+                "messageId '{id}' appears more than once in the request"
+            )));
+        }
+        let payload =
+            BASE64
+                .decode(m.payload.as_deref().ok_or_else(|| {
+                    Error::InvalidRequest(format!("Message '{id}' has no payload"))
+                })?)
+                .map_err(|_| {
+                    Error::InvalidRequest(format!("The payload of message '{id}' is not base64"))
+                })?;
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(Error::InvalidRequest(format!(
+                "The payload of message '{id}' is {} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+                payload.len()
+            )));
+        }
+        decoded.push((id, payload));
+    }
+    if !svc.backend.channel_exists(&channel).await? {
+        return Err(Error::not_found("channel", &channel));
+    }
+
+    let faults = svc.controls.faults_for(&channel, decoded.len());
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    if faults.throttle {
+        return Err(Error::Throttling("Rate exceeded (injected fault)".into()));
+    }
+    if faults.server_error {
+        return Err(Error::InternalFailure(
+            "Internal failure (injected fault)".into(),
+        ));
+    }
+    if !svc.controls.admit(&channel, decoded.len()) {
+        return Err(Error::Throttling(format!(
+            "Rate exceeded: channel {channel} is over its messages per second quota"
+        )));
+    }
+
+    let routes = svc.routes().await?;
+    let pipelines = routes.get(&channel).cloned().unwrap_or_default();
+    let mut errors = Vec::new();
+    let mut append = Append {
+        channel: channel.clone(),
+        channel_lines: Vec::with_capacity(body.len()),
+        ..Append::default()
+    };
+    let mut outputs: Vec<DatastoreAppend> = pipelines
+        .iter()
+        .map(|p| DatastoreAppend {
+            datastore: p.datastore.clone(),
+            ..DatastoreAppend::default()
+        })
+        .collect();
+    let mut failed = faults.failed_entries.into_iter().peekable();
+    for (i, (id, payload)) in decoded.into_iter().enumerate() {
+        if failed.peek() == Some(&i) {
+            failed.next();
+            errors.push(error_entry(
+                id,
+                "InternalFailureException",
+                "Internal failure (injected fault)",
+            ));
+            continue;
+        }
+        let attrs = match validate::parse_payload(&payload) {
+            Ok(a) => a,
+            Err(message) => {
+                errors.push(error_entry(id, "InvalidRequestException", &message));
+                continue;
+            }
+        };
+        let attr_types: Vec<(&str, AttrType)> = attrs
+            .0
+            .iter()
+            .map(|(k, v)| (k.as_ref(), AttrType::of_raw(v.get())))
+            .collect();
+        for (p, out) in pipelines.iter().zip(outputs.iter_mut()) {
+            if p.is_passthrough() {
+                push_line(&mut out.lines, &payload);
+                out.records += 1;
+                for (k, t) in &attr_types {
+                    merge_attr(&mut out.attrs, k, *t);
+                }
+            } else {
+                let Ok(map) = serde_json::from_slice::<serde_json::Map<String, Value>>(&payload)
+                else {
+                    continue;
+                };
+                if let Some(result) = p.apply(map) {
+                    for (k, v) in &result {
+                        let raw = v.to_string();
+                        merge_attr(&mut out.attrs, k, AttrType::of_raw(&raw));
+                    }
+                    serde_json::to_writer(&mut out.lines, &result)?;
+                    out.lines.push(b'\n');
+                    out.records += 1;
+                }
+            }
+        }
+        push_line(&mut append.channel_lines, &payload);
+        append.channel_records += 1;
+    }
+    append.datastores = outputs;
+    svc.backend.append(append).await?;
+    ok(
+        StatusCode::OK,
+        json!({ "batchPutMessageErrorEntries": errors }),
+    )
+}

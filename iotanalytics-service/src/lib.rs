@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod athena;
 pub mod catalog;
 pub mod config;
 pub mod error;

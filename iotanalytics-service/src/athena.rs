@@ -266,10 +266,9 @@ where
             Some(m) => format!("{operation} failed: {c}: {m}"),
             None => format!("{operation} failed: {c}"),
         }),
-        None => Error::InternalFailure(format!(
-            "{operation} failed: {}",
-            DisplayErrorContext(&err)
-        )),
+        None => {
+            Error::InternalFailure(format!("{operation} failed: {}", DisplayErrorContext(&err)))
+        }
     }
 }
 
@@ -308,13 +307,11 @@ mod tests {
     }
 
     fn execution(state: &str) -> aws_sdk_athena::types::builders::QueryExecutionBuilder {
-        QueryExecution::builder()
-            .query_execution_id("q-1")
-            .status(
-                QueryExecutionStatus::builder()
-                    .state(QueryExecutionState::from(state))
-                    .build(),
-            )
+        QueryExecution::builder().query_execution_id("q-1").status(
+            QueryExecutionStatus::builder()
+                .state(QueryExecutionState::from(state))
+                .build(),
+        )
     }
 
     async fn state_of(execution: QueryExecution) -> QueryState {
@@ -393,7 +390,10 @@ mod tests {
         let engine = engine(&[&start]);
         let error = engine.start("SELECT 1", "short").await.unwrap_err();
         assert!(matches!(error, Error::InvalidRequest(_)), "{error:?}");
-        let error = engine.start("SELECT 1", &"x".repeat(129)).await.unwrap_err();
+        let error = engine
+            .start("SELECT 1", &"x".repeat(129))
+            .await
+            .unwrap_err();
         assert!(matches!(error, Error::InvalidRequest(_)), "{error:?}");
         assert_eq!(start.num_calls(), 0);
     }

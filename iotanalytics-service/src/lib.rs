@@ -19,6 +19,7 @@ pub mod athena;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod glue;
 pub mod limits;
 pub mod pipeline;
 mod query;

@@ -29,13 +29,17 @@
 //! - **Types only widen.** When the service widens an attribute's type (a column once
 //!   `bigint` sees strings and becomes `string`; `bigint` sees fractions and becomes `double`),
 //!   the table is updated to the wider type. Partition projection has no per-partition schema,
-//!   so the wider type applies to old objects as well: numbers and booleans read into a
-//!   `string` column as their JSON text, integers into a `double` column as doubles. Objects and
-//!   arrays (`Json`) are read into `string` columns as JSON text as the SerDe re-serialises it
-//!   (spacing and key order are not necessarily as sent).
-//! - **A value that does not fit its column fails the query** (`HIVE_BAD_DATA`), e.g. a string
-//!   in a `bigint` column. That happens only between a message that widens a type landing and
-//!   the table update: sync the table before acknowledging such a message to close the window.
+//!   so the wider type applies to old objects as well. Trino's OpenX JSON reader (the engine
+//!   Athena version 3 is built on; read from its source, not run against Athena) reads every
+//!   scalar from its text: numbers and booleans read into a `string` column as their JSON text,
+//!   integers into a `double` column as doubles, and objects and arrays (`Json`) into a
+//!   `string` column as JSON text (spacing and key order not necessarily as sent).
+//! - **A value that does not fit its column** is read by the same rules, which are not all
+//!   errors: a non-numeric string in a `bigint` or `double` column fails the query
+//!   (`HIVE_BAD_DATA`), but a fraction in a `bigint` column is truncated (`1.5` reads as 1) and
+//!   any value other than `true` in a `boolean` column reads as `false`. Such values exist only
+//!   between a message that widens a type landing and the table update, so the service must
+//!   sync the table before it acknowledges such a message.
 //! - **A malformed line fails the query** (`ignore.malformed.json`=false) instead of reading as
 //!   a row of NULLs, so nothing is lost without a trace.
 //! - **Dates outside the projection** (before 2020-01-01, or after `NOW` at query time) are

@@ -5,7 +5,7 @@ use crate::definition::Definition;
 use crate::error::Error;
 use crate::executor::Engine;
 use crate::sigv4::{self, AccessKey};
-use crate::store::{ExecEntry, ExecutionRecord, ExecutionStatus, HistoryEvent, MapRunRecord};
+use crate::store::{ExecEntry, ExecutionRecord, ExecutionStatus, HistoryEvent, MapRunRecord, lock};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -156,6 +156,15 @@ fn page<T>(
     ))
 }
 
+/// A list response: the page of items under `key`, and the token of the next page if any.
+fn page_body(key: &str, items: Vec<Value>, next: Option<String>) -> Value {
+    let mut out = json!({ key: items });
+    if let Some(n) = next {
+        out["nextToken"] = json!(n);
+    }
+    out
+}
+
 fn check_arn(arn: &str, kind: &str) -> Result<(), Error> {
     let parts: Vec<&str> = arn.splitn(7, ':').collect();
     if parts.len() < 7 || parts[0] != "arn" || parts[2] != "states" || parts[5] != kind {
@@ -167,10 +176,7 @@ fn check_arn(arn: &str, kind: &str) -> Result<(), Error> {
 fn execution(api: &Api, request: &Value) -> Result<Arc<ExecEntry>, Error> {
     let arn = required(request, "executionArn")?;
     check_arn(arn, "execution")?;
-    api.engine
-        .store
-        .execution(arn)
-        .ok_or_else(|| Error::ExecutionDoesNotExist(arn.to_string()))
+    api.engine.store.existing_execution(arn)
 }
 
 fn describe_execution(api: &Api, r: &ExecutionRecord) -> Value {
@@ -298,14 +304,7 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
         "UpdateStateMachine" => {
             let arn = required(request, "stateMachineArn")?;
             check_arn(arn, "stateMachine")?;
-            let existing = engine
-                .store
-                .state_machines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(arn)
-                .cloned()
-                .ok_or_else(|| Error::StateMachineDoesNotExist(arn.to_string()))?;
+            let existing = engine.store.state_machine(arn)?;
             let text = optional(request, "definition").unwrap_or(&existing.definition);
             let role = optional(request, "roleArn").unwrap_or(&existing.role_arn);
             let definition = Definition::parse(text)?;
@@ -315,14 +314,7 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
         "DescribeStateMachine" => {
             let arn = required(request, "stateMachineArn")?;
             check_arn(arn, "stateMachine")?;
-            let sm = engine
-                .store
-                .state_machines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(arn)
-                .cloned()
-                .ok_or_else(|| Error::StateMachineDoesNotExist(arn.to_string()))?;
+            let sm = engine.store.state_machine(arn)?;
             Ok(json!({
                 "stateMachineArn": sm.arn, "name": sm.name, "status": "ACTIVE", "definition": sm.definition,
                 "roleArn": sm.role_arn, "type": "STANDARD", "creationDate": epoch(sm.creation_date),
@@ -337,30 +329,17 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
             }))
         }
         "ListStateMachines" => {
-            let all: Vec<Value> = engine
-                .store
-                .state_machines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+            let all: Vec<Value> = lock(&engine.store.state_machines)
                 .values()
                 .map(|sm| json!({"stateMachineArn": sm.arn, "name": sm.name, "type": "STANDARD", "creationDate": epoch(sm.creation_date)}))
                 .collect();
             let (items, next) = page(all, request, 100)?;
-            let mut out = json!({"stateMachines": items});
-            if let Some(n) = next {
-                out["nextToken"] = json!(n);
-            }
-            Ok(out)
+            Ok(page_body("stateMachines", items, next))
         }
         "DeleteStateMachine" => {
             let arn = required(request, "stateMachineArn")?;
             check_arn(arn, "stateMachine")?;
-            engine
-                .store
-                .state_machines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(arn);
+            lock(&engine.store.state_machines).remove(arn);
             engine.store.delete_state_machine_file(arn)?;
             Ok(json!({}))
         }
@@ -403,11 +382,7 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
                 })
                 .collect();
             drop(r);
-            let mut out = json!({"events": items});
-            if let Some(n) = next {
-                out["nextToken"] = json!(n);
-            }
-            Ok(out)
+            Ok(page_body("events", items, next))
         }
         "ListExecutions" => {
             let sm_arn = optional(request, "stateMachineArn");
@@ -419,13 +394,7 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
             }
             if let Some(arn) = sm_arn {
                 check_arn(arn, "stateMachine")?;
-                if !engine
-                    .store
-                    .state_machines
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .contains_key(arn)
-                {
+                if !lock(&engine.store.state_machines).contains_key(arn) {
                     return Err(Error::StateMachineDoesNotExist(arn.to_string()));
                 }
             }
@@ -438,14 +407,8 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
             };
             let redrive_filter = optional(request, "redriveFilter");
             // Summaries are built under each record's lock: histories are not copied.
-            let mut records: Vec<(DateTime<Utc>, String, Value)> = engine
-                .store
-                .executions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .filter_map(|e| {
-                    let r = e.lock();
+            let mut records: Vec<(DateTime<Utc>, String, Value)> =
+                engine.store.select_executions(|r| {
                     let wanted = match (sm_arn, map_run_arn) {
                         (_, Some(m)) => r.map_run_arn.as_deref() == Some(m),
                         (Some(sm), None) => r.state_machine_arn == sm && r.map_run_arn.is_none(),
@@ -456,17 +419,12 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
                             Some("NOT_REDRIVEN") => r.redrive_count == 0,
                             _ => true,
                         };
-                    wanted.then(|| (r.start_date, r.arn.clone(), list_item(&r)))
-                })
-                .collect();
+                    wanted.then(|| (r.start_date, r.arn.clone(), list_item(r)))
+                });
             records.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
             let items: Vec<Value> = records.into_iter().map(|(_, _, v)| v).collect();
             let (items, next) = page(items, request, 100)?;
-            let mut out = json!({"executions": items});
-            if let Some(n) = next {
-                out["nextToken"] = json!(n);
-            }
-            Ok(out)
+            Ok(page_body("executions", items, next))
         }
         "StopExecution" => {
             let arn = required(request, "executionArn")?;
@@ -517,13 +475,7 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
             };
             let mut runs: Vec<MapRunRecord> = engine
                 .store
-                .map_runs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .map(|m| m.lock().clone())
-                .filter(|m| m.execution_arn == record_arn)
-                .collect();
+                .select_map_runs(|m| (m.execution_arn == record_arn).then(|| m.clone()));
             runs.sort_by_key(|m| m.start_date);
             let items: Vec<Value> = runs
                 .iter()
@@ -539,11 +491,7 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
                 })
                 .collect();
             let (items, next) = page(items, request, 100)?;
-            let mut out = json!({"mapRuns": items});
-            if let Some(n) = next {
-                out["nextToken"] = json!(n);
-            }
-            Ok(out)
+            Ok(page_body("mapRuns", items, next))
         }
         other => Err(Error::UnknownOperation(other.to_string())),
     }

@@ -8,9 +8,15 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+/// Locks a mutex, recovering it if a thread panicked while holding it: every record stays
+/// usable (and is persisted) even when a host's Resources panicked mid-update.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// The history limit of one execution.
 pub const MAX_HISTORY_EVENTS: usize = 25_000;
@@ -321,8 +327,8 @@ impl ExecEntry {
         })
     }
 
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, ExecutionRecord> {
-        self.record.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn lock(&self) -> MutexGuard<'_, ExecutionRecord> {
+        lock(&self.record)
     }
 
     pub fn touch(&self) {
@@ -338,8 +344,8 @@ pub(crate) struct MapRunEntry {
 }
 
 impl MapRunEntry {
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, MapRunRecord> {
-        self.record.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn lock(&self) -> MutexGuard<'_, MapRunRecord> {
+        lock(&self.record)
     }
 
     pub fn touch(&self) {
@@ -376,11 +382,17 @@ fn read_events(path: &FsPath) -> Vec<HistoryEvent> {
         .collect()
 }
 
-fn write_json<T: Serialize>(path: &FsPath, value: &T) -> Result<(), Error> {
+/// Replaces a record file at once (write beside it, then rename), so a crash never leaves
+/// half a record.
+fn write_atomically(path: &FsPath, bytes: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(value)?)?;
+    std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+fn write_json<T: Serialize>(path: &FsPath, value: &T) -> Result<(), Error> {
+    write_atomically(path, &serde_json::to_vec(value)?)
 }
 
 fn read_dir_json<T: for<'de> Deserialize<'de>>(dir: &FsPath) -> Result<Vec<T>, Error> {
@@ -416,10 +428,7 @@ impl Store {
             let arn = record.arn.clone();
             let entry = ExecEntry::new(record);
             entry.dirty.store(false, Ordering::Release);
-            *entry
-                .persisted_events
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = persisted;
+            *lock(&entry.persisted_events) = persisted;
             executions.insert(arn, entry);
         }
         let mut map_runs = HashMap::new();
@@ -461,28 +470,52 @@ impl Store {
         Ok(())
     }
 
-    pub fn execution(&self, arn: &str) -> Option<Arc<ExecEntry>> {
-        self.executions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    /// A registered state machine, or StateMachineDoesNotExist.
+    pub fn state_machine(&self, arn: &str) -> Result<StateMachineRecord, Error> {
+        lock(&self.state_machines)
             .get(arn)
             .cloned()
+            .ok_or_else(|| Error::StateMachineDoesNotExist(arn.to_string()))
+    }
+
+    pub fn execution(&self, arn: &str) -> Option<Arc<ExecEntry>> {
+        lock(&self.executions).get(arn).cloned()
+    }
+
+    /// An execution, or ExecutionDoesNotExist.
+    pub fn existing_execution(&self, arn: &str) -> Result<Arc<ExecEntry>, Error> {
+        self.execution(arn)
+            .ok_or_else(|| Error::ExecutionDoesNotExist(arn.to_string()))
+    }
+
+    /// What `select` makes of each execution record, under that record's lock (histories are
+    /// not copied), in no particular order.
+    pub fn select_executions<T>(
+        &self,
+        mut select: impl FnMut(&ExecutionRecord) -> Option<T>,
+    ) -> Vec<T> {
+        lock(&self.executions)
+            .values()
+            .filter_map(|e| select(&e.lock()))
+            .collect()
     }
 
     pub fn map_run(&self, arn: &str) -> Option<Arc<MapRunEntry>> {
-        self.map_runs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(arn)
-            .cloned()
+        lock(&self.map_runs).get(arn).cloned()
+    }
+
+    /// What `select` makes of each Map Run record, under that record's lock, in no particular
+    /// order.
+    pub fn select_map_runs<T>(&self, mut select: impl FnMut(&MapRunRecord) -> Option<T>) -> Vec<T> {
+        lock(&self.map_runs)
+            .values()
+            .filter_map(|m| select(&m.lock()))
+            .collect()
     }
 
     pub fn insert_execution(&self, entry: Arc<ExecEntry>) {
         let arn = entry.lock().arn.clone();
-        self.executions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(arn, entry);
+        lock(&self.executions).insert(arn, entry);
     }
 
     pub fn insert_map_run(&self, record: MapRunRecord) -> Arc<MapRunEntry> {
@@ -491,19 +524,13 @@ impl Store {
             dirty: AtomicBool::new(true),
         });
         let arn = entry.lock().arn.clone();
-        self.map_runs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(arn, entry.clone());
+        lock(&self.map_runs).insert(arn, entry.clone());
         entry
     }
 
     /// Writes one execution now (used when it stops, so a final status is never lost).
     pub fn flush_execution(&self, entry: &ExecEntry) {
-        let mut persisted = entry
-            .persisted_events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut persisted = lock(&entry.persisted_events);
         entry.dirty.store(false, Ordering::Release);
         // Serialize under the record's lock; write after releasing it.
         let (arn, record, new_events, total) = {
@@ -530,11 +557,7 @@ impl Store {
                     .open(events_path(&self.dir, &arn))?
                     .write_all(&new_events)?;
             }
-            let path = self.dir.join("executions").join(file_name(&arn));
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, path)?;
-            Ok(())
+            write_atomically(&self.dir.join("executions").join(file_name(&arn)), &bytes)
         });
         match result {
             Ok(()) => *persisted = total,
@@ -556,10 +579,7 @@ impl Store {
 
     /// Writes everything that changed since the last flush.
     pub fn flush_dirty(&self) {
-        let executions: Vec<Arc<ExecEntry>> = self
-            .executions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let executions: Vec<Arc<ExecEntry>> = lock(&self.executions)
             .values()
             .filter(|e| e.dirty.load(Ordering::Acquire))
             .cloned()
@@ -567,10 +587,7 @@ impl Store {
         for entry in executions {
             self.flush_execution(&entry);
         }
-        let map_runs: Vec<Arc<MapRunEntry>> = self
-            .map_runs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let map_runs: Vec<Arc<MapRunEntry>> = lock(&self.map_runs)
             .values()
             .filter(|e| e.dirty.load(Ordering::Acquire))
             .cloned()

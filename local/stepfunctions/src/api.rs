@@ -180,36 +180,17 @@ fn execution(api: &Api, request: &Value) -> Result<Arc<ExecEntry>, Error> {
 }
 
 fn describe_execution(api: &Api, r: &ExecutionRecord) -> Value {
-    let mut out = json!({
-        "executionArn": r.arn,
-        "stateMachineArn": r.state_machine_arn,
-        "name": r.name,
-        "status": r.status.as_str(),
-        "startDate": epoch(r.start_date),
-        "input": r.input.to_string(),
-        "inputDetails": {"included": true},
-        "redriveCount": r.redrive_count,
-    });
-    if let Some(d) = r.stop_date {
-        out["stopDate"] = epoch(d);
-    }
+    let mut out = list_item(r);
+    out["input"] = Value::String(r.input.to_string());
+    out["inputDetails"] = json!({"included": true});
     if let Some(output) = &r.output {
         out["output"] = Value::String(output.to_string());
         out["outputDetails"] = json!({"included": true});
     }
     if let Some(e) = &r.error {
-        if !e.error.is_empty() {
-            out["error"] = json!(e.error);
+        for (key, value) in e.details() {
+            out[key] = value;
         }
-        if !e.cause.is_empty() {
-            out["cause"] = json!(e.cause);
-        }
-    }
-    if let Some(m) = &r.map_run_arn {
-        out["mapRunArn"] = json!(m);
-    }
-    if let Some(d) = r.redrive_date {
-        out["redriveDate"] = epoch(d);
     }
     match api.engine.not_redrivable_reason(r) {
         None => out["redriveStatus"] = json!("REDRIVABLE"),

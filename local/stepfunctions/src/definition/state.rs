@@ -72,8 +72,6 @@ pub(crate) enum Kind {
     },
 }
 
-/// A Task's resource.
-
 /// Fields every state may have.
 const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
 /// Fields of a state that moves on to another: Next or End, and its input and output paths.

@@ -3,7 +3,6 @@
 //! ToleratedFailurePercentage allow. Redriving the parent redrives the Map Run: only the items
 //! that did not succeed run again. The Map Run record and its children are in `map_run`.
 
-use super::history::error_details;
 use super::map::resolve_number;
 use super::map_run::{Tolerance, settle};
 use super::run::Run;
@@ -137,7 +136,7 @@ impl Run {
             self.close_map_run(&run_entry, MapRunStatus::Failed);
             let _ = self.event(
                 "MapRunFailed",
-                Some(("mapRunFailedEventDetails", error_details(&error))),
+                Some(("mapRunFailedEventDetails", error.details().into())),
             );
             let _ = self.event("MapStateFailed", None);
             Err(error)

@@ -1,7 +1,7 @@
 //! One execution from its start to its final status: the state machine's timeout, StopExecution,
 //! a panic in the host's Resources and the host's shutdown each end it in their own way.
 
-use super::history::{error_details, push_event};
+use super::history::push_event;
 use super::run::Run;
 use super::{Engine, Outcome, StartMode, iso, now};
 use crate::definition::Machine;
@@ -142,7 +142,7 @@ impl Engine {
                 push_event(
                     &mut r,
                     "ExecutionFailed",
-                    Some(("executionFailedEventDetails", error_details(error))),
+                    Some(("executionFailedEventDetails", error.details().into())),
                 );
                 ExecutionStatus::Failed
             }
@@ -155,7 +155,7 @@ impl Engine {
                 push_event(
                     &mut r,
                     "ExecutionTimedOut",
-                    Some(("executionTimedOutEventDetails", error_details(&error))),
+                    Some(("executionTimedOutEventDetails", error.details().into())),
                 );
                 ExecutionStatus::TimedOut
             }
@@ -164,7 +164,7 @@ impl Engine {
                 let details = r
                     .error
                     .as_ref()
-                    .map(|e| ("executionAbortedEventDetails", error_details(e)));
+                    .map(|e| ("executionAbortedEventDetails", e.details().into()));
                 push_event(&mut r, "ExecutionAborted", details);
                 ExecutionStatus::Aborted
             }

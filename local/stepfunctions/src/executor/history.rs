@@ -1,23 +1,10 @@
-//! The history of an execution: appending events (within the 25,000-event limit) and the
-//! error details they carry.
+//! The history of an execution: appending events, within the 25,000-event limit.
 
 use super::now;
 use super::run::Run;
 use crate::error::StatesError;
 use crate::store::{ExecutionRecord, HistoryEvent, MAX_HISTORY_EVENTS};
 use serde_json::Value;
-
-/// The `error` and `cause` members of a failure event, each left out when empty.
-pub(super) fn error_details(error: &StatesError) -> Value {
-    let mut details = serde_json::Map::new();
-    if !error.error.is_empty() {
-        details.insert("error".into(), Value::String(error.error.clone()));
-    }
-    if !error.cause.is_empty() {
-        details.insert("cause".into(), Value::String(error.cause.clone()));
-    }
-    Value::Object(details)
-}
 
 /// Appends an event to a record, numbered after the last one.
 pub(super) fn push_event(r: &mut ExecutionRecord, kind: &str, details: Option<(&str, Value)>) {

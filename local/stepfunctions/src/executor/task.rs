@@ -3,7 +3,6 @@
 //! legacy Lambda integration (`LambdaFunction*`). The calls themselves are in `integrations`.
 
 use super::check_payload;
-use super::history::error_details;
 use super::run::Run;
 use crate::definition::Resource;
 use crate::error::StatesError;
@@ -112,7 +111,7 @@ impl Run {
                         "States.Timeout",
                         format!("The task did not finish within {t} seconds"),
                     );
-                    let _ = events.record(self, "TimedOut", Some(error_details(&error)));
+                    let _ = events.record(self, "TimedOut", Some(error.details().into()));
                     return Err(error);
                 }
             },
@@ -131,7 +130,7 @@ impl Run {
                 Ok(output)
             }
             Err(error) => {
-                events.record(self, "Failed", Some(error_details(&error)))?;
+                events.record(self, "Failed", Some(error.details().into()))?;
                 Err(error)
             }
         }

@@ -212,31 +212,30 @@ fn parse_bracket(cursor: &mut Cursor<'_>) -> Result<Segment, String> {
     Ok(segment)
 }
 
+/// `||`-joined terms: one term alone, or their disjunction.
 fn parse_filter_or(cursor: &mut Cursor<'_>) -> Result<Filter, String> {
-    let mut parts = vec![parse_filter_and(cursor)?];
-    loop {
-        cursor.skip_ws();
-        if cursor.peek() == Some('|') && cursor.peek_at(1) == Some('|') {
-            cursor.pos += 2;
-            parts.push(parse_filter_and(cursor)?);
-        } else {
-            break;
-        }
-    }
-    Ok(if parts.len() == 1 {
-        parts.remove(0)
-    } else {
-        Filter::Or(parts)
-    })
+    parse_joined(cursor, '|', parse_filter_and, Filter::Or)
 }
 
+/// `&&`-joined terms: one term alone, or their conjunction.
 fn parse_filter_and(cursor: &mut Cursor<'_>) -> Result<Filter, String> {
-    let mut parts = vec![parse_filter_term(cursor)?];
+    parse_joined(cursor, '&', parse_filter_term, Filter::And)
+}
+
+/// `term (op op term)*`, where `op op` is `||` or `&&`: one term alone, or all of them
+/// joined by `join`.
+fn parse_joined(
+    cursor: &mut Cursor<'_>,
+    op: char,
+    term: fn(&mut Cursor<'_>) -> Result<Filter, String>,
+    join: fn(Vec<Filter>) -> Filter,
+) -> Result<Filter, String> {
+    let mut parts = vec![term(cursor)?];
     loop {
         cursor.skip_ws();
-        if cursor.peek() == Some('&') && cursor.peek_at(1) == Some('&') {
+        if cursor.peek() == Some(op) && cursor.peek_at(1) == Some(op) {
             cursor.pos += 2;
-            parts.push(parse_filter_term(cursor)?);
+            parts.push(term(cursor)?);
         } else {
             break;
         }
@@ -244,7 +243,7 @@ fn parse_filter_and(cursor: &mut Cursor<'_>) -> Result<Filter, String> {
     Ok(if parts.len() == 1 {
         parts.remove(0)
     } else {
-        Filter::And(parts)
+        join(parts)
     })
 }
 

@@ -300,21 +300,24 @@ impl Store {
 
     /// Writes everything that changed since the last flush.
     pub fn flush_dirty(&self) {
-        let executions: Vec<Arc<ExecEntry>> = lock(&self.executions)
-            .values()
-            .filter(|e| e.dirty.load(Ordering::Acquire))
-            .cloned()
-            .collect();
-        for entry in executions {
+        for entry in changed(&self.executions, |e| &e.dirty) {
             self.flush_execution(&entry);
         }
-        let map_runs: Vec<Arc<MapRunEntry>> = lock(&self.map_runs)
-            .values()
-            .filter(|e| e.dirty.load(Ordering::Acquire))
-            .cloned()
-            .collect();
-        for entry in map_runs {
+        for entry in changed(&self.map_runs, |m| &m.dirty) {
             self.flush_map_run(&entry);
         }
     }
+}
+
+/// The entries of `entries` changed since their last flush, collected so that none is written
+/// while the map is locked.
+fn changed<E>(
+    entries: &Mutex<HashMap<String, Arc<E>>>,
+    dirty: impl Fn(&E) -> &AtomicBool,
+) -> Vec<Arc<E>> {
+    lock(entries)
+        .values()
+        .filter(|e| dirty(e).load(Ordering::Acquire))
+        .cloned()
+        .collect()
 }

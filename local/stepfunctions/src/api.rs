@@ -5,7 +5,7 @@ use crate::definition::Definition;
 use crate::error::Error;
 use crate::executor::Engine;
 use crate::sigv4::{self, AccessKey};
-use crate::store::{ExecEntry, ExecutionRecord, ExecutionStatus, HistoryEvent, MapRunRecord, lock};
+use crate::store::{ExecEntry, ExecutionRecord, ExecutionStatus, HistoryEvent, MapRunRecord};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -310,18 +310,16 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
             }))
         }
         "ListStateMachines" => {
-            let all: Vec<Value> = lock(&engine.store.state_machines)
-                .values()
-                .map(|sm| json!({"stateMachineArn": sm.arn, "name": sm.name, "type": "STANDARD", "creationDate": epoch(sm.creation_date)}))
-                .collect();
+            let all: Vec<Value> = engine.store.select_state_machines(|sm| {
+                Some(json!({"stateMachineArn": sm.arn, "name": sm.name, "type": "STANDARD", "creationDate": epoch(sm.creation_date)}))
+            });
             let (items, next) = page(all, request, 100)?;
             Ok(page_body("stateMachines", items, next))
         }
         "DeleteStateMachine" => {
             let arn = required(request, "stateMachineArn")?;
             check_arn(arn, "stateMachine")?;
-            lock(&engine.store.state_machines).remove(arn);
-            engine.store.delete_state_machine_file(arn)?;
+            engine.store.delete_state_machine(arn)?;
             Ok(json!({}))
         }
         "StartExecution" => {
@@ -375,9 +373,7 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
             }
             if let Some(arn) = sm_arn {
                 check_arn(arn, "stateMachine")?;
-                if !lock(&engine.store.state_machines).contains_key(arn) {
-                    return Err(Error::StateMachineDoesNotExist(arn.to_string()));
-                }
+                engine.store.state_machine(arn)?;
             }
             let status = match optional(request, "statusFilter") {
                 None => None,

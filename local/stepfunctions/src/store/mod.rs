@@ -183,7 +183,20 @@ impl Store {
         )
     }
 
-    pub fn delete_state_machine_file(&self, arn: &str) -> Result<(), Error> {
+    /// What `select` makes of each state machine, in ARN order.
+    pub fn select_state_machines<T>(
+        &self,
+        select: impl FnMut(&StateMachineRecord) -> Option<T>,
+    ) -> Vec<T> {
+        lock(&self.state_machines)
+            .values()
+            .filter_map(select)
+            .collect()
+    }
+
+    /// Forgets a state machine and removes its file; a machine that does not exist is no error.
+    pub fn delete_state_machine(&self, arn: &str) -> Result<(), Error> {
+        lock(&self.state_machines).remove(arn);
         let path = self.dir.join("state-machines").join(file_name(arn));
         if path.exists() {
             std::fs::remove_file(path)?;

@@ -156,6 +156,15 @@ fn page<T>(
     ))
 }
 
+/// A list response: the page of items under `key`, and the token of the next page if any.
+fn page_body(key: &str, items: Vec<Value>, next: Option<String>) -> Value {
+    let mut out = json!({ key: items });
+    if let Some(n) = next {
+        out["nextToken"] = json!(n);
+    }
+    out
+}
+
 fn check_arn(arn: &str, kind: &str) -> Result<(), Error> {
     let parts: Vec<&str> = arn.splitn(7, ':').collect();
     if parts.len() < 7 || parts[0] != "arn" || parts[2] != "states" || parts[5] != kind {
@@ -167,43 +176,21 @@ fn check_arn(arn: &str, kind: &str) -> Result<(), Error> {
 fn execution(api: &Api, request: &Value) -> Result<Arc<ExecEntry>, Error> {
     let arn = required(request, "executionArn")?;
     check_arn(arn, "execution")?;
-    api.engine
-        .store
-        .execution(arn)
-        .ok_or_else(|| Error::ExecutionDoesNotExist(arn.to_string()))
+    api.engine.store.existing_execution(arn)
 }
 
 fn describe_execution(api: &Api, r: &ExecutionRecord) -> Value {
-    let mut out = json!({
-        "executionArn": r.arn,
-        "stateMachineArn": r.state_machine_arn,
-        "name": r.name,
-        "status": r.status.as_str(),
-        "startDate": epoch(r.start_date),
-        "input": r.input.to_string(),
-        "inputDetails": {"included": true},
-        "redriveCount": r.redrive_count,
-    });
-    if let Some(d) = r.stop_date {
-        out["stopDate"] = epoch(d);
-    }
+    let mut out = list_item(r);
+    out["input"] = Value::String(r.input.to_string());
+    out["inputDetails"] = json!({"included": true});
     if let Some(output) = &r.output {
         out["output"] = Value::String(output.to_string());
         out["outputDetails"] = json!({"included": true});
     }
     if let Some(e) = &r.error {
-        if !e.error.is_empty() {
-            out["error"] = json!(e.error);
+        for (key, value) in e.details() {
+            out[key] = value;
         }
-        if !e.cause.is_empty() {
-            out["cause"] = json!(e.cause);
-        }
-    }
-    if let Some(m) = &r.map_run_arn {
-        out["mapRunArn"] = json!(m);
-    }
-    if let Some(d) = r.redrive_date {
-        out["redriveDate"] = epoch(d);
     }
     match api.engine.not_redrivable_reason(r) {
         None => out["redriveStatus"] = json!("REDRIVABLE"),
@@ -298,14 +285,7 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
         "UpdateStateMachine" => {
             let arn = required(request, "stateMachineArn")?;
             check_arn(arn, "stateMachine")?;
-            let existing = engine
-                .store
-                .state_machines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(arn)
-                .cloned()
-                .ok_or_else(|| Error::StateMachineDoesNotExist(arn.to_string()))?;
+            let existing = engine.store.state_machine(arn)?;
             let text = optional(request, "definition").unwrap_or(&existing.definition);
             let role = optional(request, "roleArn").unwrap_or(&existing.role_arn);
             let definition = Definition::parse(text)?;
@@ -315,14 +295,7 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
         "DescribeStateMachine" => {
             let arn = required(request, "stateMachineArn")?;
             check_arn(arn, "stateMachine")?;
-            let sm = engine
-                .store
-                .state_machines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(arn)
-                .cloned()
-                .ok_or_else(|| Error::StateMachineDoesNotExist(arn.to_string()))?;
+            let sm = engine.store.state_machine(arn)?;
             Ok(json!({
                 "stateMachineArn": sm.arn, "name": sm.name, "status": "ACTIVE", "definition": sm.definition,
                 "roleArn": sm.role_arn, "type": "STANDARD", "creationDate": epoch(sm.creation_date),
@@ -337,31 +310,16 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
             }))
         }
         "ListStateMachines" => {
-            let all: Vec<Value> = engine
-                .store
-                .state_machines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .map(|sm| json!({"stateMachineArn": sm.arn, "name": sm.name, "type": "STANDARD", "creationDate": epoch(sm.creation_date)}))
-                .collect();
+            let all: Vec<Value> = engine.store.select_state_machines(|sm| {
+                Some(json!({"stateMachineArn": sm.arn, "name": sm.name, "type": "STANDARD", "creationDate": epoch(sm.creation_date)}))
+            });
             let (items, next) = page(all, request, 100)?;
-            let mut out = json!({"stateMachines": items});
-            if let Some(n) = next {
-                out["nextToken"] = json!(n);
-            }
-            Ok(out)
+            Ok(page_body("stateMachines", items, next))
         }
         "DeleteStateMachine" => {
             let arn = required(request, "stateMachineArn")?;
             check_arn(arn, "stateMachine")?;
-            engine
-                .store
-                .state_machines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(arn);
-            engine.store.delete_state_machine_file(arn)?;
+            engine.store.delete_state_machine(arn)?;
             Ok(json!({}))
         }
         "StartExecution" => {
@@ -403,11 +361,7 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
                 })
                 .collect();
             drop(r);
-            let mut out = json!({"events": items});
-            if let Some(n) = next {
-                out["nextToken"] = json!(n);
-            }
-            Ok(out)
+            Ok(page_body("events", items, next))
         }
         "ListExecutions" => {
             let sm_arn = optional(request, "stateMachineArn");
@@ -419,15 +373,7 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
             }
             if let Some(arn) = sm_arn {
                 check_arn(arn, "stateMachine")?;
-                if !engine
-                    .store
-                    .state_machines
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .contains_key(arn)
-                {
-                    return Err(Error::StateMachineDoesNotExist(arn.to_string()));
-                }
+                engine.store.state_machine(arn)?;
             }
             let status = match optional(request, "statusFilter") {
                 None => None,
@@ -438,14 +384,8 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
             };
             let redrive_filter = optional(request, "redriveFilter");
             // Summaries are built under each record's lock: histories are not copied.
-            let mut records: Vec<(DateTime<Utc>, String, Value)> = engine
-                .store
-                .executions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .filter_map(|e| {
-                    let r = e.lock();
+            let mut records: Vec<(DateTime<Utc>, String, Value)> =
+                engine.store.select_executions(|r| {
                     let wanted = match (sm_arn, map_run_arn) {
                         (_, Some(m)) => r.map_run_arn.as_deref() == Some(m),
                         (Some(sm), None) => r.state_machine_arn == sm && r.map_run_arn.is_none(),
@@ -456,17 +396,12 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
                             Some("NOT_REDRIVEN") => r.redrive_count == 0,
                             _ => true,
                         };
-                    wanted.then(|| (r.start_date, r.arn.clone(), list_item(&r)))
-                })
-                .collect();
+                    wanted.then(|| (r.start_date, r.arn.clone(), list_item(r)))
+                });
             records.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
             let items: Vec<Value> = records.into_iter().map(|(_, _, v)| v).collect();
             let (items, next) = page(items, request, 100)?;
-            let mut out = json!({"executions": items});
-            if let Some(n) = next {
-                out["nextToken"] = json!(n);
-            }
-            Ok(out)
+            Ok(page_body("executions", items, next))
         }
         "StopExecution" => {
             let arn = required(request, "executionArn")?;
@@ -517,13 +452,7 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
             };
             let mut runs: Vec<MapRunRecord> = engine
                 .store
-                .map_runs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .map(|m| m.lock().clone())
-                .filter(|m| m.execution_arn == record_arn)
-                .collect();
+                .select_map_runs(|m| (m.execution_arn == record_arn).then(|| m.clone()));
             runs.sort_by_key(|m| m.start_date);
             let items: Vec<Value> = runs
                 .iter()
@@ -539,11 +468,7 @@ async fn dispatch(api: &Api, operation: &str, request: &Value) -> Result<Value, 
                 })
                 .collect();
             let (items, next) = page(items, request, 100)?;
-            let mut out = json!({"mapRuns": items});
-            if let Some(n) = next {
-                out["nextToken"] = json!(n);
-            }
-            Ok(out)
+            Ok(page_body("mapRuns", items, next))
         }
         other => Err(Error::UnknownOperation(other.to_string())),
     }

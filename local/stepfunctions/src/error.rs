@@ -147,6 +147,19 @@ impl StatesError {
         })
     }
 
+    /// The `error` and `cause` members of a history event or a DescribeExecution response, each
+    /// left out when empty, as AWS leaves them out.
+    pub(crate) fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut details = serde_json::Map::new();
+        if !self.error.is_empty() {
+            details.insert("error".into(), self.error.clone().into());
+        }
+        if !self.cause.is_empty() {
+            details.insert("cause".into(), self.cause.clone().into());
+        }
+        details
+    }
+
     /// The error output a Catcher passes on: `{"Error": ..., "Cause": ...}`.
     pub fn to_output(&self) -> serde_json::Value {
         serde_json::json!({"Error": self.error, "Cause": self.cause})

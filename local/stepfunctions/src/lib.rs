@@ -209,11 +209,7 @@ impl StepFunctions {
 
     /// Describes an execution.
     pub fn describe_execution(&self, execution_arn: &str) -> Result<ExecutionInfo, Error> {
-        let entry = self
-            .engine
-            .store
-            .execution(execution_arn)
-            .ok_or_else(|| Error::ExecutionDoesNotExist(execution_arn.to_string()))?;
+        let entry = self.engine.store.existing_execution(execution_arn)?;
         let info = ExecutionInfo::from_record(&entry.lock());
         Ok(info)
     }
@@ -224,11 +220,7 @@ impl StepFunctions {
         execution_arn: &str,
         timeout: Duration,
     ) -> Result<ExecutionInfo, Error> {
-        let entry = self
-            .engine
-            .store
-            .execution(execution_arn)
-            .ok_or_else(|| Error::ExecutionDoesNotExist(execution_arn.to_string()))?;
+        let entry = self.engine.store.existing_execution(execution_arn)?;
         let mut status = entry.status.subscribe();
         let _ = tokio::time::timeout(timeout, status.wait_for(|s| s.is_final())).await;
         let info = ExecutionInfo::from_record(&entry.lock());
@@ -237,55 +229,33 @@ impl StepFunctions {
 
     /// The history of an execution.
     pub fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, Error> {
-        let entry = self
-            .engine
-            .store
-            .execution(execution_arn)
-            .ok_or_else(|| Error::ExecutionDoesNotExist(execution_arn.to_string()))?;
+        let entry = self.engine.store.existing_execution(execution_arn)?;
         let events = entry.lock().events.clone();
         Ok(events)
     }
 
     /// Executions of a state machine (Map Run children excluded), newest first.
     pub fn list_executions(&self, state_machine_arn: &str) -> Vec<ExecutionInfo> {
-        let mut out: Vec<ExecutionInfo> = self
-            .engine
-            .store
-            .executions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter_map(|e| {
-                let r = e.lock();
-                (r.state_machine_arn == state_machine_arn && r.map_run_arn.is_none())
-                    .then(|| ExecutionInfo::from_record(&r))
-            })
-            .collect();
+        let mut out = self.engine.store.select_executions(|r| {
+            (r.state_machine_arn == state_machine_arn && r.map_run_arn.is_none())
+                .then(|| ExecutionInfo::from_record(r))
+        });
         out.sort_by_key(|e| std::cmp::Reverse(e.start_date));
         out
     }
 
     /// The Distributed Map runs of an execution, oldest first, with item counts.
     pub fn map_runs(&self, execution_arn: &str) -> Vec<MapRunProgress> {
-        let mut out: Vec<MapRunProgress> = self
-            .engine
-            .store
-            .map_runs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter_map(|m| {
-                let m = m.lock();
-                (m.execution_arn == execution_arn).then(|| MapRunProgress {
-                    map_run_arn: m.arn.clone(),
-                    execution_arn: m.execution_arn.clone(),
-                    state_name: m.state_name.clone(),
-                    status: m.status,
-                    items: m.counts(),
-                    start_date: m.start_date,
-                })
+        let mut out = self.engine.store.select_map_runs(|m| {
+            (m.execution_arn == execution_arn).then(|| MapRunProgress {
+                map_run_arn: m.arn.clone(),
+                execution_arn: m.execution_arn.clone(),
+                state_name: m.state_name.clone(),
+                status: m.status,
+                items: m.counts(),
+                start_date: m.start_date,
             })
-            .collect();
+        });
         out.sort_by_key(|m| m.start_date);
         out
     }

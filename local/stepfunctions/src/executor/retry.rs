@@ -1,0 +1,108 @@
+//! Retry and Catch around the states that do work (Pass, Task, Map, Parallel): the first
+//! retrier whose ErrorEquals matches retries with exponential backoff until its MaxAttempts,
+//! then the first matching catcher sends the error output to its Next.
+
+use super::StartMode;
+use super::run::{Run, Transition};
+use crate::dataflow::apply_result_path;
+use crate::definition::{Retrier, State};
+use crate::error::StatesError;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+impl Run {
+    /// Attempts the state until it succeeds, its error is caught, or no retrier is left.
+    pub(super) async fn run_with_retry(
+        &self,
+        state: &State,
+        raw: Value,
+        entered: DateTime<Utc>,
+        top: bool,
+        mut mode: Option<StartMode>,
+    ) -> Result<Transition, StatesError> {
+        let mut attempts = vec![0u32; state.retry.len()];
+        let mut retry_count = 0;
+        loop {
+            let context = self.context(&state.name, entered, retry_count);
+            let error = match self.attempt(state, &raw, &context, top, mode.take()).await {
+                Ok(output) => {
+                    self.exited(state, &output)?;
+                    return Ok(Self::transition(state, output));
+                }
+                Err(error) => error,
+            };
+            if error.is_terminal() {
+                return Err(error);
+            }
+            if let Some(i) = state
+                .retry
+                .iter()
+                .position(|r| error.matches(&r.error_equals))
+            {
+                let retrier = &state.retry[i];
+                if attempts[i] < retrier.max_attempts {
+                    let delay = backoff(retrier, attempts[i]);
+                    attempts[i] += 1;
+                    retry_count += 1;
+                    tracing::debug!(state = %state.name, error = %error.error, delay, "retrying");
+                    self.engine.sleep(delay, &self.cancel).await;
+                    continue;
+                }
+            }
+            if let Some(catcher) = state.catch.iter().find(|c| error.matches(&c.error_equals)) {
+                let output =
+                    apply_result_path(catcher.result_path.as_ref(), &raw, error.to_output())?;
+                self.exited(state, &output)?;
+                return Ok(Transition::Next(catcher.next.clone(), output));
+            }
+            return Err(error);
+        }
+    }
+}
+
+/// The delay in seconds before retry number `attempt` (0-based) of a retrier:
+/// IntervalSeconds × BackoffRate^attempt, capped at MaxDelaySeconds, drawn uniformly below
+/// that with the FULL jitter strategy.
+fn backoff(retrier: &Retrier, attempt: u32) -> f64 {
+    let mut delay = retrier.interval_seconds * retrier.backoff_rate.powi(attempt as i32);
+    if let Some(max) = retrier.max_delay_seconds {
+        delay = delay.min(max);
+    }
+    if retrier.full_jitter {
+        use rand::Rng as _;
+        delay = rand::rng().random_range(0.0..=delay);
+    }
+    delay
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retrier(max_delay_seconds: Option<f64>, full_jitter: bool) -> Retrier {
+        Retrier {
+            error_equals: vec!["States.ALL".into()],
+            interval_seconds: 2.0,
+            max_attempts: 5,
+            backoff_rate: 3.0,
+            max_delay_seconds,
+            full_jitter,
+        }
+    }
+
+    #[test]
+    fn delays_grow_by_the_backoff_rate_up_to_max_delay_seconds() {
+        let r = retrier(Some(20.0), false);
+        let delays: Vec<f64> = (0..4).map(|attempt| backoff(&r, attempt)).collect();
+        assert_eq!(delays, [2.0, 6.0, 18.0, 20.0]);
+    }
+
+    #[test]
+    fn full_jitter_draws_a_delay_no_longer_than_the_backoff() {
+        let r = retrier(None, true);
+        for _ in 0..100 {
+            let delay = backoff(&r, 2);
+            assert!((0.0..=18.0).contains(&delay), "{delay}");
+        }
+    }
+}

@@ -55,6 +55,18 @@ fn the_service_is_deployed_by_default_and_no_iotanalytics_resource_type_remains(
         parameters.get("CreateIoTAnalyticsResources").is_none(),
         "CloudFormation no longer creates IoT Analytics resources"
     );
+    let rule = &template["Rules"]["AnEndpointWithoutTheService"];
+    assert_eq!(
+        text_of(&rule["RuleCondition"]),
+        text_of(&serde_yaml_ng::from_str("!Equals [!Ref DeployService, \"false\"]").unwrap()),
+        "without the service, an endpoint is required"
+    );
+    assert_eq!(
+        text_of(&rule["Assertions"][0]["Assert"]),
+        text_of(
+            &serde_yaml_ng::from_str("!Not [!Equals [!Ref IoTAnalyticsEndpoint, \"\"]]").unwrap()
+        ),
+    );
     let kinds: Vec<String> = resources(&template)
         .into_iter()
         .filter_map(|(_, r)| r["Type"].as_str().map(str::to_owned))

@@ -39,9 +39,9 @@ impl Clients {
         };
         let secrets = aws_sdk_secretsmanager::Client::new(&config);
         let credentials = service_credentials::read(&secrets, &secret).await?;
+        // The secret's name only: nothing of its value reaches the logs.
         tracing::info!(
             secret,
-            access_key_id = credentials.access_key_id(),
             "IoT Analytics calls are signed with the service's key pair"
         );
         Ok(clients.with_iotanalytics_credentials(credentials))

@@ -1,11 +1,15 @@
 //! Static checks of `template.yaml` against `statemachine/ingest.asl.json` and the workspace:
-//! what cfn-lint cannot see (it does not open `DefinitionUri` files) and the project's own
-//! least-privilege rule.
+//! what cfn-lint cannot see (it does not open `DefinitionUri` files), the project's own
+//! least-privilege rules, and the deployed IoT Analytics-compatible service's guards (who may
+//! read its key pair, TLS-only bucket, public function URL with a concurrency cap).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value as Yaml;
+
+#[path = "definition/service.rs"]
+mod service;
 
 /// Actions that accept no narrower resource than `*` (AWS's service authorization reference
 /// lists no resource type for them), so a statement made only of these may use `*`.
@@ -78,17 +82,67 @@ fn as_list(value: &Yaml) -> Vec<&Yaml> {
     }
 }
 
+/// The CloudFormation function `value` applies, if it is a short-form tag such as `!If`.
+fn function_of(value: &Yaml) -> Option<(String, &Yaml)> {
+    match value {
+        Yaml::Tagged(tagged) => Some((
+            tagged.tag.to_string().trim_start_matches('!').to_owned(),
+            &tagged.value,
+        )),
+        _ => None,
+    }
+}
+
+/// What `value` can be once conditions are resolved: both branches of an `!If` (nested ones
+/// too), without `!Ref AWS::NoValue`; any other value as itself.
+fn branches(value: &Yaml) -> Vec<&Yaml> {
+    match function_of(value) {
+        Some((name, arguments)) if name == "If" => as_list(arguments)
+            .into_iter()
+            .skip(1)
+            .flat_map(branches)
+            .collect(),
+        Some((name, argument)) if name == "Ref" && argument.as_str() == Some("AWS::NoValue") => {
+            Vec::new()
+        }
+        _ => vec![value],
+    }
+}
+
+/// `value` as YAML text, to look for the names a `!Sub`, `!Ref` or `!GetAtt` mentions.
+fn text_of(value: &Yaml) -> String {
+    serde_yaml_ng::to_string(value).unwrap()
+}
+
+/// `value` is `!Ref <name>`.
+fn is_ref_to(value: &Yaml, name: &str) -> bool {
+    function_of(value).is_some_and(|(f, arg)| f == "Ref" && arg.as_str() == Some(name))
+}
+
+/// The actions of a statement, as strings.
+fn actions(statement: &Yaml) -> Vec<&str> {
+    as_list(&statement["Action"])
+        .into_iter()
+        .map(|a| a.as_str().unwrap_or("<not a string>"))
+        .collect()
+}
+
 /// Every IAM statement written in the template: inline `Policies` of functions and state
 /// machines, and `PolicyDocument`s of IAM resources.
 fn statements(template: &Yaml) -> Vec<(String, &Yaml)> {
     let mut found = Vec::new();
     for (name, resource) in resources(template) {
         let properties = &resource["Properties"];
-        let mut documents: Vec<&Yaml> = as_list(&properties["Policies"])
+        let policies: Vec<&Yaml> = as_list(&properties["Policies"])
             .into_iter()
+            .flat_map(branches)
+            .collect();
+        let mut documents: Vec<&Yaml> = policies
+            .iter()
+            .copied()
             .filter(|p| p.get("Statement").is_some())
             .collect();
-        for policy in as_list(&properties["Policies"]) {
+        for policy in policies {
             if policy.get("PolicyDocument").is_some() {
                 documents.push(&policy["PolicyDocument"]);
             }
@@ -97,7 +151,10 @@ fn statements(template: &Yaml) -> Vec<(String, &Yaml)> {
             documents.push(&properties["PolicyDocument"]);
         }
         for document in documents {
-            for statement in as_list(&document["Statement"]) {
+            for statement in as_list(&document["Statement"])
+                .into_iter()
+                .flat_map(branches)
+            {
                 found.push((name.clone(), statement));
             }
         }
@@ -124,6 +181,20 @@ fn wildcard_grants(template: &Yaml) -> Vec<String> {
         }
     }
     offences
+}
+
+/// The `Allow` statements whose actions hold a wildcard, as `resource: action` lines.
+fn wildcard_actions(template: &Yaml) -> Vec<String> {
+    statements(template)
+        .into_iter()
+        .filter(|(_, statement)| statement["Effect"].as_str() != Some("Deny"))
+        .flat_map(|(name, statement)| {
+            actions(statement)
+                .into_iter()
+                .filter(|action| action.contains('*'))
+                .map(move |action| format!("{name}: {action}"))
+        })
+        .collect()
 }
 
 #[test]
@@ -199,6 +270,49 @@ Resources:
 }
 
 #[test]
+fn no_role_is_granted_a_wildcard_action() {
+    let template = template();
+    assert!(
+        statements(&template)
+            .iter()
+            .any(|(name, _)| name == "IoTAnalyticsServiceFunction"),
+        "the service's statements are found"
+    );
+    let offences = wildcard_actions(&template);
+    assert!(offences.is_empty(), "wildcard actions: {offences:#?}");
+}
+
+#[test]
+fn the_wildcard_action_rule_looks_inside_conditional_policies_and_skips_denials() {
+    let template: Yaml = serde_yaml_ng::from_str(
+        r#"
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Policies:
+        - !If
+          - Cond
+          - Statement:
+              - Effect: Allow
+                Action: [s3:GetObject, "glue:Get*"]
+                Resource: !Sub arn:aws:glue:r:1:catalog
+          - !Ref AWS::NoValue
+  Policy:
+    Type: AWS::S3::BucketPolicy
+    Properties:
+      PolicyDocument:
+        Statement:
+          - Effect: Deny
+            Action: s3:*
+            Resource: "*"
+"#,
+    )
+    .unwrap();
+    assert_eq!(wildcard_actions(&template), vec!["Fn: glue:Get*"]);
+}
+
+#[test]
 fn no_policy_is_a_full_access_managed_policy() {
     let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
     assert!(
@@ -214,7 +328,12 @@ fn each_function_is_built_by_cargo_lambda_from_its_workspace_package() {
     let names: BTreeSet<&str> = functions.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["LauncherFunction", "ValidatorFunction", "WorkerFunction"])
+        BTreeSet::from([
+            "IoTAnalyticsServiceFunction",
+            "LauncherFunction",
+            "ValidatorFunction",
+            "WorkerFunction"
+        ])
     );
     let globals = &template["Globals"]["Function"];
     assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
@@ -224,12 +343,6 @@ fn each_function_is_built_by_cargo_lambda_from_its_workspace_package() {
     );
     assert_eq!(globals["LoggingConfig"]["LogFormat"].as_str(), Some("JSON"));
     assert_eq!(globals["Tracing"].as_str(), Some("Active"));
-    assert!(
-        globals["Environment"]["Variables"]
-            .get("AWS_ENDPOINT_URL_IOTANALYTICS")
-            .is_some(),
-        "the IoT Analytics endpoint reaches the functions"
-    );
     for (name, function) in functions {
         assert_eq!(
             function["Metadata"]["BuildMethod"].as_str(),
@@ -240,7 +353,13 @@ fn each_function_is_built_by_cargo_lambda_from_its_workspace_package() {
             .as_str()
             .unwrap();
         let code_uri = function["Properties"]["CodeUri"].as_str().unwrap();
-        assert_eq!(code_uri, format!("functions/{binary}"), "{name}");
+        // The service is a shipped component of its own, at the workspace's top level.
+        let expected = if binary == "iotanalytics-service" {
+            binary.to_owned()
+        } else {
+            format!("functions/{binary}")
+        };
+        assert_eq!(code_uri, expected, "{name}");
         let manifest = std::fs::read_to_string(root().join(code_uri).join("Cargo.toml"))
             .unwrap_or_else(|e| panic!("{name}: {code_uri}/Cargo.toml: {e}"));
         assert!(
@@ -249,7 +368,7 @@ fn each_function_is_built_by_cargo_lambda_from_its_workspace_package() {
         );
         assert_eq!(
             name.to_lowercase(),
-            format!("{binary}function"),
+            format!("{}function", binary.replace('-', "")),
             "the function's logical id names its binary"
         );
     }

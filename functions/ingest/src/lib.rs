@@ -15,6 +15,7 @@ pub mod pacing;
 pub mod payload;
 pub mod rows;
 pub mod sender;
+pub mod service_credentials;
 mod service_errors;
 pub mod validator;
 pub mod worker;

@@ -10,7 +10,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let clients = &ingest::Clients::from_env().await;
+    // The IoT Analytics-compatible service's key pair, when the stack names its secret, is
+    // read here once per execution environment; a failure stops the cold start with a
+    // message naming the secret.
+    let clients = &ingest::Clients::load().await?;
     // This process is one execution environment: its share of the quota carries over from
     // one invocation to the next.
     let pacing = &ingest::pacing::Pacing::new();

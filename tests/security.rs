@@ -131,3 +131,79 @@ async fn endpoints_listen_on_loopback_refuse_unsigned_requests_and_never_log_the
     assert!(!logged.contains(SECRET), "the secret key is in the logs");
     test.stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_refuses_a_request_signed_an_hour_ago() {
+    use aws_sdk_sfn::error::ProvideErrorMetadata as _;
+    let test = TestStack::start_with(
+        |_| {},
+        |options| {
+            options.access_key_id = "hour".to_owned();
+            options.secret_access_key = "hour-old-secret".to_owned();
+        },
+    )
+    .await
+    .unwrap();
+    let stack = &test.stack;
+    // The right key, an hour-old clock, and no retries: an SDK would otherwise re-sign at the
+    // server's time (from its Date header), which is a new signature, not a replay.
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let old = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "hour",
+            "hour-old-secret",
+            None,
+            None,
+            "test",
+        ))
+        .time_source(aws_smithy_async::time::StaticTimeSource::new(hour_ago))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    let clients = ingest::Clients::for_endpoints(
+        &old,
+        &stack.s3.endpoint_url(),
+        &stack.iotanalytics.endpoint_url(),
+    );
+    let sfn = aws_sdk_sfn::Client::from_conf(
+        aws_sdk_sfn::config::Builder::from(&old)
+            .endpoint_url(stack.stepfunctions.endpoint_url())
+            .build(),
+    );
+    let status =
+        |r: Option<&aws_sdk_sfn::config::http::HttpResponse>| r.map(|r| r.status().as_u16());
+
+    let e = clients.s3.list_buckets().send().await.unwrap_err();
+    assert_eq!(status(e.raw_response()), Some(403), "S3: {e:?}");
+    assert_eq!(e.code(), Some("RequestTimeTooSkewed"), "S3: {e:?}");
+    let e = clients
+        .iotanalytics
+        .list_channels()
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.raw_response().map(|r| r.status().as_u16()),
+        Some(403),
+        "IoT Analytics: {e:?}"
+    );
+    assert_eq!(
+        e.code(),
+        Some("InvalidSignatureException"),
+        "IoT Analytics: {e:?}"
+    );
+    let e = sfn.list_state_machines().send().await.unwrap_err();
+    assert_eq!(status(e.raw_response()), Some(403), "Step Functions: {e:?}");
+    assert_eq!(
+        e.code(),
+        Some("InvalidSignatureException"),
+        "Step Functions: {e:?}"
+    );
+    assert!(
+        e.message()
+            .is_some_and(|m| m.starts_with("Signature expired")),
+        "Step Functions: {e:?}"
+    );
+    test.stack.shutdown().await;
+}

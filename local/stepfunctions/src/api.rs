@@ -4,12 +4,12 @@
 use crate::definition::Definition;
 use crate::error::Error;
 use crate::executor::Engine;
-use crate::sigv4::{self, AccessKey};
+use crate::sigv4::{self, AccessKey, Gate};
 use crate::store::{ExecEntry, ExecutionRecord, ExecutionStatus, HistoryEvent, MapRunRecord};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
@@ -22,19 +22,24 @@ const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 struct Api {
     engine: Arc<Engine>,
     default_role: String,
-    access_key: Option<AccessKey>,
 }
 
+/// The API routes behind the gate (size limits, and signatures when `access_key` is set).
 pub(crate) fn router(
     engine: Arc<Engine>,
     default_role: String,
     access_key: Option<AccessKey>,
 ) -> Router {
-    Router::new().route("/", post(handle)).with_state(Api {
-        engine,
-        default_role,
-        access_key,
-    })
+    let gate = Arc::new(Gate::new(access_key, &engine.region));
+    Router::new()
+        .route("/", post(handle))
+        // The gate has read and capped the body already.
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(gate, sigv4::gate))
+        .with_state(Api {
+            engine,
+            default_role,
+        })
 }
 
 fn epoch(t: DateTime<Utc>) -> Value {
@@ -70,27 +75,7 @@ fn error_reply(error: &Error) -> Response {
     response
 }
 
-async fn handle(State(api): State<Api>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(key) = &api.access_key
-        && let Err((kind, message)) = sigv4::verify(
-            key,
-            "POST",
-            uri.path(),
-            uri.query().unwrap_or(""),
-            &headers,
-            &body,
-        )
-    {
-        tracing::debug!(kind, %message, "rejected a request signature");
-        let mut response = reply(
-            StatusCode::BAD_REQUEST,
-            json!({"__type": kind, "message": message}),
-        );
-        response
-            .headers_mut()
-            .insert("x-amzn-ErrorType", HeaderValue::from_static(kind));
-        return response;
-    }
+async fn handle(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())

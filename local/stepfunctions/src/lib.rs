@@ -23,7 +23,6 @@ pub use resources::{LambdaError, NoResources, ObjectError, Resources};
 pub use sigv4::AccessKey;
 pub use store::{ExecutionStatus, HistoryEvent, ItemCounts, MapRunStatus};
 
-use axum::serve::ListenerExt as _;
 use chrono::{DateTime, Utc};
 use executor::Engine;
 use serde_json::Value;
@@ -357,20 +356,7 @@ pub async fn start(config: Config) -> Result<RunningStepFunctions, Error> {
         config.role_arn.clone(),
         config.access_key.clone(),
     );
-    let server = tokio::spawn(async move {
-        // Small responses go out at once, not after the client's delayed ACK.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = shutdown_rx.await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "the Step Functions API server stopped");
-        }
-    });
+    let server = tokio::spawn(serve(listener, app, shutdown_rx));
     let flush_store = store.clone();
     let flusher = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -395,4 +381,50 @@ pub async fn start(config: Config) -> Result<RunningStepFunctions, Error> {
         store,
         engine: engine_for_shutdown,
     })
+}
+
+/// Serves `app` until `shutdown` fires, then lets open requests finish.
+///
+/// hyper's own header limits (100 fields, about 400 KB) would answer 431 with an empty body;
+/// they are raised here so that the gate ([`sigv4`]) meets oversized heads first and refuses
+/// them in awsJson. Only heads past these raised limits still get hyper's bare 431.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut shutdown: tokio::sync::oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .max_headers(4 * sigv4_verifier::DEFAULT_MAX_HEADERS)
+        .max_buf_size(1 << 20);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    loop {
+        let socket = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => socket,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the Step Functions API could not accept a connection");
+                    // Out of file descriptors, most likely: give connections time to close.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        // Small responses go out at once, not after the client's delayed ACK.
+        let _ = socket.set_nodelay(true);
+        let connection = http
+            .serve_connection_with_upgrades(TokioIo::new(socket), service.clone())
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "a Step Functions API connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

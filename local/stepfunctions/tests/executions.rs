@@ -792,16 +792,17 @@ async fn with_an_access_key_only_requests_signed_with_it_are_served() {
         secret: "test".into(),
     });
     let sfn = local_stepfunctions::start(config).await.unwrap();
-    let client_with = |id: &str, secret: &str| {
+    let client_in = |region: &'static str, id: &str, secret: &str| {
         aws_sdk_sfn::Client::from_conf(
             aws_sdk_sfn::Config::builder()
                 .behavior_version(BehaviorVersion::latest())
-                .region(Region::new("eu-west-1"))
+                .region(Region::new(region))
                 .credentials_provider(Credentials::new(id, secret, None, None, "test"))
                 .endpoint_url(sfn.endpoint_url())
                 .build(),
         )
     };
+    let client_with = |id: &str, secret: &str| client_in("us-east-1", id, secret);
     let listed = client_with("test", "test")
         .list_state_machines()
         .send()
@@ -820,6 +821,17 @@ async fn with_an_access_key_only_requests_signed_with_it_are_served() {
         .await
         .unwrap_err();
     assert_eq!(wrong_key.code(), Some("UnrecognizedClientException"));
+    // The endpoint is in us-east-1 (the Config default): another region's scope is refused.
+    let wrong_region = client_in("eu-west-1", "test", "test")
+        .list_state_machines()
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_region.code(), Some("InvalidSignatureException"));
+    assert_eq!(
+        wrong_region.raw_response().map(|r| r.status().as_u16()),
+        Some(403)
+    );
     sfn.shutdown().await;
 }
 

@@ -29,14 +29,6 @@ pub enum Error {
     /// An internal failure (also used for injected faults).
     #[error("{0}")]
     InternalFailure(String),
-    /// The request is not authenticated or its signature does not verify.
-    #[error("{message}")]
-    Unauthorized {
-        /// The error code, e.g. `InvalidSignatureException`.
-        code: &'static str,
-        /// Human readable text.
-        message: String,
-    },
     /// The operation exists in the real service but not in this one, or the path is unknown.
     #[error("{message}")]
     UnsupportedOperation {
@@ -73,7 +65,6 @@ impl Error {
             Error::ResourceNotFound(_) => "ResourceNotFoundException",
             Error::ResourceAlreadyExists { .. } => "ResourceAlreadyExistsException",
             Error::Throttling(_) => "ThrottlingException",
-            Error::Unauthorized { code, .. } => code,
             Error::UnsupportedOperation { status: 404, .. } => "UnknownOperationException",
             Error::UnsupportedOperation { .. } => "InvalidRequestException",
             _ => "InternalFailureException",
@@ -87,7 +78,6 @@ impl Error {
             Error::ResourceNotFound(_) => StatusCode::NOT_FOUND,
             Error::ResourceAlreadyExists { .. } => StatusCode::CONFLICT,
             Error::Throttling(_) => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unauthorized { .. } => StatusCode::FORBIDDEN,
             Error::UnsupportedOperation { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
             }

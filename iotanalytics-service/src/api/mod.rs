@@ -29,7 +29,7 @@ use crate::pipeline::{self, Compiled};
 use crate::query::Engine;
 use crate::store::Backend;
 
-pub(crate) use auth::MAX_BODY_BYTES;
+use crate::sigv4::MAX_BODY_BYTES;
 pub(crate) use contents::CONTENT_PREFIX;
 
 /// Compiled pipelines by the channel they read.
@@ -45,6 +45,7 @@ pub(crate) struct Service {
     pub backend: Arc<Backend>,
     pub engine: Engine,
     pub controls: Arc<Controls>,
+    verifier: sigv4_verifier::Verifier,
     routes: RwLock<(Arc<Routes>, Option<Instant>)>,
 }
 
@@ -81,6 +82,7 @@ impl Service {
         controls: Arc<Controls>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            verifier: crate::sigv4::verifier(&config),
             config,
             backend,
             engine,

@@ -123,7 +123,7 @@ fn the_worker_retries_exactly_its_retryable_errors() {
         .collect();
     for name in &retried {
         assert!(
-            ingest::IngestError::RETRYABLE_TYPES.contains(name),
+            ingest::IngestError::retryable_types().contains(name),
             "{name} is retried but not retryable"
         );
     }

@@ -7,7 +7,7 @@ use std::fmt;
 /// Each variant has a stable PascalCase name ([`IngestError::error_type`]) that the Lambda
 /// runtime reports as `errorType` and that `statemachine/ingest.asl.json` matches in its
 /// Retry and Catch clauses. [`IngestError::is_retryable`] says which ones a retry can cure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr, strum::VariantNames, strum::EnumIter)]
 pub enum IngestError {
     /// The invocation's input is missing a field or has a value out of range.
     #[error("invalid input: {field}: {reason}")]
@@ -184,40 +184,31 @@ pub enum IngestError {
 }
 
 impl IngestError {
-    /// The stable name reported as the Lambda `errorType` and matched by the state machine.
+    /// The stable name reported as the Lambda `errorType` and matched by the state machine:
+    /// the variant's name.
     pub fn error_type(&self) -> &'static str {
-        match self {
-            Self::InvalidInput { .. } => "InvalidInput",
-            Self::BucketNotFound { .. } => "BucketNotFound",
-            Self::AccessDenied { .. } => "AccessDenied",
-            Self::ObjectNotFound { .. } => "ObjectNotFound",
-            Self::ObjectChanged { .. } => "ObjectChanged",
-            Self::InvalidHeader { .. } => "InvalidHeader",
-            Self::MalformedRow { .. } => "MalformedRow",
-            Self::ChannelNotFound { .. } => "ChannelNotFound",
-            Self::BatchPutFailed { .. } => "BatchPutFailed",
-            Self::Throttled { .. } => "Throttled",
-            Self::ServiceUnavailable { .. } => "ServiceUnavailable",
-            Self::ServiceError { .. } => "ServiceError",
-            Self::ResourceNotFound { .. } => "ResourceNotFound",
-            Self::DatasetContentFailed { .. } => "DatasetContentFailed",
-            Self::ValidationFailed { .. } => "ValidationFailed",
-            Self::ResultUnreadable { .. } => "ResultUnreadable",
-        }
+        self.into()
     }
 
-    /// Whether calling the function again with the same input may succeed.
+    /// Whether calling the function again with the same input may succeed; the state machine
+    /// retries exactly these.
     pub fn is_retryable(&self) -> bool {
-        Self::RETRYABLE_TYPES.contains(&self.error_type())
+        matches!(
+            self,
+            Self::BatchPutFailed { .. }
+                | Self::Throttled { .. }
+                | Self::ServiceUnavailable { .. }
+                | Self::ResultUnreadable { .. }
+        )
     }
 
-    /// The error types a retry may cure; the state machine retries exactly these.
-    pub const RETRYABLE_TYPES: [&'static str; 4] = [
-        "BatchPutFailed",
-        "Throttled",
-        "ServiceUnavailable",
-        "ResultUnreadable",
-    ];
+    /// The names of the error types a retry may cure.
+    pub fn retryable_types() -> Vec<&'static str> {
+        <Self as strum::IntoEnumIterator>::iter()
+            .filter(Self::is_retryable)
+            .map(|e| e.error_type())
+            .collect()
+    }
 
     /// What Lambda reports when an invocation is cut short rather than failing: a timeout
     /// and a crashed runtime. The state machine retries both; the worker resumes from its
@@ -225,24 +216,7 @@ impl IngestError {
     pub const CUT_SHORT_TYPES: [&'static str; 2] = ["Sandbox.Timedout", "Runtime.ExitError"];
 
     /// Every error type name, in the order the README lists them.
-    pub const ALL_TYPES: [&'static str; 16] = [
-        "InvalidInput",
-        "BucketNotFound",
-        "AccessDenied",
-        "ObjectNotFound",
-        "ObjectChanged",
-        "InvalidHeader",
-        "MalformedRow",
-        "ChannelNotFound",
-        "BatchPutFailed",
-        "Throttled",
-        "ServiceUnavailable",
-        "ServiceError",
-        "ResourceNotFound",
-        "DatasetContentFailed",
-        "ValidationFailed",
-        "ResultUnreadable",
-    ];
+    pub const ALL_TYPES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
 
     pub(crate) fn invalid_input(field: &str, reason: impl fmt::Display) -> Self {
         Self::InvalidInput {
@@ -254,8 +228,8 @@ impl IngestError {
 
 /// The error-type name and message a Lambda runtime reports for an error.
 ///
-/// The functions turn this into `lambda_runtime::Diagnostic`; the local executor uses it
-/// directly, so both report the same `errorType`.
+/// The functions report it as `lambda_runtime::Diagnostic` (feature `lambda`); the local
+/// executor uses it directly, so both report the same `errorType`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorReport {
@@ -274,31 +248,50 @@ impl From<&IngestError> for ErrorReport {
     }
 }
 
+#[cfg(feature = "lambda")]
+impl From<IngestError> for lambda_runtime::Diagnostic {
+    fn from(error: IngestError) -> Self {
+        let report = ErrorReport::from(&error);
+        Self {
+            error_type: report.error_type,
+            error_message: report.error_message,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn every_variant_has_a_listed_distinct_name() {
-        let samples = [
-            IngestError::invalid_input("bucket", "empty"),
-            IngestError::BucketNotFound { bucket: "b".into() },
-            IngestError::Throttled {
-                operation: "x".into(),
-                message: "y".into(),
-            },
-            IngestError::ValidationFailed {
-                dataset: "d".into(),
-                mismatches: "m".into(),
-            },
-        ];
-        for error in &samples {
-            assert!(IngestError::ALL_TYPES.contains(&error.error_type()));
+    fn every_variant_reports_its_own_listed_name() {
+        let mut seen = Vec::new();
+        for error in <IngestError as strum::IntoEnumIterator>::iter() {
+            let report = ErrorReport::from(&error);
+            assert!(IngestError::ALL_TYPES.contains(&report.error_type.as_str()));
+            assert_eq!(
+                report.error_type,
+                format!("{error:?}").split([' ', '{']).next().unwrap()
+            );
+            seen.push(report.error_type);
         }
-        let mut names = IngestError::ALL_TYPES.to_vec();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), IngestError::ALL_TYPES.len());
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), IngestError::ALL_TYPES.len());
+        assert_eq!(seen.len(), 16);
+    }
+
+    #[test]
+    fn only_service_side_and_transient_failures_are_retryable() {
+        assert_eq!(
+            IngestError::retryable_types(),
+            [
+                "BatchPutFailed",
+                "Throttled",
+                "ServiceUnavailable",
+                "ResultUnreadable"
+            ]
+        );
     }
 
     #[test]

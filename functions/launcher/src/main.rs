@@ -1,6 +1,6 @@
 //! Lambda function `launcher`: lists one S3 page per invocation and writes its manifest.
 
-use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
 /// An allocator that keeps up with many small, short-lived buffers across threads.
@@ -12,15 +12,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let clients = &ingest::Clients::from_env().await;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
-        ingest::handlers::launcher(clients, event.payload)
-            .await
-            .map_err(|e| {
-                let report = ingest::ErrorReport::from(&e);
-                Diagnostic {
-                    error_type: report.error_type,
-                    error_message: report.error_message,
-                }
-            })
+        ingest::handlers::launcher(clients, event.payload).await
     }))
     .await
 }

@@ -1,6 +1,6 @@
 //! Lambda function `validator`: starts a dataset content version, or checks one against expectations.
 
-use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
 /// An allocator that keeps up with many small, short-lived buffers across threads.
@@ -15,15 +15,7 @@ async fn main() -> Result<(), Error> {
     // message naming the secret.
     let clients = &ingest::Clients::load().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
-        ingest::handlers::validator(clients, event.payload)
-            .await
-            .map_err(|e| {
-                let report = ingest::ErrorReport::from(&e);
-                Diagnostic {
-                    error_type: report.error_type,
-                    error_message: report.error_message,
-                }
-            })
+        ingest::handlers::validator(clients, event.payload).await
     }))
     .await
 }

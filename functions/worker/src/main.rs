@@ -1,6 +1,6 @@
 //! Lambda function `worker`: streams one CSV object into an IoT Analytics channel, resumable by checkpoint.
 
-use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
 /// An allocator that keeps up with many small, short-lived buffers across threads.
@@ -18,15 +18,7 @@ async fn main() -> Result<(), Error> {
     // one invocation to the next.
     let pacing = &ingest::pacing::Pacing::new();
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
-        ingest::handlers::worker(clients, pacing, event.payload, event.context.deadline())
-            .await
-            .map_err(|e| {
-                let report = ingest::ErrorReport::from(&e);
-                Diagnostic {
-                    error_type: report.error_type,
-                    error_message: report.error_message,
-                }
-            })
+        ingest::handlers::worker(clients, pacing, event.payload, event.context.deadline()).await
     }))
     .await
 }

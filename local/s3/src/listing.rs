@@ -213,7 +213,8 @@ impl Page {
     }
 }
 
-fn is_url(encoding: Option<&EncodingType>) -> bool {
+/// Whether the request asked for `encoding-type=url`.
+pub(crate) fn is_url(encoding: Option<&EncodingType>) -> bool {
     encoding.is_some_and(|e| e.as_str() == EncodingType::URL)
 }
 

@@ -352,7 +352,7 @@ impl S3 for LocalS3 {
         self.maybe_fail("ListObjects")?;
         let bucket = req.input.bucket.clone();
         let dir = self.store.bucket_dir(&bucket)?;
-        let url_encoded = req.input.encoding_type.is_some();
+        let url_encoded = crate::listing::is_url(req.input.encoding_type.as_ref());
         let mut output =
             tokio::task::spawn_blocking(move || crate::listing::list_v1(&dir, req.input))
                 .await
@@ -370,7 +370,7 @@ impl S3 for LocalS3 {
         self.maybe_fail("ListObjectsV2")?;
         let bucket = req.input.bucket.clone();
         let dir = self.store.bucket_dir(&bucket)?;
-        let url_encoded = req.input.encoding_type.is_some();
+        let url_encoded = crate::listing::is_url(req.input.encoding_type.as_ref());
         let mut output =
             tokio::task::spawn_blocking(move || crate::listing::list_v2(&dir, req.input))
                 .await

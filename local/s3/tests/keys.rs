@@ -355,3 +355,46 @@ async fn random_keys_round_trip_and_stay_in_their_bucket() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn conditional_writes_hold_for_a_key_moving_out_of_the_overflow_directory() {
+    let (root, server, s3) = serve(&["rtb"]).await;
+    let put = |key: &'static str, body: &'static [u8]| {
+        s3.put_object()
+            .bucket("rtb")
+            .key(key)
+            .body(ByteStream::from_static(body))
+    };
+    put("a/b", b"under a").send().await.unwrap();
+    // `a` is a directory now, so the object `a` goes to the overflow directory.
+    let first = put("a", b"first").send().await.unwrap();
+    s3.delete_object()
+        .bucket("rtb")
+        .key("a/b")
+        .send()
+        .await
+        .unwrap();
+    std::fs::remove_dir(root.path().join("rtb/a")).unwrap();
+    // The next write of `a` goes to its own path; the conditions still see the old object.
+    let refused = put("a", b"second")
+        .if_none_match("*")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&refused), Some(412), "{refused:?}");
+    let stale = put("a", b"second")
+        .if_match("\"0123\"")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&stale), Some(412), "{stale:?}");
+    put("a", b"second")
+        .if_match(first.e_tag().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(root.path().join("rtb/a").is_file());
+    assert_eq!(list_all(&s3, "rtb", 1000).await, ["a"]);
+    assert_eq!(get(&s3, "rtb", "a").await, b"second");
+    server.shutdown().await;
+}

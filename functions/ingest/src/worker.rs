@@ -1124,8 +1124,9 @@ impl<'a> ObjectReader<'a> {
         }
         // Every read is of the listed version: S3 checks If-Match before the range, so an
         // object replaced by a shorter one answers 412, never a 416 mistaken for its end.
+        // Inputs may carry the ETag with or without its quotes; the header needs them.
         if !self.etag.is_empty() {
-            request = request.if_match(self.etag);
+            request = request.if_match(format!("\"{}\"", self.etag.trim_matches('"')));
         }
         let response = match request.send().await {
             Ok(response) => response,
@@ -1545,7 +1546,8 @@ mod tests {
         // Strict: a GET without the listed ETag matches no rule and fails the read.
         let s3 = mock_client!(aws_sdk_s3, RuleMode::Sequential, &[&get]);
         let c = Clients { s3, ..c };
-        let output = ingest_object(&c, &input(serde_json::json!({})), later())
+        // Given without its quotes, the ETag is still sent as S3 wants it.
+        let output = ingest_object(&c, &input(serde_json::json!({"etag": "e1"})), later())
             .await
             .unwrap();
         assert_eq!(output.rows, 1);

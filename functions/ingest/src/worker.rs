@@ -1122,11 +1122,25 @@ impl<'a> ObjectReader<'a> {
         if self.offset > 0 {
             request = request.range(format!("bytes={}-", self.offset));
         }
+        // Every read is of the listed version: S3 checks If-Match before the range, so an
+        // object replaced by a shorter one answers 412, never a 416 mistaken for its end.
+        // Inputs may carry the ETag with or without its quotes; the header needs them.
+        if !self.etag.is_empty() {
+            request = request.if_match(format!("\"{}\"", self.etag.trim_matches('"')));
+        }
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
                 let failure = CallFailure::from_sdk(&e);
-                // A range starting at the object's end: nothing left to read.
+                if failure.status == Some(412) {
+                    return Err(IngestError::ObjectChanged {
+                        bucket: self.bucket.to_owned(),
+                        key: self.key.to_owned(),
+                        expected: self.etag.to_owned(),
+                        actual: "another version (If-Match refused)".to_owned(),
+                    });
+                }
+                // A range starting at the listed version's end: nothing left to read.
                 if failure.status == Some(416) {
                     self.body = Some(aws_sdk_s3::primitives::ByteStream::from_static(b""));
                     return Ok(());
@@ -1218,7 +1232,7 @@ mod tests {
     use aws_sdk_iotanalytics::operation::batch_put_message::BatchPutMessageOutput;
     use aws_sdk_s3::operation::get_object::GetObjectOutput;
     use aws_sdk_s3::primitives::ByteStream;
-    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use aws_smithy_mocks::{MockResponse, RuleMode, mock, mock_client};
     use std::sync::Mutex;
 
     type Sent = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
@@ -1468,6 +1482,76 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(error.error_type(), "ObjectChanged");
+    }
+
+    /// S3 holding `"e2"`, a shorter object than the `"e1"` the worker listed: a GET under
+    /// another ETag is refused with 412, and a range past the end answers 416, as S3 does.
+    fn replaced_by_a_shorter_object() -> (Clients, Sent, Arc<Mutex<Vec<Option<String>>>>) {
+        use aws_smithy_runtime_api::http::{Response, StatusCode};
+        use aws_smithy_types::body::SdkBody;
+        let (mut c, sent) = clients(b"");
+        let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+        let record = seen.clone();
+        let get = mock!(aws_sdk_s3::Client::get_object).then_compute_response(move |req| {
+            record
+                .lock()
+                .unwrap()
+                .push(req.if_match().map(str::to_owned));
+            let error = |status: u16, code: &str| {
+                let body = format!("<Error><Code>{code}</Code><Message>{code}</Message></Error>");
+                MockResponse::Http(Response::new(
+                    StatusCode::try_from(status).unwrap(),
+                    SdkBody::from(body),
+                ))
+            };
+            if req.if_match().is_some_and(|etag| etag != "\"e2\"") {
+                return error(412, "PreconditionFailed");
+            }
+            error(416, "InvalidRange")
+        });
+        c.s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[&get]);
+        (c, sent, seen)
+    }
+
+    #[tokio::test]
+    async fn a_resumed_read_of_an_object_replaced_by_a_shorter_one_is_refused() {
+        let (c, sent, seen) = replaced_by_a_shorter_object();
+        let checkpoint = serde_json::json!({
+            "byteOffset": 4000, "nextRow": 1001, "nextLine": 1002,
+            "header": ["a"], "rowsSent": 1000,
+        });
+        let error = ingest_object(
+            &c,
+            &input(serde_json::json!({"checkpoint": checkpoint})),
+            later(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error.error_type(), "ObjectChanged", "{error}");
+        assert!(sent.lock().unwrap().is_empty());
+        assert_eq!(*seen.lock().unwrap(), [Some("\"e1\"".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn every_read_of_an_object_names_the_listed_etag() {
+        let (c, _) = clients(b"a\n1\n");
+        let get = mock!(aws_sdk_s3::Client::get_object)
+            .match_requests(|req| req.if_match() == Some("\"e1\""))
+            .then_output(|| {
+                GetObjectOutput::builder()
+                    .e_tag("\"e1\"")
+                    .body(ByteStream::from_static(b"a\n1\n"))
+                    .build()
+            });
+        // Strict: a GET without the listed ETag matches no rule and fails the read.
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::Sequential, &[&get]);
+        let c = Clients { s3, ..c };
+        // Given without its quotes, the ETag is still sent as S3 wants it.
+        let output = ingest_object(&c, &input(serde_json::json!({"etag": "e1"})), later())
+            .await
+            .unwrap();
+        assert_eq!(output.rows, 1);
+        assert_eq!(get.num_calls(), 1);
     }
 
     #[test]

@@ -12,8 +12,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod keys;
 mod listing;
 mod service;
+mod store;
 
 pub use service::S3Faults;
 

@@ -1,97 +1,295 @@
-//! ListObjectsV2 without a delimiter: one synchronous walk of the bucket's directory per page,
-//! and file metadata read only for the keys the page returns.
+//! ListObjects and ListObjectsV2: one synchronous walk of the bucket's directory per page,
+//! file names decoded back to keys, and file metadata read only for the keys the page
+//! returns.
 //!
 //! s3s-fs answers every page by walking the whole bucket with a blocking-pool round trip per
 //! directory entry and per file's metadata, which takes seconds per page on a bucket of
-//! 200,000 objects. The answer here is the same: keys in UTF-8 byte order, the page after
-//! the later of `continuation-token` and `start-after`, the last key returned as the next
-//! token.
+//! 200,000 objects, and it lists the stored names rather than the keys. The answer here is
+//! S3's: keys in UTF-8 byte order, keys sharing a prefix up to the delimiter rolled into one
+//! common prefix, the page after the later of `continuation-token` and `start-after`, the
+//! last key or common prefix returned as the next token.
 
 use std::path::{Path, PathBuf};
 
-use s3s::dto::{ListObjectsV2Input, ListObjectsV2Output, Object, Timestamp};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use s3s::dto::{
+    CommonPrefix, EncodingType, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input,
+    ListObjectsV2Output, Object, Timestamp,
+};
 use s3s::{S3Result, s3_error};
 
-/// The keys under `bucket_dir` that start with `prefix`, sorted. Names that are not UTF-8
-/// cannot be keys and are left out, as s3s-fs leaves them out.
-fn keys(bucket_dir: &Path, prefix: &str) -> std::io::Result<Vec<String>> {
-    let mut keys = Vec::new();
-    let mut dirs = vec![(bucket_dir.to_path_buf(), String::new())];
-    while let Some((dir, dir_key)) = dirs.pop() {
+use crate::keys;
+
+/// What `encoding-type=url` leaves as it is in a key (`/` keeps prefixes readable).
+const URL_KEEPS: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// The keys under `bucket_dir` that start with `prefix`, sorted, with their files. A file
+/// no key maps to (or that the key's reads would not look at) is not an object.
+fn keys(bucket: &str, bucket_dir: &Path, prefix: &str) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    // (directory, key of its path with a trailing `/`, its stored path likewise)
+    let mut dirs = vec![(bucket_dir.to_path_buf(), String::new(), String::new())];
+    while let Some((dir, dir_key, dir_stored)) = dirs.pop() {
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            let key = format!("{dir_key}{name}");
-            if entry.file_type()?.is_dir() {
+            let file_type = entry.file_type()?;
+            if dir_stored.is_empty() && name == keys::OVERFLOW_DIR {
+                if file_type.is_dir() {
+                    overflow_keys(&entry.path(), prefix, &mut found)?;
+                }
+                continue;
+            }
+            let Some(segment) = keys::segment_of(&name) else {
+                continue;
+            };
+            let key = format!("{dir_key}{segment}");
+            let stored = format!("{dir_stored}{name}");
+            if file_type.is_dir() {
                 // Only directories that can hold a key with the prefix are walked.
                 let as_prefix = format!("{key}/");
                 if as_prefix.starts_with(prefix) || prefix.starts_with(&as_prefix) {
-                    dirs.push((entry.path(), as_prefix));
+                    dirs.push((entry.path(), as_prefix, format!("{stored}/")));
                 }
-            } else if key.starts_with(prefix) {
-                keys.push(key);
+            } else if file_type.is_file() && key.starts_with(prefix) && keys::fits(bucket, &stored)
+            {
+                found.push((key, entry.path()));
             }
         }
     }
-    keys.sort_unstable();
-    Ok(keys)
+    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // A key moving between its path and the overflow directory is in both for a moment.
+    found.dedup_by(|a, b| a.0 == b.0);
+    Ok(found)
 }
 
-/// One page of the listing of `bucket_dir`, as ListObjectsV2 without a delimiter answers it.
-pub(crate) fn page(
-    bucket_dir: PathBuf,
-    input: ListObjectsV2Input,
-) -> S3Result<ListObjectsV2Output> {
+/// The keys stored in the overflow directory that start with `prefix`.
+fn overflow_keys(
+    dir: &Path,
+    prefix: &str,
+    found: &mut Vec<(String, PathBuf)>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        if let Some(key) = keys::overflow_key(dir, &name)
+            && key.starts_with(prefix)
+        {
+            found.push((key, entry.path()));
+        }
+    }
+    Ok(())
+}
+
+/// A listing request, V1 or V2.
+pub(crate) struct Query {
+    pub(crate) bucket: String,
+    pub(crate) prefix: Option<String>,
+    pub(crate) delimiter: Option<String>,
+    /// The later of the continuation token and start-after (V2) or the marker (V1).
+    pub(crate) after: Option<String>,
+    pub(crate) max_keys: Option<i32>,
+}
+
+/// One page of a listing.
+pub(crate) struct Page {
+    pub(crate) objects: Vec<Object>,
+    pub(crate) common_prefixes: Vec<String>,
+    pub(crate) is_truncated: bool,
+    /// The last key or common prefix returned, when there is more.
+    pub(crate) next: Option<String>,
+    pub(crate) max_keys: i32,
+}
+
+/// One page of the listing of `bucket_dir`.
+pub(crate) fn page(bucket_dir: &Path, query: &Query) -> S3Result<Page> {
     if !bucket_dir.is_dir() {
         return Err(s3_error!(NoSuchBucket));
     }
-    let prefix = input.prefix.as_deref().unwrap_or("");
-    let all = keys(&bucket_dir, prefix)
-        .map_err(|e| s3_error!(InternalError, "listing {}: {e}", input.bucket))?;
-    let max_keys = input.max_keys.unwrap_or(1000);
+    let prefix = query.prefix.as_deref().unwrap_or("");
+    let delimiter = query.delimiter.as_deref().filter(|d| !d.is_empty());
+    let all = keys(&query.bucket, bucket_dir, prefix)
+        .map_err(|e| s3_error!(InternalError, "listing {}: {e}", query.bucket))?;
+    let max_keys = query.max_keys.unwrap_or(1000);
     let limit = usize::try_from(max_keys.max(0)).unwrap_or(0);
-    let after = match (
-        input.continuation_token.as_deref(),
-        input.start_after.as_deref(),
-    ) {
-        (Some(token), Some(start)) => Some(token.max(start)),
-        (token, start) => token.or(start),
-    };
-    let first = after.map_or(0, |after| all.partition_point(|k| k.as_str() <= after));
-    let rest = &all[first..];
-    let taken = &rest[..limit.min(rest.len())];
-    let mut contents = Vec::with_capacity(taken.len());
-    for key in taken {
-        let metadata = match std::fs::metadata(bucket_dir.join(key)) {
+    let after = query.after.as_deref();
+    // Entries in order: a key, or the common prefix it rolls up into. Entries never go
+    // backwards as keys go forwards, so "after the token" is a comparison of entries.
+    // Keys under a common prefix already returned sort after it, and are skipped below.
+    let first = after.map_or(0, |after| all.partition_point(|(k, _)| k.as_str() <= after));
+    let mut entries: Vec<(&str, Option<&Path>)> = Vec::new();
+    let mut is_truncated = false;
+    for (key, path) in &all[first..] {
+        let rolled = delimiter.and_then(|d| {
+            let rest = &key[prefix.len()..];
+            rest.find(d).map(|at| &key[..prefix.len() + at + d.len()])
+        });
+        let entry = rolled.unwrap_or(key);
+        if after.is_some_and(|after| entry <= after)
+            || (rolled.is_some() && entries.last().is_some_and(|(last, _)| *last == entry))
+        {
+            continue;
+        }
+        if entries.len() == limit {
+            is_truncated = limit > 0;
+            break;
+        }
+        entries.push((entry, rolled.is_none().then_some(path.as_path())));
+    }
+    let next = is_truncated
+        .then(|| entries.last().map(|(entry, _)| (*entry).to_owned()))
+        .flatten();
+    let mut objects = Vec::with_capacity(entries.len());
+    let mut common_prefixes = Vec::new();
+    for (entry, path) in entries {
+        let Some(path) = path else {
+            common_prefixes.push(entry.to_owned());
+            continue;
+        };
+        let metadata = match std::fs::metadata(path) {
             Ok(m) => m,
             // Deleted since the walk: no longer part of the listing.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(s3_error!(InternalError, "{key}: {e}")),
+            Err(e) => return Err(s3_error!(InternalError, "{entry}: {e}")),
         };
         let modified = metadata
             .modified()
-            .map_err(|e| s3_error!(InternalError, "{key}: {e}"))?;
-        contents.push(Object {
-            key: Some(key.clone()),
+            .map_err(|e| s3_error!(InternalError, "{entry}: {e}"))?;
+        objects.push(Object {
+            key: Some(entry.to_owned()),
             last_modified: Some(Timestamp::from(modified)),
             size: Some(i64::try_from(metadata.len()).unwrap_or(i64::MAX)),
             ..Default::default()
         });
     }
-    let is_truncated = limit > 0 && rest.len() > taken.len();
+    Ok(Page {
+        objects,
+        common_prefixes,
+        is_truncated,
+        next,
+        max_keys,
+    })
+}
+
+/// `value` as `encoding-type=url` returns it.
+fn url(value: String, encoded: bool) -> String {
+    if encoded {
+        utf8_percent_encode(&value, URL_KEEPS).to_string()
+    } else {
+        value
+    }
+}
+
+impl Page {
+    fn parts(mut self, url_encoded: bool) -> (Option<Vec<Object>>, Option<Vec<CommonPrefix>>, i32) {
+        for object in &mut self.objects {
+            object.key = object.key.take().map(|k| url(k, url_encoded));
+        }
+        let count = self.objects.len() + self.common_prefixes.len();
+        let prefixes: Vec<CommonPrefix> = self
+            .common_prefixes
+            .into_iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(url(p, url_encoded)),
+            })
+            .collect();
+        (
+            (!self.objects.is_empty()).then_some(self.objects),
+            (!prefixes.is_empty()).then_some(prefixes),
+            i32::try_from(count).unwrap_or(i32::MAX),
+        )
+    }
+}
+
+/// Whether the request asked for `encoding-type=url`.
+pub(crate) fn is_url(encoding: Option<&EncodingType>) -> bool {
+    encoding.is_some_and(|e| e.as_str() == EncodingType::URL)
+}
+
+/// The key a continuation token resumes after. Tokens are the hex of that key, so any key
+/// fits in XML; a token that is not (one from before tokens were encoded) is the key itself.
+fn token_key(token: &str) -> String {
+    hex::decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_else(|| token.to_owned())
+}
+
+/// ListObjectsV2 over `bucket_dir`.
+pub(crate) fn list_v2(
+    bucket_dir: &Path,
+    input: ListObjectsV2Input,
+) -> S3Result<ListObjectsV2Output> {
+    let url_encoded = is_url(input.encoding_type.as_ref());
+    let query = Query {
+        bucket: input.bucket.clone(),
+        prefix: input.prefix.clone(),
+        delimiter: input.delimiter.clone(),
+        after: match (
+            input.continuation_token.as_deref().map(token_key),
+            input.start_after.clone(),
+        ) {
+            (Some(token), Some(start)) => Some(token.max(start)),
+            (token, start) => token.or(start),
+        },
+        max_keys: input.max_keys,
+    };
+    let page = page(bucket_dir, &query)?;
+    let (max_keys, is_truncated, next) = (page.max_keys, page.is_truncated, page.next.clone());
+    let (contents, common_prefixes, key_count) = page.parts(url_encoded);
     Ok(ListObjectsV2Output {
-        key_count: Some(i32::try_from(contents.len()).unwrap_or(i32::MAX)),
+        key_count: Some(key_count),
         max_keys: Some(max_keys),
         is_truncated: Some(is_truncated),
-        next_continuation_token: is_truncated.then(|| taken.last().cloned()).flatten(),
-        contents: (!contents.is_empty()).then_some(contents),
+        next_continuation_token: next.map(|n| hex::encode(n.as_bytes())),
+        contents,
+        common_prefixes,
         continuation_token: input.continuation_token,
+        delimiter: input.delimiter.map(|d| url(d, url_encoded)),
         encoding_type: input.encoding_type,
         name: Some(input.bucket),
-        prefix: input.prefix,
-        start_after: input.start_after,
+        prefix: input.prefix.map(|p| url(p, url_encoded)),
+        start_after: input.start_after.map(|s| url(s, url_encoded)),
+        ..Default::default()
+    })
+}
+
+/// ListObjects (V1) over `bucket_dir`.
+pub(crate) fn list_v1(bucket_dir: &Path, input: ListObjectsInput) -> S3Result<ListObjectsOutput> {
+    let url_encoded = is_url(input.encoding_type.as_ref());
+    let query = Query {
+        bucket: input.bucket.clone(),
+        prefix: input.prefix.clone(),
+        delimiter: input.delimiter.clone(),
+        after: input.marker.clone(),
+        max_keys: input.max_keys,
+    };
+    let page = page(bucket_dir, &query)?;
+    let (max_keys, is_truncated, next) = (page.max_keys, page.is_truncated, page.next.clone());
+    let (contents, common_prefixes, _) = page.parts(url_encoded);
+    Ok(ListObjectsOutput {
+        max_keys: Some(max_keys),
+        is_truncated: Some(is_truncated),
+        next_marker: next.map(|n| url(n, url_encoded)),
+        contents,
+        common_prefixes,
+        marker: input.marker.map(|m| url(m, url_encoded)),
+        delimiter: input.delimiter.map(|d| url(d, url_encoded)),
+        encoding_type: input.encoding_type,
+        name: Some(input.bucket),
+        prefix: input.prefix.map(|p| url(p, url_encoded)),
         ..Default::default()
     })
 }
@@ -119,10 +317,10 @@ mod tests {
         let mut input = ListObjectsV2Input::builder();
         input.set_bucket("b".to_owned());
         input.set_prefix(prefix.map(str::to_owned));
-        input.set_continuation_token(after.map(str::to_owned));
+        input.set_continuation_token(after.map(|a| hex::encode(a.as_bytes())));
         input.set_max_keys(Some(max));
         let input = input.build().unwrap();
-        page(dir.to_path_buf(), input).unwrap()
+        list_v2(dir, input).unwrap()
     }
 
     fn names(output: &ListObjectsV2Output) -> Vec<&str> {
@@ -141,7 +339,10 @@ mod tests {
         // '-' (0x2d) sorts before '/' (0x2f), so "a-b.csv" comes before "a/…".
         assert_eq!(names(&first), ["a-b.csv", "a/10.csv", "a/2.csv"]);
         assert_eq!(first.is_truncated, Some(true));
-        assert_eq!(first.next_continuation_token.as_deref(), Some("a/2.csv"));
+        assert_eq!(
+            first.next_continuation_token.as_deref(),
+            Some("612f322e637376")
+        );
         let second = list(dir.path(), None, Some("a/2.csv"), 3);
         assert_eq!(names(&second), ["a/x/1.csv", "b.csv"]);
         assert_eq!(second.is_truncated, Some(false));
@@ -185,7 +386,68 @@ mod tests {
             .bucket("b".to_owned())
             .build()
             .unwrap();
-        let error = page(dir.path().join("missing"), input).unwrap_err();
+        let error = list_v2(&dir.path().join("missing"), input).unwrap_err();
         assert_eq!(error.code().as_str(), "NoSuchBucket");
+    }
+
+    fn list_with(
+        dir: &Path,
+        delimiter: &str,
+        after: Option<&str>,
+        max: i32,
+    ) -> ListObjectsV2Output {
+        let mut input = ListObjectsV2Input::builder();
+        input.set_bucket("b".to_owned());
+        input.set_delimiter(Some(delimiter.to_owned()));
+        input.set_continuation_token(after.map(|a| hex::encode(a.as_bytes())));
+        input.set_max_keys(Some(max));
+        list_v2(dir, input.build().unwrap()).unwrap()
+    }
+
+    fn prefixes(output: &ListObjectsV2Output) -> Vec<&str> {
+        output
+            .common_prefixes
+            .iter()
+            .flatten()
+            .filter_map(|p| p.prefix.as_deref())
+            .collect()
+    }
+
+    #[test]
+    fn a_delimiter_rolls_keys_up_into_common_prefixes_across_pages() {
+        let dir = bucket(&["a/1.csv", "a/2.csv", "a-b.csv", "b/x/1.csv", "c.csv"]);
+        let first = list_with(dir.path(), "/", None, 2);
+        assert_eq!(names(&first), ["a-b.csv"]);
+        assert_eq!(prefixes(&first), ["a/"]);
+        assert_eq!(first.next_continuation_token.as_deref(), Some("612f"));
+        let second = list_with(dir.path(), "/", Some("a/"), 2);
+        assert_eq!(prefixes(&second), ["b/"]);
+        assert_eq!(names(&second), ["c.csv"]);
+        assert_eq!(second.is_truncated, Some(false));
+        assert_eq!(second.key_count, Some(2));
+    }
+
+    #[test]
+    fn stored_names_list_as_their_keys_and_stray_names_not_at_all() {
+        let dir = bucket(&[
+            "%%2E%2E/x.csv",
+            "%/etc/x",
+            "a/%a%00b",
+            "%stray",
+            "%.long/zz",
+        ]);
+        let listed = list(dir.path(), None, None, 1000);
+        // `.` (0x2e) sorts before `/` (0x2f).
+        assert_eq!(names(&listed), ["../x.csv", "/etc/x", "a/a\0b"]);
+    }
+
+    #[test]
+    fn url_encoding_percent_encodes_keys_but_not_slashes() {
+        let dir = bucket(&["a b/%c%01"]);
+        let mut input = ListObjectsV2Input::builder();
+        input.set_bucket("b".to_owned());
+        input.set_encoding_type(Some(EncodingType::from_static(EncodingType::URL)));
+        let listed = list_v2(dir.path(), input.build().unwrap()).unwrap();
+        assert_eq!(names(&listed), ["a%20b/c%01"]);
     }
 }

@@ -183,6 +183,8 @@ impl TestStack {
                 expected: Some(BTreeMap::<String, Expectation>::new()),
                 totals: Default::default(),
                 results: Vec::new(),
+                row_identity: false,
+                per_object: None,
             },
         )
         .await?;
@@ -193,6 +195,7 @@ impl TestStack {
                     dataset_name: dataset.to_owned(),
                     version_id: started.version_id.clone(),
                     expected: None,
+                    per_object: None,
                 },
             )
             .await?;

@@ -109,6 +109,10 @@ pub struct WorkerInput {
     /// Acknowledged batches between two ledger checkpoints (default 10).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
+    /// Add the row's identity (`_src`, `_row`) to every payload, so validation can count
+    /// each object's rows in the datastore (default false).
+    #[serde(default)]
+    pub row_identity: bool,
 }
 
 /// Where to resume an object, and what was done before.
@@ -354,6 +358,12 @@ pub async fn ingest_with_policy(
         )
         .map_err(|p| header_error(input, p.0))?,
     };
+    if input.row_identity {
+        let id = crate::completeness::source_id(&input.bucket, &input.key, &input.etag);
+        batcher = batcher
+            .with_row_identity(&id)
+            .map_err(|p| header_error(input, p.0))?;
+    }
     let mut progress = Progress::new(start_at.as_ref(), &batcher, claim.is_some(), started);
     let mut source = ObjectReader::open(&clients.s3, input, batcher.offset()).await?;
     tracing::debug!(key = %input.key, offset = batcher.offset(), claimed = claim.is_some(), "object opened");

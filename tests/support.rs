@@ -39,6 +39,8 @@ pub fn sample_args(dir: &std::path::Path) -> RunArgs {
         pages_per_execution: 500,
         worker_timeout: 900,
         time_scale: 0.05,
+        no_row_identity: false,
+        allow_empty: false,
     }
 }
 

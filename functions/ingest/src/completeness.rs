@@ -43,8 +43,8 @@ pub fn identity_sql(datastore: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PerObject {
-    /// The ledger.
-    pub ledger: LedgerLocation,
+    /// The ledger (`null`: the run keeps none, and nothing can be compared).
+    pub ledger: Option<LedgerLocation>,
     /// Source bucket.
     pub bucket: String,
     /// Source prefix.

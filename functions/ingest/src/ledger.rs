@@ -233,13 +233,18 @@ impl<'a> Ledger<'a> {
     }
 
     /// The entry of an object, `None` when the object was never claimed.
-    pub async fn read(&self, bucket: &str, key: &str) -> Result<Option<Stored>, IngestError> {
-        self.read_key(&self.location.entry_key(bucket, key)).await
+    // Not an `async fn` wrapping another: one state machine less in the worker's future,
+    // whose nesting is near the compiler's query depth limit.
+    pub fn read(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Stored>, IngestError>> + Send + '_ {
+        self.read_key(self.location.entry_key(bucket, key))
     }
 
     /// The entry stored at `ledger_key`, `None` when there is none.
-    async fn read_key(&self, ledger_key: &str) -> Result<Option<Stored>, IngestError> {
-        let ledger_key = ledger_key.to_owned();
+    async fn read_key(&self, ledger_key: String) -> Result<Option<Stored>, IngestError> {
         // A body cut off mid-way is read again: entries are small, and one broken connection
         // must not fail a whole page's check.
         let mut attempts_left = 3;
@@ -338,7 +343,7 @@ impl<'a> Ledger<'a> {
         let mut ledger_keys = self.list(&format!("{folder}{prefix}")).await?;
         ledger_keys.extend(self.list(&format!("{folder}#hashed/")).await?);
         let reads = futures::stream::iter(ledger_keys)
-            .map(|ledger_key| async move { self.read_key(&ledger_key).await })
+            .map(|ledger_key| self.read_key(ledger_key))
             .buffer_unordered(ENTRY_READS_AT_ONCE);
         let mut out: Vec<Stored> = Vec::new();
         let mut reads = std::pin::pin!(reads);

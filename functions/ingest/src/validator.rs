@@ -208,7 +208,9 @@ pub async fn start_content(
     // source) has nothing to compare, and its datastore may not even have the columns.
     let per_object = match (&input.sql, &input.expected, &input.per_object) {
         (None, None, Some(per_object))
-            if input.row_identity && totals.rows + totals.skipped_rows > 0 =>
+            if input.row_identity
+                && per_object.ledger.is_some()
+                && totals.rows + totals.skipped_rows > 0 =>
         {
             Some(per_object.clone())
         }
@@ -422,7 +424,11 @@ async fn check_objects(
         uri: uri.to_owned(),
         message,
     })?;
-    let entries: Vec<_> = Ledger::new(s3, &per_object.ledger)
+    let ledger = per_object
+        .ledger
+        .as_ref()
+        .ok_or_else(|| IngestError::invalid_input("perObject.ledger", "is required"))?;
+    let entries: Vec<_> = Ledger::new(s3, ledger)
         .entries(&per_object.bucket, &per_object.prefix)
         .await?
         .into_iter()

@@ -372,10 +372,13 @@ impl<'a> Ledger<'a> {
         let mut released = Vec::new();
         for stored in self.entries(bucket, prefix).await? {
             let mut entry = stored.entry;
-            if entry.state != EntryState::InProgress || entry.run_id != run_id {
+            let now = now_ms();
+            if entry.state != EntryState::InProgress
+                || entry.run_id != run_id
+                || entry.lease_until_ms <= now
+            {
                 continue;
             }
-            let now = now_ms();
             entry.lease_until_ms = now;
             entry.updated_ms = now;
             // A conflict means someone else wrote the entry meanwhile: it is no longer this

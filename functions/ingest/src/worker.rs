@@ -416,7 +416,10 @@ pub async fn ingest_with_policy(
             Produced::End => break,
             Produced::Batch(batch) => {
                 progress.dispatch(&mut in_flight, &sender, batch);
-                while in_flight.len() >= input.max_in_flight {
+                // Bounded by the batches not yet under the watermark, not by the tasks still
+                // running: batches acknowledged out of order past a slow one cannot be
+                // checkpointed, so after a crash they would all be sent again.
+                while progress.pending.len() >= input.max_in_flight && !in_flight.is_empty() {
                     if let Some(e) = collect(&mut in_flight, &mut progress).await {
                         failure = Some(e);
                     }

@@ -341,7 +341,9 @@ pub async fn run_until(
         prefix: ingest::ledger::DEFAULT_LEDGER_PREFIX.to_owned(),
     };
     let set_aside = read_reports(&stack.clients.s3, &ledger, &run_id).await?;
-    let (objects_set_aside, rows_set_aside) = ledger_set_aside(stack, args, &ledger).await?;
+    let (objects_set_aside, rows_set_aside, run_rows) =
+        ledger_figures(stack, args, &ledger, &run_id).await?;
+    let rows = stack.activity.rows.load(Ordering::Relaxed) - base_rows;
     Ok(RunReport {
         reports: format!("s3://{}/{}", ledger.bucket, ledger.reports_prefix(&run_id)),
         set_aside,
@@ -350,7 +352,8 @@ pub async fn run_until(
         failure,
         output,
         elapsed: started.elapsed(),
-        rows: stack.activity.rows.load(Ordering::Relaxed) - base_rows,
+        // Interrupted workers report nothing; their checkpoints in the ledger do.
+        rows: if interrupted { rows.max(run_rows) } else { rows },
         objects: stack.activity.objects.load(Ordering::Relaxed) - base_objects,
         retries: stack.activity.retries.load(Ordering::Relaxed) - base_retries,
         recovery,
@@ -361,12 +364,14 @@ pub async fn run_until(
     })
 }
 
-/// Objects set aside, and rows set aside, under the run's prefix, as the ledger records them.
-async fn ledger_set_aside(
+/// Objects set aside and rows set aside under the run's prefix, as the ledger records them,
+/// and the rows it records for `run_id`'s objects.
+async fn ledger_figures(
     stack: &LocalStack,
     args: &RunArgs,
     location: &ingest::ledger::LedgerLocation,
-) -> anyhow::Result<(u64, u64)> {
+    run_id: &str,
+) -> anyhow::Result<(u64, u64, u64)> {
     let entries = ingest::ledger::Ledger::new(&stack.clients.s3, location)
         .entries(&args.bucket, &args.prefix)
         .await
@@ -374,9 +379,10 @@ async fn ledger_set_aside(
     Ok(entries
         .iter()
         .filter(|s| s.entry.key.ends_with(".csv"))
-        .fold((0, 0), |(objects, rows), s| {
+        .fold((0, 0, 0), |(objects, rows, run_rows), s| {
             let aside = s.entry.state == ingest::ledger::EntryState::SetAside;
-            (objects + u64::from(aside), rows + s.entry.bad_rows)
+            let ours = if s.entry.run_id == run_id { s.entry.rows } else { 0 };
+            (objects + u64::from(aside), rows + s.entry.bad_rows, run_rows + ours)
         }))
 }
 

@@ -16,7 +16,8 @@ pub enum ExitStatus {
     /// 3: validation passed, but objects or rows under the source prefix are set aside (the
     /// summary and the reports name them).
     SetAside,
-    /// 4: the source has no matching objects (`--allow-empty` makes this 0).
+    /// 4: the source has no matching objects, not even ones ingested before
+    /// (`--allow-empty` makes this 0).
     EmptySource,
     /// 130: interrupted (Ctrl-C or SIGTERM); the execution was stopped.
     Interrupted,
@@ -57,7 +58,7 @@ impl ExitStatus {
             Self::Interrupted
         } else if !report.passed() {
             Self::Failed
-        } else if total("objects") == 0 && !allow_empty {
+        } else if total("objects") + total("skipped") == 0 && !allow_empty {
             Self::EmptySource
         } else if report.objects_set_aside > 0
             || report.rows_set_aside > 0

@@ -27,7 +27,9 @@ pub fn source_id(bucket: &str, key: &str, etag: &str) -> String {
         .enumerate()
         .flat_map(|(i, part)| (i > 0).then_some(&b"\n"[..]).into_iter().chain([*part]))
         .flatten()
-        .fold(OFFSET, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(PRIME));
+        .fold(OFFSET, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
+        });
     format!("{hash:016x}")
 }
 
@@ -77,7 +79,11 @@ pub fn parse_counts(csv: &[u8]) -> Result<HashMap<String, StoredCounts>, String>
             .position(|h| h.eq_ignore_ascii_case(name))
             .ok_or_else(|| format!("the result has no column {name}"))
     };
-    let (source, stored, distinct) = (column("source")?, column("stored")?, column("distinct_rows")?);
+    let (source, stored, distinct) = (
+        column("source")?,
+        column("stored")?,
+        column("distinct_rows")?,
+    );
     let mut out = HashMap::new();
     for record in reader.records() {
         let record = record.map_err(|e| format!("result CSV row: {e}"))?;
@@ -186,7 +192,11 @@ pub fn compare(entries: &[LedgerEntry], stored: &HashMap<String, StoredCounts>) 
     let mut out = Completeness::default();
     for entry in entries {
         if entry.state == EntryState::InProgress {
-            out.held.push((entry.key.clone(), entry.run_id.clone(), entry.lease_until_ms));
+            out.held.push((
+                entry.key.clone(),
+                entry.run_id.clone(),
+                entry.lease_until_ms,
+            ));
             continue;
         }
         let counts = stored
@@ -198,7 +208,8 @@ pub fn compare(entries: &[LedgerEntry], stored: &HashMap<String, StoredCounts>) 
         out.distinct_rows += counts.distinct;
         out.stored_rows += counts.stored;
         if counts.distinct < entry.rows {
-            out.short.push((entry.key.clone(), entry.rows, counts.distinct));
+            out.short
+                .push((entry.key.clone(), entry.rows, counts.distinct));
         }
     }
     out
@@ -302,7 +313,10 @@ mod tests {
         assert!(!result.passed());
         assert_eq!(result.missing_rows(), 1);
         let failures = result.failures("src");
-        assert!(failures[0].contains("s3://src/b.csv (1 of 2 rows stored)"), "{failures:?}");
+        assert!(
+            failures[0].contains("s3://src/b.csv (1 of 2 rows stored)"),
+            "{failures:?}"
+        );
     }
 
     #[test]
@@ -313,7 +327,10 @@ mod tests {
 
     #[test]
     fn an_object_held_by_an_unfinished_run_fails_naming_the_run_and_lease() {
-        let result = compare(&[entry("a.csv", EntryState::InProgress, 5)], &HashMap::new());
+        let result = compare(
+            &[entry("a.csv", EntryState::InProgress, 5)],
+            &HashMap::new(),
+        );
         assert!(!result.passed());
         let failures = result.failures("src");
         assert!(
@@ -324,8 +341,7 @@ mod tests {
 
     #[test]
     fn the_result_csv_is_read_by_column_name() {
-        let counts =
-            parse_counts(b"source,stored,distinct_rows\nabc,5,4\ndef,2.0,2\n").unwrap();
+        let counts = parse_counts(b"source,stored,distinct_rows\nabc,5,4\ndef,2.0,2\n").unwrap();
         assert_eq!(
             counts["abc"],
             StoredCounts {

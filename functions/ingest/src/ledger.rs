@@ -401,7 +401,8 @@ impl<'a> Ledger<'a> {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.error("ListObjectsV2", prefix, CallFailure::from_sdk(&e)))?;
+            let page =
+                page.map_err(|e| self.error("ListObjectsV2", prefix, CallFailure::from_sdk(&e)))?;
             keys.extend(
                 page.contents()
                     .iter()

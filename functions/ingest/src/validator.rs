@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::clients::Clients;
 use crate::completeness::{PerObject, compare as compare_objects, identity_sql, parse_counts};
 use crate::error::IngestError;
-use crate::ledger::Ledger;
 use crate::launcher::{ObjectCounts, Totals};
+use crate::ledger::Ledger;
 use crate::service_errors::CallFailure;
 
 /// The query used when the input gives none and rows carry no identity: the datastore's row
@@ -111,7 +111,7 @@ pub struct StartOutput {
     /// The run's totals, the last page included.
     pub totals: Totals,
     /// Set when `check` compares object by object with the ledger (`null` otherwise).
-    pub per_object: Option<PerObject>,
+    pub per_object: Option<Box<PerObject>>,
 }
 
 /// Output of `check`.
@@ -212,7 +212,7 @@ pub async fn start_content(
                 && per_object.ledger.is_some()
                 && totals.rows + totals.skipped_rows > 0 =>
         {
-            Some(per_object.clone())
+            Some(Box::new(per_object.clone()))
         }
         _ => None,
     };
@@ -450,7 +450,11 @@ async fn check_objects(
             mismatches: mismatches.join("; "),
         });
     }
-    tracing::info!(dataset, ?actual, "validation passed: every row of every object is stored");
+    tracing::info!(
+        dataset,
+        ?actual,
+        "validation passed: every row of every object is stored"
+    );
     Ok(CheckOutput {
         state: "SUCCEEDED".to_owned(),
         passed: Some(true),

@@ -222,7 +222,10 @@ mod tests {
         let continued = json!({"bucket": "b", "prefix": "p/", "rate": 0, "suffix": ".csv",
             "cursor": {"runId": "first"}});
         assert!(same_work(&ours, &continued));
-        assert!(!same_work(&ours, &json!({"bucket": "b", "prefix": "q/", "rate": 0})));
+        assert!(!same_work(
+            &ours,
+            &json!({"bucket": "b", "prefix": "q/", "rate": 0})
+        ));
         assert!(!same_work(&ours, &json!({"bucket": "b", "prefix": "p/"})));
     }
 
@@ -230,7 +233,10 @@ mod tests {
     fn the_run_id_is_the_cursor_s_or_else_the_execution_name() {
         let arn = "arn:aws:states:us-east-1:1:execution:ingest:abc";
         assert_eq!(run_id_of(arn, &json!({})), "abc");
-        assert_eq!(run_id_of(arn, &json!({"cursor": {"runId": "first"}})), "first");
+        assert_eq!(
+            run_id_of(arn, &json!({"cursor": {"runId": "first"}})),
+            "first"
+        );
     }
 
     #[test]
@@ -238,7 +244,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let held = lock_data_dir(dir.path()).unwrap();
         let error = lock_data_dir(dir.path()).unwrap_err();
-        assert!(error.to_string().contains("another s3-ingest run"), "{error}");
+        assert!(
+            error.to_string().contains("another s3-ingest run"),
+            "{error}"
+        );
         drop(held);
         lock_data_dir(dir.path()).unwrap();
     }

@@ -14,8 +14,8 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use crate::sample;
-pub use crate::summary::{ExitStatus, summary};
 use crate::stack::{LocalStack, StackOptions, WorkflowNames, ensure_iotanalytics};
+pub use crate::summary::{ExitStatus, summary};
 
 /// Options of `run`.
 #[derive(Debug, Clone, Args)]
@@ -353,7 +353,11 @@ pub async fn run_until(
         output,
         elapsed: started.elapsed(),
         // Interrupted workers report nothing; their checkpoints in the ledger do.
-        rows: if interrupted { rows.max(run_rows) } else { rows },
+        rows: if interrupted {
+            rows.max(run_rows)
+        } else {
+            rows
+        },
         objects: stack.activity.objects.load(Ordering::Relaxed) - base_objects,
         retries: stack.activity.retries.load(Ordering::Relaxed) - base_retries,
         recovery,
@@ -381,8 +385,16 @@ async fn ledger_figures(
         .filter(|s| s.entry.key.ends_with(".csv"))
         .fold((0, 0, 0), |(objects, rows, run_rows), s| {
             let aside = s.entry.state == ingest::ledger::EntryState::SetAside;
-            let ours = if s.entry.run_id == run_id { s.entry.rows } else { 0 };
-            (objects + u64::from(aside), rows + s.entry.bad_rows, run_rows + ours)
+            let ours = if s.entry.run_id == run_id {
+                s.entry.rows
+            } else {
+                0
+            };
+            (
+                objects + u64::from(aside),
+                rows + s.entry.bad_rows,
+                run_rows + ours,
+            )
         }))
 }
 
@@ -555,13 +567,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
 async fn interrupted() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

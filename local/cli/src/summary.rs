@@ -238,4 +238,3 @@ pub fn summary(report: &RunReport) -> String {
     }
     out
 }
-

@@ -40,6 +40,8 @@ pub fn sample_args(dir: &std::path::Path) -> RunArgs {
         worker_timeout: 900,
         time_scale: 0.05,
         storage: None,
+        no_row_identity: false,
+        allow_empty: false,
     }
 }
 
@@ -184,6 +186,8 @@ impl TestStack {
                 expected: Some(BTreeMap::<String, Expectation>::new()),
                 totals: Default::default(),
                 results: Vec::new(),
+                row_identity: false,
+                per_object: None,
             },
         )
         .await?;
@@ -194,6 +198,7 @@ impl TestStack {
                     dataset_name: dataset.to_owned(),
                     version_id: started.version_id.clone(),
                     expected: None,
+                    per_object: None,
                 },
             )
             .await?;

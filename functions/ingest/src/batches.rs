@@ -6,7 +6,7 @@
 use aws_sdk_iotanalytics::primitives::Blob;
 use aws_sdk_iotanalytics::types::Message;
 
-use crate::payload::{PayloadEncoder, RowProblem, ValueMode, validate_header};
+use crate::payload::{MAX_PAYLOAD_BYTES, PayloadEncoder, RowProblem, ValueMode, validate_header};
 use crate::rows::{ReadOutcome, RowReader};
 
 /// Messages per BatchPutMessage request, the service's fixed maximum.
@@ -91,7 +91,16 @@ pub struct Batcher {
     pending_end: ResumePoint,
     /// Data row number of the pending batch's first row.
     pending_first_row: u64,
+    /// `,"_src":"<source id>","_row":`, appended to every payload when rows carry their
+    /// identity (see [`Batcher::with_row_identity`]).
+    identity: Option<Vec<u8>>,
 }
+
+/// Attribute naming the source object of a row (see [`crate::completeness::source_id`]).
+pub const SOURCE_ATTRIBUTE: &str = "_src";
+
+/// Attribute holding a row's number within its object (its `messageId`).
+pub const ROW_ATTRIBUTE: &str = "_row";
 
 impl Batcher {
     /// A batcher at the start of an object: its first row is the header.
@@ -148,7 +157,25 @@ impl Batcher {
                 next_row,
             },
             pending_first_row: next_row,
+            identity: None,
         }
+    }
+
+    /// Every payload also carries the row's identity: [`SOURCE_ATTRIBUTE`] = `source_id`
+    /// and [`ROW_ATTRIBUTE`] = the row number, so a dataset query can count each object's
+    /// distinct rows. A header that already has either name is refused.
+    pub fn with_row_identity(mut self, source_id: &str) -> Result<Self, HeaderProblem> {
+        check_identity_names(&self.header)?;
+        let mut identity = Vec::with_capacity(source_id.len() + 20);
+        identity.extend_from_slice(b",\"");
+        identity.extend_from_slice(SOURCE_ATTRIBUTE.as_bytes());
+        identity.extend_from_slice(b"\":\"");
+        identity.extend_from_slice(source_id.as_bytes());
+        identity.extend_from_slice(b"\",\"");
+        identity.extend_from_slice(ROW_ATTRIBUTE.as_bytes());
+        identity.extend_from_slice(b"\":");
+        self.identity = Some(identity);
+        Ok(self)
     }
 
     /// The header, once read.
@@ -240,6 +267,10 @@ impl Batcher {
             let fields = self.reader.row();
             encoder.encode(ExactFields(fields), &mut self.payload)
         };
+        let encoded = encoded.and_then(|()| match &self.identity {
+            Some(identity) => append_identity(&mut self.payload, identity, row),
+            None => Ok(()),
+        });
         if let Err(problem) = encoded {
             return Ok(Some(Produced::BadRow(BadRow {
                 line,
@@ -278,6 +309,9 @@ impl Batcher {
             names.push(name.to_owned());
         }
         validate_header(&names).map_err(HeaderProblem)?;
+        if self.identity.is_some() {
+            check_identity_names(&names)?;
+        }
         self.encoder = Some(PayloadEncoder::new(&names, self.mode));
         self.header = names;
         Ok(())
@@ -303,6 +337,33 @@ impl Batcher {
             resume: self.pending_end,
         })
     }
+}
+
+/// Refuses a header with a column named as an identity attribute (names compare as the
+/// service compares them, ignoring case).
+fn check_identity_names(header: &[String]) -> Result<(), HeaderProblem> {
+    match header.iter().find(|name| {
+        name.eq_ignore_ascii_case(SOURCE_ATTRIBUTE) || name.eq_ignore_ascii_case(ROW_ATTRIBUTE)
+    }) {
+        Some(name) => Err(HeaderProblem(format!(
+            "column {name} is reserved for the row identity (run with rowIdentity false to ingest it)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Turns `{...}` into `{...,"_src":"..","_row":N}`.
+fn append_identity(payload: &mut Vec<u8>, identity: &[u8], row: u64) -> Result<(), RowProblem> {
+    payload.pop();
+    payload.extend_from_slice(identity);
+    payload.extend_from_slice(row.to_string().as_bytes());
+    payload.push(b'}');
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(RowProblem::TooLarge {
+            bytes: payload.len(),
+        });
+    }
+    Ok(())
 }
 
 /// Adapts [`crate::rows::Fields`] to an exact-size iterator.

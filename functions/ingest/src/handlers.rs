@@ -49,7 +49,7 @@ pub async fn worker(
 /// The validator function: `start` or `check`.
 pub async fn validator(clients: &Clients, event: Value) -> Result<Value, IngestError> {
     let input: validator::ValidatorInput = parse_input(event)?;
-    validator::handle(&clients.iotanalytics, &input)
+    validator::handle(clients, &input)
         .await
         .map(|o| to_json(&o))
 }

@@ -29,6 +29,9 @@ pub const REPORT_PART_ROWS: usize = 1000;
 /// How long a claim outlives its invocation's deadline before another run may take it over.
 pub const LEASE_MARGIN_MS: u64 = 60_000;
 
+/// Ledger entries read at once when a whole prefix is read.
+const ENTRY_READS_AT_ONCE: usize = 32;
+
 /// S3's limit on key length, in bytes.
 const MAX_KEY_BYTES: usize = 1024;
 
@@ -230,8 +233,18 @@ impl<'a> Ledger<'a> {
     }
 
     /// The entry of an object, `None` when the object was never claimed.
-    pub async fn read(&self, bucket: &str, key: &str) -> Result<Option<Stored>, IngestError> {
-        let ledger_key = self.location.entry_key(bucket, key);
+    // Not an `async fn` wrapping another: one state machine less in the worker's future,
+    // whose nesting is near the compiler's query depth limit.
+    pub fn read(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Stored>, IngestError>> + Send + '_ {
+        self.read_key(self.location.entry_key(bucket, key))
+    }
+
+    /// The entry stored at `ledger_key`, `None` when there is none.
+    async fn read_key(&self, ledger_key: String) -> Result<Option<Stored>, IngestError> {
         // A body cut off mid-way is read again: entries are small, and one broken connection
         // must not fail a whole page's check.
         let mut attempts_left = 3;
@@ -320,6 +333,85 @@ impl<'a> Ledger<'a> {
                 }
             }
         }
+    }
+
+    /// Every entry of objects under `prefix` in `bucket`, in key order, read concurrently.
+    pub async fn entries(&self, bucket: &str, prefix: &str) -> Result<Vec<Stored>, IngestError> {
+        use futures::StreamExt as _;
+        let folder = format!("{}objects/{bucket}/", self.location.prefix);
+        // Long keys live under `#hashed/`, outside the prefix's folder; their entries name them.
+        let mut ledger_keys = self.list(&format!("{folder}{prefix}")).await?;
+        ledger_keys.extend(self.list(&format!("{folder}#hashed/")).await?);
+        let reads = futures::stream::iter(ledger_keys)
+            .map(|ledger_key| self.read_key(ledger_key))
+            .buffer_unordered(ENTRY_READS_AT_ONCE);
+        let mut out: Vec<Stored> = Vec::new();
+        let mut reads = std::pin::pin!(reads);
+        while let Some(read) = reads.next().await {
+            if let Some(stored) = read?
+                && stored.entry.bucket == bucket
+                && stored.entry.key.starts_with(prefix)
+            {
+                out.push(stored);
+            }
+        }
+        out.sort_by(|a, b| a.entry.key.cmp(&b.entry.key));
+        Ok(out)
+    }
+
+    /// Ends the claims `run_id` holds on objects under `prefix` in `bucket`: their leases
+    /// end now, so any run resumes them from their checkpoints at once instead of waiting
+    /// for the lease. For a run known to be stopped (crashed, interrupted, superseded).
+    /// Returns the objects released.
+    pub async fn release(
+        &self,
+        run_id: &str,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<String>, IngestError> {
+        let mut released = Vec::new();
+        for stored in self.entries(bucket, prefix).await? {
+            let mut entry = stored.entry;
+            let now = now_ms();
+            if entry.state != EntryState::InProgress
+                || entry.run_id != run_id
+                || entry.lease_until_ms <= now
+            {
+                continue;
+            }
+            entry.lease_until_ms = now;
+            entry.updated_ms = now;
+            // A conflict means someone else wrote the entry meanwhile: it is no longer this
+            // run's to release.
+            if self.write(&entry, Some(&stored.version)).await?.is_ok() {
+                released.push(entry.key);
+            }
+        }
+        Ok(released)
+    }
+
+    /// Ledger object keys under `prefix`.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, IngestError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.location.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| self.error("ListObjectsV2", prefix, CallFailure::from_sdk(&e)))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .filter(|k| k.ends_with(".json"))
+                    .map(str::to_owned),
+            );
+        }
+        Ok(keys)
     }
 
     /// Writes one report part (a JSON document) and returns its key.

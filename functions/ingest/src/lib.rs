@@ -6,6 +6,7 @@
 
 pub mod batches;
 pub mod clients;
+pub mod completeness;
 pub mod error;
 pub mod handlers;
 mod http;

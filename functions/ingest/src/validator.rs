@@ -6,11 +6,15 @@ use std::collections::BTreeMap;
 use aws_sdk_iotanalytics::types::{DatasetAction, DatasetContentState, SqlQueryDatasetAction};
 use serde::{Deserialize, Serialize};
 
+use crate::clients::Clients;
+use crate::completeness::{PerObject, compare as compare_objects, identity_sql, parse_counts};
 use crate::error::IngestError;
 use crate::launcher::{ObjectCounts, Totals};
+use crate::ledger::Ledger;
 use crate::service_errors::CallFailure;
 
-/// The query used when the input gives none: the datastore's row count.
+/// The query used when the input gives none and rows carry no identity: the datastore's row
+/// count (which cannot tell a missing row from a duplicate; see [`crate::completeness`]).
 pub fn default_sql(datastore: &str) -> String {
     format!("SELECT count(*) AS row_count FROM {datastore}")
 }
@@ -53,6 +57,13 @@ pub struct StartValidation {
     /// The last page's per-object results, folded into the totals.
     #[serde(default)]
     pub results: Vec<ObjectCounts>,
+    /// Whether the run's rows carry their identity (`_src`, `_row`).
+    #[serde(default)]
+    pub row_identity: bool,
+    /// The run's objects in the ledger. With row identity and neither `sql` nor `expected`
+    /// given, the validation compares every object's rows with the ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_object: Option<PerObject>,
 }
 
 /// The `check` action.
@@ -66,6 +77,9 @@ pub struct CheckValidation {
     /// Column of the result's first row → expected value (`null`: none).
     #[serde(default)]
     pub expected: Option<BTreeMap<String, Expectation>>,
+    /// Compare the result (of [`identity_sql`]) object by object with the ledger instead.
+    #[serde(default)]
+    pub per_object: Option<PerObject>,
 }
 
 /// What a result column must hold.
@@ -96,6 +110,8 @@ pub struct StartOutput {
     pub expected: BTreeMap<String, Expectation>,
     /// The run's totals, the last page included.
     pub totals: Totals,
+    /// Set when `check` compares object by object with the ledger (`null` otherwise).
+    pub per_object: Option<Box<PerObject>>,
 }
 
 /// Output of `check`.
@@ -127,14 +143,14 @@ pub enum ValidatorOutput {
 
 /// Runs one validator action.
 pub async fn handle(
-    client: &aws_sdk_iotanalytics::Client,
+    clients: &Clients,
     input: &ValidatorInput,
 ) -> Result<ValidatorOutput, IngestError> {
     match input {
-        ValidatorInput::Start(start) => start_content(client, start)
+        ValidatorInput::Start(start) => start_content(&clients.iotanalytics, start)
             .await
             .map(ValidatorOutput::Started),
-        ValidatorInput::Check(check) => check_content(client, check)
+        ValidatorInput::Check(check) => check_with(&clients.iotanalytics, Some(&clients.s3), check)
             .await
             .map(ValidatorOutput::Checked),
     }
@@ -187,10 +203,24 @@ pub async fn start_content(
             ));
         }
     }
-    let sql = input
-        .sql
-        .clone()
-        .unwrap_or_else(|| default_sql(&input.datastore_name));
+    let totals = input.totals.with_results(&input.results);
+    // The per-object comparison needs rows with an identity; a run that sent none (an empty
+    // source) has nothing to compare, and its datastore may not even have the columns.
+    let per_object = match (&input.sql, &input.expected, &input.per_object) {
+        (None, None, Some(per_object))
+            if input.row_identity
+                && per_object.ledger.is_some()
+                && totals.rows + totals.skipped_rows > 0 =>
+        {
+            Some(Box::new(per_object.clone()))
+        }
+        _ => None,
+    };
+    let sql = match (&input.sql, &per_object) {
+        (Some(sql), _) => sql.clone(),
+        (None, Some(_)) => identity_sql(&input.datastore_name),
+        (None, None) => default_sql(&input.datastore_name),
+    };
     let action = DatasetAction::builder()
         .action_name(ACTION_NAME)
         .query_action(
@@ -260,9 +290,12 @@ pub async fn start_content(
     };
     let version_id = created.version_id().unwrap_or_default().to_owned();
     tracing::info!(dataset = %name, version = %version_id, "dataset content started");
-    let totals = input.totals.with_results(&input.results);
     let expected = match (&input.expected, &input.sql) {
         (Some(expected), _) => expected.clone(),
+        (None, None) if per_object.is_some() => BTreeMap::from([
+            ("missing_rows".to_owned(), Expectation::Exact(0.into())),
+            ("held_objects".to_owned(), Expectation::Exact(0.into())),
+        ]),
         (None, None) => BTreeMap::from([(
             "row_count".to_owned(),
             Expectation::AtLeast {
@@ -278,12 +311,23 @@ pub async fn start_content(
         sql,
         expected,
         totals,
+        per_object,
     })
 }
 
 /// Reads a content version; once it succeeded, downloads its CSV and compares the first row.
 pub async fn check_content(
     client: &aws_sdk_iotanalytics::Client,
+    input: &CheckValidation,
+) -> Result<CheckOutput, IngestError> {
+    check_with(client, None, input).await
+}
+
+/// [`check_content`], or with `per_object` set, the per-object comparison with the ledger
+/// (read with `s3`).
+async fn check_with(
+    client: &aws_sdk_iotanalytics::Client,
+    s3: Option<&aws_sdk_s3::Client>,
     input: &CheckValidation,
 ) -> Result<CheckOutput, IngestError> {
     let name = &input.dataset_name;
@@ -341,6 +385,12 @@ pub async fn check_content(
             uri: uri.to_owned(),
             message,
         })?;
+    if let Some(per_object) = &input.per_object {
+        let s3 = s3.ok_or_else(|| {
+            IngestError::invalid_input("perObject", "needs the S3 client to read the ledger")
+        })?;
+        return check_objects(s3, name, uri, &csv, per_object, expected).await;
+    }
     let actual = first_row(&csv).map_err(|message| IngestError::ResultUnreadable {
         uri: uri.to_owned(),
         message,
@@ -353,6 +403,58 @@ pub async fn check_content(
         });
     }
     tracing::info!(dataset = %name, ?actual, "validation passed");
+    Ok(CheckOutput {
+        state: "SUCCEEDED".to_owned(),
+        passed: Some(true),
+        expected,
+        actual,
+    })
+}
+
+/// Compares the per-object counts in `csv` with the ledger's entries.
+async fn check_objects(
+    s3: &aws_sdk_s3::Client,
+    dataset: &str,
+    uri: &str,
+    csv: &[u8],
+    per_object: &PerObject,
+    expected: BTreeMap<String, Expectation>,
+) -> Result<CheckOutput, IngestError> {
+    let counts = parse_counts(csv).map_err(|message| IngestError::ResultUnreadable {
+        uri: uri.to_owned(),
+        message,
+    })?;
+    let ledger = per_object
+        .ledger
+        .as_ref()
+        .ok_or_else(|| IngestError::invalid_input("perObject.ledger", "is required"))?;
+    let entries: Vec<_> = Ledger::new(s3, ledger)
+        .entries(&per_object.bucket, &per_object.prefix)
+        .await?
+        .into_iter()
+        .map(|stored| stored.entry)
+        .filter(|entry| entry.key.ends_with(&per_object.suffix))
+        .collect();
+    let result = compare_objects(&entries, &counts);
+    let actual = result.actual();
+    if !result.passed() {
+        let mut mismatches = result.failures(&per_object.bucket);
+        mismatches.push(format!(
+            "{} of {} rows stored, {} duplicates",
+            result.distinct_rows,
+            result.expected_rows,
+            result.duplicates()
+        ));
+        return Err(IngestError::ValidationFailed {
+            dataset: dataset.to_owned(),
+            mismatches: mismatches.join("; "),
+        });
+    }
+    tracing::info!(
+        dataset,
+        ?actual,
+        "validation passed: every row of every object is stored"
+    );
     Ok(CheckOutput {
         state: "SUCCEEDED".to_owned(),
         passed: Some(true),
@@ -524,6 +626,8 @@ mod tests {
                     rows: 2,
                     ..ObjectCounts::default()
                 }],
+                row_identity: false,
+                per_object: None,
             },
         )
         .await
@@ -575,6 +679,8 @@ mod tests {
                 expected: None,
                 totals: Totals::default(),
                 results: Vec::new(),
+                row_identity: false,
+                per_object: None,
             },
         )
         .await
@@ -600,6 +706,7 @@ mod tests {
             dataset_name: "check".into(),
             version_id: "v".into(),
             expected: None,
+            per_object: None,
         };
         let error = check_content(&client, &input).await.unwrap_err();
         assert_eq!(error.error_type(), "DatasetContentFailed");
@@ -622,6 +729,7 @@ mod tests {
             dataset_name: "check".into(),
             version_id: "v".into(),
             expected: None,
+            per_object: None,
         };
         let out = check_content(&client, &input).await.unwrap();
         assert_eq!(out.state, "CREATING");

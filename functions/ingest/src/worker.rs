@@ -109,6 +109,10 @@ pub struct WorkerInput {
     /// Acknowledged batches between two ledger checkpoints (default 10).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
+    /// Add the row's identity (`_src`, `_row`) to every payload, so validation can count
+    /// each object's rows in the datastore (default false).
+    #[serde(default)]
+    pub row_identity: bool,
 }
 
 /// Where to resume an object, and what was done before.
@@ -354,6 +358,12 @@ pub async fn ingest_with_policy(
         )
         .map_err(|p| header_error(input, p.0))?,
     };
+    if input.row_identity {
+        let id = crate::completeness::source_id(&input.bucket, &input.key, &input.etag);
+        batcher = batcher
+            .with_row_identity(&id)
+            .map_err(|p| header_error(input, p.0))?;
+    }
     let mut progress = Progress::new(start_at.as_ref(), &batcher, claim.is_some(), started);
     let mut source = ObjectReader::open(&clients.s3, input, batcher.offset()).await?;
     tracing::debug!(key = %input.key, offset = batcher.offset(), claimed = claim.is_some(), "object opened");
@@ -406,7 +416,10 @@ pub async fn ingest_with_policy(
             Produced::End => break,
             Produced::Batch(batch) => {
                 progress.dispatch(&mut in_flight, &sender, batch);
-                while in_flight.len() >= input.max_in_flight {
+                // Bounded by the batches not yet under the watermark, not by the tasks still
+                // running: batches acknowledged out of order past a slow one cannot be
+                // checkpointed, so after a crash they would all be sent again.
+                while progress.pending.len() >= input.max_in_flight && !in_flight.is_empty() {
                     if let Some(e) = collect(&mut in_flight, &mut progress).await {
                         failure = Some(e);
                     }

@@ -2,6 +2,8 @@
 //! three embedded endpoints wired to the workflow's functions, and the run that drives them.
 
 pub mod control;
+pub mod recovery;
 pub mod run;
 pub mod sample;
 pub mod stack;
+pub mod summary;

@@ -29,6 +29,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the workflow locally: ingest the sample data set (or --source DIR) and validate it.
+    ///
+    /// After a crash or an interrupt, running it again on the same --data-dir finishes the
+    /// earlier run's work: its execution is resumed (same settings) or stopped, and objects
+    /// its run still claims are taken over from their checkpoints.
+    #[command(after_long_help = s3_ingest::summary::EXIT_CODES, after_help = "Exit codes: 0 passed, 1 failed, 3 set aside, 4 no objects, 130 interrupted (--help for more)")]
     Run(run::RunArgs),
     /// Start the local endpoints and print the shell lines that point clients at them.
     Serve(serve::ServeArgs),
@@ -46,7 +51,7 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     // `run` draws a progress line; per-object logs would scroll it away unless asked for.
     let default_level = match cli.command {
@@ -61,7 +66,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Run(args) => run::run(args).await,
+        Command::Run(args) => {
+            return run::run(args)
+                .await
+                .map(|status| std::process::ExitCode::from(status.code()));
+        }
         Command::Serve(args) => serve::run(args).await,
         Command::Start(args) => control::start(args).await,
         Command::Status(args) => control::status(args).await,
@@ -73,4 +82,5 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+    .map(|()| std::process::ExitCode::SUCCESS)
 }

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::sample;
 use crate::stack::{LocalStack, StackOptions, WorkflowNames, ensure_iotanalytics};
+pub use crate::summary::{ExitStatus, summary};
 
 /// Options of `run`.
 #[derive(Debug, Clone, Args)]
@@ -82,6 +83,13 @@ pub struct RunArgs {
     /// s3://BUCKET/PREFIX in the embedded S3, the storage the service uses on AWS.
     #[arg(long, value_name = "s3://BUCKET/PREFIX", value_parser = parse_storage)]
     pub storage: Option<iotanalytics_service::S3Location>,
+    /// Send rows as they are, without the row identity (`_src`, `_row`) the default
+    /// validation counts; validation then falls back to the datastore's row count.
+    #[arg(long)]
+    pub no_row_identity: bool,
+    /// Exit 0 when the source has no matching objects (otherwise: exit code 4).
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 impl RunArgs {
@@ -115,7 +123,7 @@ pub fn parse_storage(s: &str) -> Result<iotanalytics_service::S3Location, String
 }
 
 /// What a run did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunReport {
     /// Executions, the first one first (more than one after continue-as-new).
     pub executions: Vec<String>,
@@ -137,6 +145,35 @@ pub struct RunReport {
     pub reports: String,
     /// What the reports name: each object or row set aside, with its line and reason.
     pub set_aside: Vec<SetAside>,
+    /// What the run found of an earlier run that did not finish, and did about it.
+    pub recovery: crate::recovery::Recovery,
+    /// Whether the run was interrupted (its execution stopped, its claims released).
+    pub interrupted: bool,
+    /// Objects under the source prefix the ledger records as set aside, this run's and
+    /// earlier runs' (they stay set aside until their ETag changes or `skip` lets them in).
+    pub objects_set_aside: u64,
+    /// Rows set aside under the `skip` policy, as the ledger records them.
+    pub rows_set_aside: u64,
+    /// The most rows one crash or interrupt may store twice: the rows acknowledged after
+    /// each object's last ledger checkpoint, and those in flight, over the objects in
+    /// progress at once.
+    pub duplicate_bound: u64,
+}
+
+impl RunReport {
+    /// The duplicates a failed validation reported in its cause, if it did.
+    pub fn failed_duplicates(&self) -> Option<String> {
+        let (_, cause) = self.failure.as_ref()?;
+        let at = cause.find(" duplicates")?;
+        let digits = cause[..at].rsplit(' ').next()?;
+        digits.parse::<u64>().ok().map(|n| n.to_string())
+    }
+}
+
+/// See [`RunReport::duplicate_bound`].
+pub fn duplicate_bound(args: &RunArgs) -> u64 {
+    let batches = args.checkpoint_every + ingest::worker::DEFAULT_MAX_IN_FLIGHT as u64 + 1;
+    u64::from(args.concurrency) * batches * ingest::batches::MAX_BATCH_MESSAGES as u64
 }
 
 /// One entry of the run's reports.
@@ -193,6 +230,7 @@ pub fn execution_input(args: &RunArgs) -> Value {
         "pageSize": args.page_size,
         "pagesPerExecution": args.pages_per_execution,
         "checkpointEvery": args.checkpoint_every,
+        "rowIdentity": !args.no_row_identity,
         "validationPollSeconds": 1,
     });
     if args.source.is_none() {
@@ -209,6 +247,17 @@ pub async fn run_on(
     args: &RunArgs,
     show_progress: bool,
 ) -> anyhow::Result<RunReport> {
+    run_until(stack, args, show_progress, std::future::pending()).await
+}
+
+/// [`run_on`], interrupted when `interrupt` completes: the execution is stopped, its claims
+/// are released for the next run, and the report says what was done so far.
+pub async fn run_until(
+    stack: &LocalStack,
+    args: &RunArgs,
+    show_progress: bool,
+    interrupt: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<RunReport> {
     let names = args.names();
     let uploaded = fill_bucket(stack, args).await?;
     if uploaded > 0 {
@@ -218,20 +267,42 @@ pub async fn run_on(
 
     let sfn = stack.sfn_client().await;
     let started = Instant::now();
-    let start = sfn
-        .start_execution()
-        .state_machine_arn(&stack.state_machine_arn)
-        .input(execution_input(args).to_string())
-        .send()
-        .await
-        .context("StartExecution")?;
-    let mut executions = vec![start.execution_arn().to_owned()];
+    let input = execution_input(args);
+    let recovery = crate::recovery::recover(stack, &sfn, args, &input).await?;
+    let (first, run_id) = match &recovery.adopted {
+        Some(adopted) => (adopted.execution_arn.clone(), adopted.run_id.clone()),
+        None => {
+            let start = sfn
+                .start_execution()
+                .state_machine_arn(&stack.state_machine_arn)
+                .input(input.to_string())
+                .send()
+                .await
+                .context("StartExecution")?;
+            let arn = start.execution_arn().to_owned();
+            let run_id = crate::recovery::run_id_of(&arn, &Value::Null);
+            (arn, run_id)
+        }
+    };
+    let mut executions = vec![first];
     let bar = progress_bar(show_progress);
     let base_rows = stack.activity.rows.load(Ordering::Relaxed);
     let base_objects = stack.activity.objects.load(Ordering::Relaxed);
     let base_retries = stack.activity.retries.load(Ordering::Relaxed);
+    let mut interrupt = std::pin::pin!(interrupt);
+    let mut interrupted = false;
     let (status, output, failure) = loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = &mut interrupt, if !interrupted => {
+                interrupted = true;
+                bar.suspend(|| tracing::warn!("interrupted: stopping the execution"));
+                let current = executions.last().expect("one execution at least").clone();
+                let released =
+                    crate::recovery::interrupt(stack, &sfn, args, &current, &run_id).await?;
+                tracing::info!(objects = released.len(), "claims released for the next run");
+            }
+        }
         let rows = stack.activity.rows.load(Ordering::Relaxed) - base_rows;
         let objects = stack.activity.objects.load(Ordering::Relaxed) - base_objects;
         let seconds = started.elapsed().as_secs_f64().max(0.001);
@@ -275,16 +346,14 @@ pub async fn run_on(
         }
     };
     bar.finish_and_clear();
-    let run_id = executions[0]
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
     let ledger = ingest::ledger::LedgerLocation {
         bucket: args.ledger_bucket.clone(),
         prefix: ingest::ledger::DEFAULT_LEDGER_PREFIX.to_owned(),
     };
     let set_aside = read_reports(&stack.clients.s3, &ledger, &run_id).await?;
+    let (objects_set_aside, rows_set_aside, run_rows) =
+        ledger_figures(stack, args, &ledger, &run_id).await?;
+    let rows = stack.activity.rows.load(Ordering::Relaxed) - base_rows;
     Ok(RunReport {
         reports: format!("s3://{}/{}", ledger.bucket, ledger.reports_prefix(&run_id)),
         set_aside,
@@ -293,10 +362,50 @@ pub async fn run_on(
         failure,
         output,
         elapsed: started.elapsed(),
-        rows: stack.activity.rows.load(Ordering::Relaxed) - base_rows,
+        // Interrupted workers report nothing; their checkpoints in the ledger do.
+        rows: if interrupted {
+            rows.max(run_rows)
+        } else {
+            rows
+        },
         objects: stack.activity.objects.load(Ordering::Relaxed) - base_objects,
         retries: stack.activity.retries.load(Ordering::Relaxed) - base_retries,
+        recovery,
+        interrupted,
+        objects_set_aside,
+        rows_set_aside,
+        duplicate_bound: duplicate_bound(args),
     })
+}
+
+/// Objects set aside and rows set aside under the run's prefix, as the ledger records them,
+/// and the rows it records for `run_id`'s objects.
+async fn ledger_figures(
+    stack: &LocalStack,
+    args: &RunArgs,
+    location: &ingest::ledger::LedgerLocation,
+    run_id: &str,
+) -> anyhow::Result<(u64, u64, u64)> {
+    let entries = ingest::ledger::Ledger::new(&stack.clients.s3, location)
+        .entries(&args.bucket, &args.prefix)
+        .await
+        .context("reading the ledger")?;
+    Ok(entries
+        .iter()
+        .filter(|s| s.entry.key.ends_with(".csv"))
+        .fold((0, 0, 0), |(objects, rows, run_rows), s| {
+            let aside = s.entry.state == ingest::ledger::EntryState::SetAside;
+            let ours = if s.entry.run_id == run_id {
+                s.entry.rows
+            } else {
+                0
+            };
+            (
+                objects + u64::from(aside),
+                rows + s.entry.bad_rows,
+                run_rows + ours,
+            )
+        }))
 }
 
 fn progress_bar(show: bool) -> indicatif::ProgressBar {
@@ -446,121 +555,43 @@ async fn read_reports(
     Ok(out)
 }
 
-/// Set-aside entries the summary names one by one; the reports hold every one.
-const SUMMARY_SET_ASIDE: usize = 20;
-
-/// The summary table printed at the end of `run`.
-pub fn summary(report: &RunReport) -> String {
-    let mut out = String::new();
-    let seconds = report.elapsed.as_secs_f64();
-    let totals = report.output.as_ref().and_then(|o| o.get("totals"));
-    let total = |field: &str| {
-        totals
-            .and_then(|t| t.get(field))
-            .and_then(Value::as_u64)
-            .map_or_else(|| "-".to_owned(), |n| n.to_string())
-    };
-    let _ = writeln!(out, "Run summary");
-    let _ = writeln!(out, "  status            {}", report.status);
-    let _ = writeln!(out, "  executions        {}", report.executions.len());
-    let _ = writeln!(out, "  pages             {}", total("pages"));
-    let _ = writeln!(out, "  objects           {}", report.objects);
-    let _ = writeln!(out, "  rows ingested     {}", report.rows);
-    let _ = writeln!(out, "  rows set aside    {}", total("badRows"));
-    let _ = writeln!(out, "  objects set aside {}", total("setAside"));
-    let _ = writeln!(
-        out,
-        "  already ingested  {} objects, {} rows (skipped, by the ledger)",
-        total("skipped"),
-        total("skippedRows")
-    );
-    let _ = writeln!(out, "  re-sends          {}", report.retries);
-    let _ = writeln!(
-        out,
-        "  wall time         {seconds:.2} s ({:.0} rows/s)",
-        report.rows as f64 / seconds.max(0.001)
-    );
-    if !report.set_aside.is_empty() {
-        let _ = writeln!(out, "Set aside (reports in {}):", report.reports);
-        for entry in report.set_aside.iter().take(SUMMARY_SET_ASIDE) {
-            let what = if entry.object {
-                "object stopped"
-            } else {
-                "row"
-            };
-            let _ = writeln!(
-                out,
-                "  {} line {}: {what}: {}",
-                entry.key, entry.line, entry.reason
-            );
-        }
-        if report.set_aside.len() > SUMMARY_SET_ASIDE {
-            let _ = writeln!(
-                out,
-                "  ... and {} more in the reports",
-                report.set_aside.len() - SUMMARY_SET_ASIDE
-            );
-        }
-    }
-    if let Some((error, cause)) = &report.failure {
-        let _ = writeln!(out, "Failed: {error}");
-        let _ = writeln!(out, "  {cause}");
-        let _ = writeln!(
-            out,
-            "  Fix the cause, then: s3-ingest redrive {}",
-            report.executions.last().map_or("", String::as_str)
-        );
-        return out;
-    }
-    if let Some(validation) = report.output.as_ref().and_then(|o| o.get("validation")) {
-        let field = |name: &str| validation.get(name).and_then(Value::as_str).unwrap_or("");
-        let _ = writeln!(
-            out,
-            "Validation: dataset {} version {}",
-            field("dataset"),
-            field("versionId")
-        );
-        let _ = writeln!(out, "  {}", field("sql"));
-        let empty = serde_json::Map::new();
-        let expected = validation
-            .get("expected")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
-        let actual = validation
-            .get("actual")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
-        for (column, want) in expected {
-            let got = actual.get(column).and_then(Value::as_str).unwrap_or("-");
-            let want = want.to_string();
-            let _ = writeln!(out, "  {column:<20} expected {want:<16} actual {got}");
-        }
-        for (column, got) in actual.iter().filter(|(c, _)| !expected.contains_key(*c)) {
-            let _ = writeln!(out, "  {column:<20} actual {}", got.as_str().unwrap_or("-"));
-        }
-        let _ = writeln!(
-            out,
-            "  {}",
-            if report.passed() {
-                "PASSED"
-            } else {
-                "NOT PASSED"
-            }
-        );
-    }
-    out
-}
-
-/// `run` from the command line: prints the summary; an error unless validation passed.
+/// `run` from the command line: prints the summary and returns the exit code (see
+/// [`ExitStatus`]). Ctrl-C (or SIGTERM) stops the execution, releases its claims and prints
+/// the summary so far.
 #[allow(clippy::print_stdout, reason = "the summary is the command's output")]
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
+    let _lock = crate::recovery::lock_data_dir(&args.data_dir)?;
     let stack = LocalStack::start(args.stack_options(), &args.names()).await?;
-    let report = run_on(&stack, &args, true).await;
+    let report = run_until(&stack, &args, true, interrupted()).await;
     stack.shutdown().await;
     let report = report?;
     print!("{}", summary(&report));
-    if !report.passed() {
-        bail!("the run did not pass validation ({})", report.status);
+    let status = ExitStatus::of(&report, args.allow_empty);
+    if status != ExitStatus::Passed {
+        println!("{}", status.explain());
     }
-    Ok(())
+    Ok(status)
+}
+
+/// Completes at the first Ctrl-C or SIGTERM.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

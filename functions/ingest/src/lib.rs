@@ -1,8 +1,9 @@
 //! Every rule of the S3 to AWS IoT Analytics ingestion workflow.
 //!
 //! The three Lambda functions (`launcher`, `worker`, `validator`) are thin wrappers around
-//! [`launcher::list_page`], [`worker::ingest_object`] and [`validator::handle`]; the local
-//! Step Functions executor calls the same functions in-process.
+//! [`handlers`], which parse the event and call [`launcher::list_page`],
+//! [`worker::ingest_object`] and [`validator::handle`]; the local Step Functions executor
+//! calls the same handlers in-process.
 
 pub mod batches;
 pub mod clients;
@@ -18,6 +19,7 @@ pub mod rows;
 pub mod sender;
 pub mod service_credentials;
 mod service_errors;
+pub mod setup;
 pub mod validator;
 pub mod worker;
 

@@ -3,6 +3,8 @@
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::http::Response;
 
+use crate::error::IngestError;
+
 /// What the library needs to know about a failed SDK call.
 #[derive(Debug, Clone)]
 pub(crate) struct CallFailure {
@@ -67,5 +69,32 @@ impl CallFailure {
     /// The named resource does not exist.
     pub fn is_not_found(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
+    }
+}
+
+/// An IoT Analytics call's failure as the library's error, naming the operation.
+pub(crate) fn iota_error(operation: &str, resource: &str, failure: CallFailure) -> IngestError {
+    if failure.is_throttling() {
+        IngestError::Throttled {
+            operation: operation.to_owned(),
+            message: failure.message,
+        }
+    } else if failure.is_access_denied() {
+        IngestError::AccessDenied {
+            operation: operation.to_owned(),
+            resource: resource.to_owned(),
+        }
+    } else if failure.is_transient() {
+        IngestError::ServiceUnavailable {
+            service: "IoTAnalytics",
+            operation: operation.to_owned(),
+            message: failure.message,
+        }
+    } else {
+        IngestError::ServiceError {
+            service: "IoTAnalytics",
+            operation: operation.to_owned(),
+            message: failure.message,
+        }
     }
 }

@@ -11,7 +11,8 @@ use crate::completeness::{PerObject, compare as compare_objects, identity_sql, p
 use crate::error::IngestError;
 use crate::launcher::{ObjectCounts, Totals};
 use crate::ledger::Ledger;
-use crate::service_errors::CallFailure;
+use crate::service_errors::{CallFailure, iota_error};
+use crate::setup::{PrepareResources, Prepared, ensure_resources};
 
 /// The query used when the input gives none and rows carry no identity: the datastore's row
 /// count (which cannot tell a missing row from a duplicate; see [`crate::completeness`]).
@@ -34,6 +35,9 @@ pub enum ValidatorInput {
     Start(StartValidation),
     /// Look at a content version and compare it (`events/validator-check.json`).
     Check(CheckValidation),
+    /// Create the channel, datastore and pipeline if missing, before a run ingests
+    /// (`events/validator-prepare.json`).
+    Prepare(PrepareResources),
 }
 
 /// The `start` action.
@@ -139,6 +143,8 @@ pub enum ValidatorOutput {
     Started(StartOutput),
     /// From `check`.
     Checked(CheckOutput),
+    /// From `prepare`.
+    Prepared(Prepared),
 }
 
 /// Runs one validator action.
@@ -153,32 +159,9 @@ pub async fn handle(
         ValidatorInput::Check(check) => check_with(&clients.iotanalytics, Some(&clients.s3), check)
             .await
             .map(ValidatorOutput::Checked),
-    }
-}
-
-fn iota_error(operation: &str, resource: &str, failure: CallFailure) -> IngestError {
-    if failure.is_throttling() {
-        IngestError::Throttled {
-            operation: operation.to_owned(),
-            message: failure.message,
-        }
-    } else if failure.is_access_denied() {
-        IngestError::AccessDenied {
-            operation: operation.to_owned(),
-            resource: resource.to_owned(),
-        }
-    } else if failure.is_transient() {
-        IngestError::ServiceUnavailable {
-            service: "IoTAnalytics",
-            operation: operation.to_owned(),
-            message: failure.message,
-        }
-    } else {
-        IngestError::ServiceError {
-            service: "IoTAnalytics",
-            operation: operation.to_owned(),
-            message: failure.message,
-        }
+        ValidatorInput::Prepare(prepare) => ensure_resources(&clients.iotanalytics, prepare)
+            .await
+            .map(ValidatorOutput::Prepared),
     }
 }
 

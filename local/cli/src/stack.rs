@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use async_trait::async_trait;
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_iotanalytics::types::{ChannelActivity, DatastoreActivity, PipelineActivity};
 use serde_json::Value;
 
 /// The workflow's definition, the same file `template.yaml` deploys.
@@ -553,69 +552,29 @@ pub fn substitutions(
     map.insert("SourceBucket".to_owned(), names.bucket.clone());
     map.insert("SourcePrefix".to_owned(), names.prefix.clone());
     map.insert("ChannelName".to_owned(), names.channel.clone());
+    map.insert("PipelineName".to_owned(), names.pipeline.clone());
     map.insert("DatastoreName".to_owned(), names.datastore.clone());
     map.insert("DatasetName".to_owned(), names.dataset.clone());
     map.insert("LedgerBucket".to_owned(), names.ledger_bucket.clone());
     map
 }
 
-/// Creates the datastore, channel and pipeline (channel → datastore) the article's setup
-/// creates, leaving existing ones as they are.
+/// Creates the workflow's channel, datastore and pipeline if missing, as the state machine's
+/// `Prepare IoT Analytics` step does.
 pub async fn ensure_iotanalytics(
     client: &aws_sdk_iotanalytics::Client,
     names: &WorkflowNames,
 ) -> anyhow::Result<()> {
-    let exists = |e: &dyn aws_sdk_iotanalytics::error::ProvideErrorMetadata| {
-        e.code() == Some("ResourceAlreadyExistsException")
-    };
-    if let Err(e) = client
-        .create_datastore()
-        .datastore_name(&names.datastore)
-        .send()
-        .await
-        && !exists(&e)
-    {
-        return Err(e).context(format!("creating datastore {}", names.datastore));
-    }
-    if let Err(e) = client
-        .create_channel()
-        .channel_name(&names.channel)
-        .send()
-        .await
-        && !exists(&e)
-    {
-        return Err(e).context(format!("creating channel {}", names.channel));
-    }
-    let source = PipelineActivity::builder()
-        .channel(
-            ChannelActivity::builder()
-                .name("Source")
-                .channel_name(&names.channel)
-                .next("Sink")
-                .build()
-                .context("channel activity")?,
-        )
-        .build();
-    let sink = PipelineActivity::builder()
-        .datastore(
-            DatastoreActivity::builder()
-                .name("Sink")
-                .datastore_name(&names.datastore)
-                .build()
-                .context("datastore activity")?,
-        )
-        .build();
-    if let Err(e) = client
-        .create_pipeline()
-        .pipeline_name(&names.pipeline)
-        .pipeline_activities(source)
-        .pipeline_activities(sink)
-        .send()
-        .await
-        && !exists(&e)
-    {
-        return Err(e).context(format!("creating pipeline {}", names.pipeline));
-    }
+    ingest::setup::ensure_resources(
+        client,
+        &ingest::setup::PrepareResources {
+            channel_name: names.channel.clone(),
+            datastore_name: names.datastore.clone(),
+            pipeline_name: names.pipeline.clone(),
+        },
+    )
+    .await
+    .context("creating the channel, datastore and pipeline")?;
     Ok(())
 }
 

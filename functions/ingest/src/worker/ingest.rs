@@ -50,8 +50,8 @@ pub async fn ingest_with_policy(
     let started = Instant::now();
     let lease_until_ms = to_ms(deadline) + LEASE_MARGIN_MS;
 
-    // Claim: the ledger says whether there is work at all, and may know a later checkpoint than the
-    // input (a crashed or timed-out invocation checkpoints there, not in the state).
+    // Claim: the ledger says whether there is work at all, and may know a later checkpoint
+    // than the input (a crashed or timed-out invocation checkpoints there, not in the state).
     let ledger = input
         .ledger
         .as_ref()
@@ -74,26 +74,7 @@ pub async fn ingest_with_policy(
     let batch_limit = rate.map_or(MAX_BATCH_MESSAGES, |r| {
         (r.get() as usize).min(MAX_BATCH_MESSAGES)
     });
-    let mut batcher = match &start_at {
-        None => Batcher::at_start(input.values, batch_limit),
-        Some(cp) => Batcher::resume(
-            cp.header.clone(),
-            ResumePoint {
-                byte_offset: cp.byte_offset,
-                line: cp.next_line.max(1),
-                next_row: cp.next_row,
-            },
-            input.values,
-            batch_limit,
-        )
-        .map_err(|p| header_error(input, p.0))?,
-    };
-    if input.row_identity {
-        let id = crate::completeness::source_id(&input.bucket, &input.key, &input.etag);
-        batcher = batcher
-            .with_row_identity(&id)
-            .map_err(|p| header_error(input, p.0))?;
-    }
+    let mut batcher = open_batcher(input, start_at.as_ref(), batch_limit)?;
     let mut progress = Progress::new(start_at.as_ref(), &batcher, claim.is_some(), started);
     let mut source = ObjectReader::open(&clients.s3, input, batcher.offset()).await?;
     tracing::debug!(key = %input.key, offset = batcher.offset(), claimed = claim.is_some(), "object opened");
@@ -105,6 +86,7 @@ pub async fn ingest_with_policy(
         rate.map(|rate| pacing.limiter(&input.channel_name, rate, first_batch(batch_limit))),
         policy,
     );
+
     // Read and send, until the object ends or something stops it.
     let LoopEnd { failure, stop } = read_and_send(Reading {
         input,
@@ -247,6 +229,36 @@ async fn set_aside_output(
         "object set aside"
     );
     Ok(progress.output(input, Outcome::SetAside, checkpoint, Some(stopped), report))
+}
+
+/// The batcher at the object's start, or past its header at `start_at`; with row identity
+/// when the input asks for it.
+fn open_batcher(
+    input: &WorkerInput,
+    start_at: Option<&Checkpoint>,
+    batch_limit: usize,
+) -> Result<Batcher, IngestError> {
+    let mut batcher = match start_at {
+        None => Batcher::at_start(input.values, batch_limit),
+        Some(cp) => Batcher::resume(
+            cp.header.clone(),
+            ResumePoint {
+                byte_offset: cp.byte_offset,
+                line: cp.next_line.max(1),
+                next_row: cp.next_row,
+            },
+            input.values,
+            batch_limit,
+        )
+        .map_err(|p| header_error(input, p.0))?,
+    };
+    if input.row_identity {
+        let id = crate::completeness::source_id(&input.bucket, &input.key, &input.etag);
+        batcher = batcher
+            .with_row_identity(&id)
+            .map_err(|p| header_error(input, p.0))?;
+    }
+    Ok(batcher)
 }
 
 /// The instant to stop starting batches: `margin` before `deadline`.

@@ -83,7 +83,9 @@ async fn runaway_queries_fail_within_their_limits_while_the_service_keeps_answer
     start_content(&client, "cross_join", CROSS_JOIN).await;
     start_content(&client, "endless", ENDLESS).await;
     let slowest = slowest_call_while_creating(&client, "endless").await;
-    eprintln!("slowest ListChannels + BatchPutMessage pair during two runaway queries: {slowest:?}");
+    eprintln!(
+        "slowest ListChannels + BatchPutMessage pair during two runaway queries: {slowest:?}"
+    );
     assert!(
         slowest < Duration::from_secs(1),
         "calls took up to {slowest:?} while two runaway queries ran"

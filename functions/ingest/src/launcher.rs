@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
 use crate::ledger::{Ledger, LedgerLocation};
-use crate::service_errors::CallFailure;
+use crate::service_errors::{CallFailure, s3_error};
 
 /// Keys per page unless the input says otherwise (the ListObjectsV2 maximum).
 pub const DEFAULT_PAGE_SIZE: i32 = 1000;
@@ -350,37 +350,6 @@ async fn leave_out_ingested(
         }
     }
     Ok((items, skipped, skipped_rows))
-}
-
-/// Maps an S3 failure of `operation` on `resource` in `bucket`.
-pub(crate) fn s3_error(
-    operation: &str,
-    bucket: &str,
-    resource: &str,
-    failure: CallFailure,
-) -> IngestError {
-    if failure.is_not_found("NoSuchBucket") {
-        IngestError::BucketNotFound {
-            bucket: bucket.to_owned(),
-        }
-    } else if failure.is_access_denied() {
-        IngestError::AccessDenied {
-            operation: operation.to_owned(),
-            resource: resource.to_owned(),
-        }
-    } else if failure.is_transient() {
-        IngestError::ServiceUnavailable {
-            service: "S3",
-            operation: operation.to_owned(),
-            message: failure.message,
-        }
-    } else {
-        IngestError::ServiceError {
-            service: "S3",
-            operation: operation.to_owned(),
-            message: failure.message,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -15,10 +15,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{BadRowPolicy, BadRowReport, Checkpoint};
 use crate::error::IngestError;
-use crate::launcher::s3_error;
-use crate::service_errors::CallFailure;
-use crate::worker::{BadRowPolicy, BadRowReport, Checkpoint};
+use crate::retry::{Backoff, retry};
+use crate::service_errors::{CallFailure, s3_error};
 
 /// Where the ledger lives when the input names only its bucket.
 pub const DEFAULT_LEDGER_PREFIX: &str = "ingest-ledger/";
@@ -34,6 +34,9 @@ const ENTRY_READS_AT_ONCE: usize = 32;
 
 /// S3's limit on key length, in bytes.
 const MAX_KEY_BYTES: usize = 1024;
+
+/// Attempts to read one entry: a read that broke off or met a transient error is made again.
+const READ_ATTEMPTS: u32 = 4;
 
 fn default_prefix() -> String {
     DEFAULT_LEDGER_PREFIX.to_owned()
@@ -210,9 +213,14 @@ pub fn decide(
     }
 }
 
-/// A conditional write lost its race.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conflict;
+/// How a conditional write of an entry ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Stored; the entry's new version (its ETag).
+    Stored(String),
+    /// Another writer got there first: nothing was stored.
+    Conflict,
+}
 
 /// The ledger over one S3 client.
 #[derive(Debug, Clone, Copy)]
@@ -247,64 +255,71 @@ impl<'a> Ledger<'a> {
     async fn read_key(&self, ledger_key: String) -> Result<Option<Stored>, IngestError> {
         // A body cut off mid-way is read again: entries are small, and one broken connection
         // must not fail a whole page's check.
-        let mut attempts_left = 3;
-        loop {
-            let response = match self
-                .s3
-                .get_object()
-                .bucket(&self.location.bucket)
-                .key(&ledger_key)
-                .send()
-                .await
-            {
-                Ok(response) => response,
-                Err(e) => {
-                    let failure = CallFailure::from_sdk(&e);
-                    if failure.is_not_found("NoSuchKey") {
-                        return Ok(None);
-                    }
-                    return Err(self.error("GetObject", &ledger_key, failure));
+        retry(
+            "ledger GetObject",
+            READ_ATTEMPTS,
+            Backoff::SHORT,
+            |e| {
+                matches!(
+                    e,
+                    IngestError::ServiceUnavailable { .. } | IngestError::Throttled { .. }
+                )
+            },
+            || self.read_once(&ledger_key),
+        )
+        .await
+    }
+
+    async fn read_once(&self, ledger_key: &str) -> Result<Option<Stored>, IngestError> {
+        let response = match self
+            .s3
+            .get_object()
+            .bucket(&self.location.bucket)
+            .key(ledger_key)
+            .send()
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => {
+                let failure = CallFailure::from_sdk(&e);
+                if failure.has_code("NoSuchKey") {
+                    return Ok(None);
                 }
-            };
-            let version = response.e_tag().unwrap_or_default().to_owned();
-            let body = match response.body.collect().await {
-                Ok(body) => body.into_bytes(),
-                Err(e) if attempts_left > 0 => {
-                    attempts_left -= 1;
-                    tracing::debug!(key = %ledger_key, error = %e, "ledger entry read again");
-                    continue;
-                }
-                Err(e) => {
-                    return Err(IngestError::ServiceUnavailable {
-                        service: "S3",
-                        operation: "GetObject".to_owned(),
-                        message: format!(
-                            "reading ledger entry {ledger_key}: {}",
-                            aws_smithy_types::error::display::DisplayErrorContext(&e)
-                        ),
-                    });
-                }
-            };
-            let entry = serde_json::from_slice(&body).map_err(|e| IngestError::ServiceError {
+                return Err(self.error("GetObject", ledger_key, failure));
+            }
+        };
+        let version = response.e_tag().unwrap_or_default().to_owned();
+        let body = response
+            .body
+            .collect()
+            .await
+            .map_err(|e| IngestError::ServiceUnavailable {
                 service: "S3",
                 operation: "GetObject".to_owned(),
                 message: format!(
-                    "ledger entry s3://{}/{ledger_key} is not a ledger record: {e}",
-                    self.location.bucket
+                    "reading ledger entry {ledger_key}: {}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&e)
                 ),
-            })?;
-            return Ok(Some(Stored { entry, version }));
-        }
+            })?
+            .into_bytes();
+        let entry = serde_json::from_slice(&body).map_err(|e| IngestError::ServiceError {
+            service: "S3",
+            operation: "GetObject".to_owned(),
+            message: format!(
+                "ledger entry s3://{}/{ledger_key} is not a ledger record: {e}",
+                self.location.bucket
+            ),
+        })?;
+        Ok(Some(Stored { entry, version }))
     }
 
     /// Writes `entry`: only if no entry exists (`previous` `None`) or only over the entry
-    /// read as `previous`. Returns the new ledger version, or [`Conflict`] when another
-    /// writer got there first.
+    /// read as `previous`. [`Write::Conflict`] when another writer got there first.
     pub async fn write(
         &self,
         entry: &LedgerEntry,
         previous: Option<&str>,
-    ) -> Result<Result<String, Conflict>, IngestError> {
+    ) -> Result<Write, IngestError> {
         let ledger_key = self.location.entry_key(&entry.bucket, &entry.key);
         let body = serde_json::to_vec_pretty(entry).expect("ledger entries always serialise");
         let request = self
@@ -319,15 +334,15 @@ impl<'a> Ledger<'a> {
             Some(version) => request.if_match(version),
         };
         match request.send().await {
-            Ok(output) => Ok(Ok(output.e_tag().unwrap_or_default().to_owned())),
+            Ok(output) => Ok(Write::Stored(output.e_tag().unwrap_or_default().to_owned())),
             Err(e) => {
                 let failure = CallFailure::from_sdk(&e);
                 // 412: the condition failed; 409: a concurrent conditional write won.
                 if matches!(failure.status, Some(412 | 409))
-                    || failure.is_not_found("PreconditionFailed")
-                    || failure.is_not_found("ConditionalRequestConflict")
+                    || failure.has_code("PreconditionFailed")
+                    || failure.has_code("ConditionalRequestConflict")
                 {
-                    Ok(Err(Conflict))
+                    Ok(Write::Conflict)
                 } else {
                     Err(self.error("PutObject", &ledger_key, failure))
                 }
@@ -383,7 +398,7 @@ impl<'a> Ledger<'a> {
             entry.updated_ms = now;
             // A conflict means someone else wrote the entry meanwhile: it is no longer this
             // run's to release.
-            if self.write(&entry, Some(&stored.version)).await?.is_ok() {
+            if let Write::Stored(_) = self.write(&entry, Some(&stored.version)).await? {
                 released.push(entry.key);
             }
         }

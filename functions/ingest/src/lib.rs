@@ -2,10 +2,11 @@
 //!
 //! The three Lambda functions (`launcher`, `worker`, `validator`) are thin wrappers around
 //! [`handlers`], which parse the event and call [`launcher::list_page`],
-//! [`worker::ingest_object`] and [`validator::handle`]; the local Step Functions executor
+//! [`worker::ingest_object_in`] and [`validator::handle`]; the local Step Functions executor
 //! calls the same handlers in-process.
 
 pub mod batches;
+pub mod checkpoint;
 pub mod clients;
 pub mod completeness;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod launcher;
 pub mod ledger;
 pub mod pacing;
 pub mod payload;
+pub mod retry;
 pub mod rows;
 pub mod sender;
 pub mod service_credentials;

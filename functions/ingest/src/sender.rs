@@ -11,6 +11,7 @@ use governor::DefaultDirectRateLimiter;
 
 use crate::batches::Batch;
 use crate::error::IngestError;
+use crate::retry::Backoff;
 use crate::service_errors::CallFailure;
 
 /// How many throttled answers a batch may get for each attempt it may spend on failures.
@@ -25,31 +26,21 @@ pub struct RetryPolicy {
     /// Attempts per batch, the first included, that may end in an error other than
     /// throttling; throttled attempts may number three times as many.
     pub max_attempts: u32,
-    /// Backoff before the second attempt (doubling after, with full jitter).
-    pub base_delay: Duration,
-    /// Largest backoff.
-    pub max_delay: Duration,
+    /// The wait between attempts.
+    pub backoff: Backoff,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_attempts: 10,
-            base_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(5),
+            // 50 ms before the second attempt, doubling to 5 s, full jitter.
+            backoff: Backoff {
+                floor: Duration::ZERO,
+                base: Duration::from_millis(50),
+                max: Duration::from_secs(5),
+            },
         }
-    }
-}
-
-impl RetryPolicy {
-    /// Full jitter: a uniform delay between zero and the capped exponential step.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.max_delay);
-        let millis = u64::try_from(exp.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::random_range(0..=millis))
     }
 }
 
@@ -180,7 +171,7 @@ impl BatchSender {
                 }
                 Err(error) => {
                     let failure = CallFailure::from_sdk(&error);
-                    if failure.is_not_found("ResourceNotFoundException") {
+                    if failure.has_code("ResourceNotFoundException") {
                         return Err(IngestError::ChannelNotFound {
                             channel: self.channel.clone(),
                         });
@@ -228,7 +219,7 @@ impl BatchSender {
                 });
             }
             report.retries += 1;
-            let delay = self.policy.backoff(attempt);
+            let delay = self.policy.backoff.delay(attempt);
             tracing::debug!(
                 key = %self.key,
                 attempt,
@@ -251,9 +242,7 @@ pub(crate) mod tests {
     };
     use aws_sdk_iotanalytics::primitives::Blob;
     use aws_sdk_iotanalytics::types::BatchPutMessageErrorEntry;
-    use aws_sdk_iotanalytics::types::error::{
-        InternalFailureException, ResourceNotFoundException, ThrottlingException,
-    };
+    use aws_sdk_iotanalytics::types::error::{ResourceNotFoundException, ThrottlingException};
     use aws_smithy_mocks::{MockResponse, RuleMode, mock, mock_client};
     use std::sync::Mutex;
 
@@ -297,8 +286,11 @@ pub(crate) mod tests {
     fn fast() -> RetryPolicy {
         RetryPolicy {
             max_attempts: 4,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(2),
+            backoff: Backoff {
+                floor: Duration::ZERO,
+                base: Duration::from_millis(1),
+                max: Duration::from_millis(2),
+            },
         }
     }
 
@@ -394,12 +386,16 @@ pub(crate) mod tests {
                     .build(),
             )
         };
+        // A 500 as the service sends it, through the client's own error parsing.
         let failing = || {
-            BatchPutMessageError::InternalFailureException(
-                InternalFailureException::builder()
-                    .meta(code("InternalFailureException"))
-                    .build(),
-            )
+            let mut response = aws_smithy_runtime_api::http::Response::new(
+                500.try_into().unwrap(),
+                aws_smithy_types::body::SdkBody::from(r#"{"message":"injected"}"#),
+            );
+            response
+                .headers_mut()
+                .insert("x-amzn-ErrorType", "InternalFailureException");
+            response
         };
         // Six throttled answers, more than the 4 attempts, then through.
         let rule = mock!(aws_sdk_iotanalytics::Client::batch_put_message)
@@ -420,11 +416,11 @@ pub(crate) mod tests {
         // Four internal failures, throttling in between: the fourth failure ends it.
         let rule = mock!(aws_sdk_iotanalytics::Client::batch_put_message)
             .sequence()
-            .error(failing)
+            .http_response(failing)
             .times(2)
             .error(throttled)
             .times(3)
-            .error(failing)
+            .http_response(failing)
             .times(2)
             .output(|| BatchPutMessageOutput::builder().build())
             .build();

@@ -1,5 +1,7 @@
-//! Sorts AWS SDK errors into what a retry can cure and what it cannot.
+//! Sorts AWS SDK errors into what a retry can cure and what it cannot, and maps S3 and
+//! IoT Analytics failures to the library's error.
 
+use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::http::Response;
 
@@ -36,25 +38,25 @@ impl CallFailure {
         }
     }
 
-    /// Throttled by the service.
+    /// Throttled by the service: a 429, or one of the codes the AWS SDK itself retries as
+    /// throttling.
     pub fn is_throttling(&self) -> bool {
         self.status == Some(429)
-            || matches!(
-                self.code.as_deref(),
-                Some(
-                    "ThrottlingException" | "Throttling" | "SlowDown" | "TooManyRequestsException"
-                )
-            )
+            || self
+                .code
+                .as_deref()
+                .is_some_and(|code| THROTTLING_ERRORS.contains(&code))
     }
 
-    /// A failure that may pass: throttling, a 5xx, or no response at all (timeout, reset).
+    /// A failure that may pass: throttling, a 5xx, no response at all (timeout, reset), or
+    /// one of the codes the AWS SDK retries as transient.
     pub fn is_transient(&self) -> bool {
         self.is_throttling()
             || self.status.is_none_or(|s| s >= 500)
-            || matches!(
-                self.code.as_deref(),
-                Some("InternalFailureException" | "ServiceUnavailableException" | "RequestTimeout")
-            )
+            || self
+                .code
+                .as_deref()
+                .is_some_and(|code| TRANSIENT_ERRORS.contains(&code))
     }
 
     /// The caller may not do this.
@@ -66,14 +68,40 @@ impl CallFailure {
             )
     }
 
-    /// The named resource does not exist.
-    pub fn is_not_found(&self, code: &str) -> bool {
+    /// The service answered with this error code.
+    pub fn has_code(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
     }
 }
 
 /// An IoT Analytics call's failure as the library's error, naming the operation.
 pub(crate) fn iota_error(operation: &str, resource: &str, failure: CallFailure) -> IngestError {
+    service_error("IoTAnalytics", operation, resource, failure)
+}
+
+/// Maps an S3 failure of `operation` on `resource` in `bucket`.
+pub(crate) fn s3_error(
+    operation: &str,
+    bucket: &str,
+    resource: &str,
+    failure: CallFailure,
+) -> IngestError {
+    if failure.has_code("NoSuchBucket") {
+        IngestError::BucketNotFound {
+            bucket: bucket.to_owned(),
+        }
+    } else {
+        service_error("S3", operation, resource, failure)
+    }
+}
+
+/// The library's error for a failed call: throttled, denied, transient, or none of those.
+fn service_error(
+    service: &'static str,
+    operation: &str,
+    resource: &str,
+    failure: CallFailure,
+) -> IngestError {
     if failure.is_throttling() {
         IngestError::Throttled {
             operation: operation.to_owned(),
@@ -86,13 +114,13 @@ pub(crate) fn iota_error(operation: &str, resource: &str, failure: CallFailure) 
         }
     } else if failure.is_transient() {
         IngestError::ServiceUnavailable {
-            service: "IoTAnalytics",
+            service,
             operation: operation.to_owned(),
             message: failure.message,
         }
     } else {
         IngestError::ServiceError {
-            service: "IoTAnalytics",
+            service,
             operation: operation.to_owned(),
             message: failure.message,
         }

@@ -29,7 +29,7 @@ pub struct Prepared {
 }
 
 fn already_exists(failure: &CallFailure) -> bool {
-    failure.is_not_found("ResourceAlreadyExistsException")
+    failure.has_code("ResourceAlreadyExistsException")
 }
 
 /// Creates the datastore, the channel and a pipeline from one to the other, each only if it

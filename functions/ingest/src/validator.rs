@@ -11,6 +11,7 @@ use crate::completeness::{PerObject, compare as compare_objects, identity_sql, p
 use crate::error::IngestError;
 use crate::launcher::{ObjectCounts, Totals};
 use crate::ledger::Ledger;
+use crate::retry::{Backoff, retry};
 use crate::service_errors::{CallFailure, iota_error};
 use crate::setup::{PrepareResources, Prepared, ensure_resources};
 
@@ -23,6 +24,14 @@ pub fn default_sql(datastore: &str) -> String {
 /// Times `start` waits out CreateDatasetContent's one-per-second quota before it reports
 /// `Throttled`.
 const CONTENT_QUOTA_WAITS: u32 = 5;
+
+/// A second and a bit between CreateDatasetContent attempts: the quota's period, with jitter
+/// so that two waiting runs do not collide again.
+const CONTENT_QUOTA_BACKOFF: Backoff = Backoff {
+    floor: std::time::Duration::from_secs(1),
+    base: std::time::Duration::from_millis(500),
+    max: std::time::Duration::from_millis(500),
+};
 
 /// Name of the dataset action the validator creates.
 pub const ACTION_NAME: &str = "validation_query";
@@ -234,7 +243,7 @@ pub async fn start_content(
         }
         Err(e) => {
             let failure = CallFailure::from_sdk(&e);
-            if !failure.is_not_found("ResourceNotFoundException") {
+            if !failure.has_code("ResourceNotFoundException") {
                 return Err(iota_error("DescribeDataset", name, failure));
             }
             client
@@ -249,28 +258,22 @@ pub async fn start_content(
     }
     // The service allows one CreateDatasetContent per second per dataset, so two runs
     // validating at once collide; the second waits out the quota here rather than failing.
-    let mut waits_left = CONTENT_QUOTA_WAITS;
-    let created = loop {
-        match client
-            .create_dataset_content()
-            .dataset_name(name)
-            .send()
-            .await
-        {
-            Ok(created) => break created,
-            Err(e) => {
-                let failure = CallFailure::from_sdk(&e);
-                if failure.is_throttling() && waits_left > 0 {
-                    waits_left -= 1;
-                    let jitter = rand::random_range(0..500);
-                    tracing::info!(dataset = %name, "CreateDatasetContent throttled; waiting a second");
-                    tokio::time::sleep(std::time::Duration::from_millis(1000 + jitter)).await;
-                    continue;
-                }
-                return Err(iota_error("CreateDatasetContent", name, failure));
-            }
-        }
-    };
+    let created = retry(
+        "CreateDatasetContent",
+        CONTENT_QUOTA_WAITS + 1,
+        CONTENT_QUOTA_BACKOFF,
+        CallFailure::is_throttling,
+        || async {
+            client
+                .create_dataset_content()
+                .dataset_name(name)
+                .send()
+                .await
+                .map_err(|e| CallFailure::from_sdk(&e))
+        },
+    )
+    .await
+    .map_err(|failure| iota_error("CreateDatasetContent", name, failure))?;
     let version_id = created.version_id().unwrap_or_default().to_owned();
     tracing::info!(dataset = %name, version = %version_id, "dataset content started");
     let expected = match (&input.expected, &input.sql) {
@@ -323,7 +326,7 @@ async fn check_with(
         .await
         .map_err(|e| {
             let failure = CallFailure::from_sdk(&e);
-            if failure.is_not_found("ResourceNotFoundException") {
+            if failure.has_code("ResourceNotFoundException") {
                 IngestError::ResourceNotFound {
                     kind: "dataset",
                     name: name.clone(),

@@ -13,15 +13,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::catalog::{ChannelDef, Resource as _, ResourceKind};
+use crate::catalog::{ChannelDef, ResourceKind};
 use crate::error::Error;
 use crate::store::{Format, Kind};
 use crate::validate::check_resource_name;
 
-use super::{
-    ApiResult, Service, list_body, no_content, now, ok, or_default, page, parse, statistics,
-    wants_statistics,
-};
+use super::{ApiResult, Service, holders, now, ok, or_default, parse};
 
 pub(super) fn routes() -> Router<Arc<Service>> {
     Router::new()
@@ -80,8 +77,7 @@ async fn describe_channel(
         .get::<ChannelDef>(&name)
         .await?
         .ok_or_else(|| Error::not_found("channel", &name))?;
-    let stats = svc.backend.stats(Kind::Channel, &name).await?;
-    let mut channel = json!({
+    let channel = json!({
         "name": def.name,
         "storage": def.storage,
         "arn": svc.arn(ResourceKind::Channel, &name),
@@ -90,54 +86,33 @@ async fn describe_channel(
         "creationTime": def.creation_time,
         "lastUpdateTime": def.last_update_time,
     });
-    if let Some(t) = stats.last_arrival {
-        channel["lastMessageArrivalTime"] = t.into();
-    }
-    let mut body = json!({ "channel": channel });
-    if wants_statistics(&query) {
-        body["statistics"] = statistics(stats.size_bytes);
-    }
-    ok(StatusCode::OK, body)
+    holders::describe(&svc, Kind::Channel, &name, "channel", channel, &query).await
 }
 
 async fn list_channels(
     State(svc): State<Arc<Service>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let defs = svc.backend.list::<ChannelDef>().await?;
-    let (defs, next) = page(
-        defs.into_iter().map(|d| (d.name().to_owned(), d)).collect(),
+    holders::list(
+        &svc,
+        Kind::Channel,
+        "channelSummaries",
         &query,
-    )?;
-    let mut items = Vec::with_capacity(defs.len());
-    for c in defs {
-        let mut v = json!({
-            "channelName": c.name,
-            "channelStorage": c.storage,
-            "status": "ACTIVE",
-            "creationTime": c.creation_time,
-            "lastUpdateTime": c.last_update_time,
-        });
-        if let Some(t) = svc
-            .backend
-            .stats(Kind::Channel, &c.name)
-            .await?
-            .last_arrival
-        {
-            v["lastMessageArrivalTime"] = t.into();
-        }
-        items.push(v);
-    }
-    ok(StatusCode::OK, list_body("channelSummaries", items, next))
+        |c: &ChannelDef| {
+            json!({
+                "channelName": c.name,
+                "channelStorage": c.storage,
+                "status": "ACTIVE",
+                "creationTime": c.creation_time,
+                "lastUpdateTime": c.last_update_time,
+            })
+        },
+    )
+    .await
 }
 
 async fn delete_channel(State(svc): State<Arc<Service>>, Path(name): Path<String>) -> ApiResult {
-    if !svc.backend.delete::<ChannelDef>(&name).await? {
-        return Err(Error::not_found("channel", &name));
-    }
-    svc.backend.drop_data(Kind::Channel, &name).await?;
-    tracing::info!(channel = %name, "channel deleted");
-    no_content()
+    holders::delete::<ChannelDef>(&svc, Kind::Channel, "channel", &name).await
 }
 
 #[derive(Deserialize)]

@@ -11,15 +11,12 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::catalog::{DatastoreDef, Resource as _, ResourceKind};
+use crate::catalog::{DatastoreDef, ResourceKind};
 use crate::error::Error;
 use crate::store::Kind;
 use crate::validate::check_resource_name;
 
-use super::{
-    ApiResult, Service, list_body, no_content, now, ok, or_default, page, parse, statistics,
-    wants_statistics,
-};
+use super::{ApiResult, Service, holders, now, ok, or_default, parse};
 
 pub(super) fn routes() -> Router<Arc<Service>> {
     Router::new()
@@ -99,7 +96,6 @@ async fn describe_datastore(
         .get::<DatastoreDef>(&name)
         .await?
         .ok_or_else(|| Error::not_found("datastore", &name))?;
-    let stats = svc.backend.stats(Kind::Datastore, &name).await?;
     let mut datastore = json!({
         "name": def.name,
         "storage": def.storage,
@@ -113,53 +109,32 @@ async fn describe_datastore(
     if !def.datastore_partitions.is_null() {
         datastore["datastorePartitions"] = def.datastore_partitions.clone();
     }
-    if let Some(t) = stats.last_arrival {
-        datastore["lastMessageArrivalTime"] = t.into();
-    }
-    let mut body = json!({ "datastore": datastore });
-    if wants_statistics(&query) {
-        body["statistics"] = statistics(stats.size_bytes);
-    }
-    ok(StatusCode::OK, body)
+    holders::describe(&svc, Kind::Datastore, &name, "datastore", datastore, &query).await
 }
 
 async fn list_datastores(
     State(svc): State<Arc<Service>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let defs = svc.backend.list::<DatastoreDef>().await?;
-    let (defs, next) = page(
-        defs.into_iter().map(|d| (d.name().to_owned(), d)).collect(),
+    holders::list(
+        &svc,
+        Kind::Datastore,
+        "datastoreSummaries",
         &query,
-    )?;
-    let mut items = Vec::with_capacity(defs.len());
-    for d in defs {
-        let mut v = json!({
-            "datastoreName": d.name,
-            "datastoreStorage": d.storage,
-            "status": "ACTIVE",
-            "creationTime": d.creation_time,
-            "lastUpdateTime": d.last_update_time,
-            "fileFormatType": format_type(&d),
-        });
-        if let Some(t) = svc
-            .backend
-            .stats(Kind::Datastore, &d.name)
-            .await?
-            .last_arrival
-        {
-            v["lastMessageArrivalTime"] = t.into();
-        }
-        items.push(v);
-    }
-    ok(StatusCode::OK, list_body("datastoreSummaries", items, next))
+        |d: &DatastoreDef| {
+            json!({
+                "datastoreName": d.name,
+                "datastoreStorage": d.storage,
+                "status": "ACTIVE",
+                "creationTime": d.creation_time,
+                "lastUpdateTime": d.last_update_time,
+                "fileFormatType": format_type(d),
+            })
+        },
+    )
+    .await
 }
 
 async fn delete_datastore(State(svc): State<Arc<Service>>, Path(name): Path<String>) -> ApiResult {
-    if !svc.backend.delete::<DatastoreDef>(&name).await? {
-        return Err(Error::not_found("datastore", &name));
-    }
-    svc.backend.drop_data(Kind::Datastore, &name).await?;
-    tracing::info!(datastore = %name, "datastore deleted");
-    no_content()
+    holders::delete::<DatastoreDef>(&svc, Kind::Datastore, "datastore", &name).await
 }

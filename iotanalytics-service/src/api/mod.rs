@@ -6,6 +6,7 @@ mod channels;
 mod contents;
 mod datasets;
 mod datastores;
+mod holders;
 mod messages;
 mod pipelines;
 

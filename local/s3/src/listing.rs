@@ -294,6 +294,28 @@ pub(crate) fn list_v1(bucket_dir: &Path, input: ListObjectsInput) -> S3Result<Li
     })
 }
 
+/// A ListObjects request of either version, answered from a bucket's folder.
+pub(crate) trait Listing: Send + 'static {
+    /// The answer.
+    type Output: Send + 'static;
+    /// Lists the bucket stored in `bucket_dir`.
+    fn list(self, bucket_dir: &Path) -> S3Result<Self::Output>;
+}
+
+impl Listing for ListObjectsInput {
+    type Output = ListObjectsOutput;
+    fn list(self, bucket_dir: &Path) -> S3Result<Self::Output> {
+        list_v1(bucket_dir, self)
+    }
+}
+
+impl Listing for ListObjectsV2Input {
+    type Output = ListObjectsV2Output;
+    fn list(self, bucket_dir: &Path) -> S3Result<Self::Output> {
+        list_v2(bucket_dir, self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
+use crate::listing::Listing;
 use crate::store::Store;
 
 /// Faults the endpoint injects; all off by default.
@@ -66,6 +67,28 @@ impl LocalS3 {
 
     /// Fills in each listed object's ETag: S3 lists every object with it, the workflow relies
     /// on it, and s3s-fs keeps it beside the object.
+    /// A listing of `bucket` (either version of ListObjects), read off the disk away from the
+    /// async threads, with each object's ETag as s3s-fs recorded it.
+    async fn listed<I: Listing>(
+        &self,
+        operation: &str,
+        bucket: &str,
+        encoding: Option<&EncodingType>,
+        input: I,
+        contents: impl FnOnce(&mut I::Output) -> Option<&mut Vec<Object>>,
+    ) -> S3Result<S3Response<I::Output>> {
+        self.maybe_fail(operation)?;
+        let dir = self.store.bucket_dir(bucket)?;
+        let url_encoded = crate::listing::is_url(encoding);
+        let mut output = tokio::task::spawn_blocking(move || input.list(&dir))
+            .await
+            .map_err(|e| s3_error!(InternalError, "listing task ended abnormally: {e}"))??;
+        if let Some(objects) = contents(&mut output) {
+            self.fill_etags(bucket, objects, url_encoded).await;
+        }
+        Ok(S3Response::new(output))
+    }
+
     async fn fill_etags(&self, bucket: &str, objects: &mut [Object], url_encoded: bool) {
         for object in objects {
             let Some(listed) = object.key.as_deref() else {
@@ -349,36 +372,30 @@ impl S3 for LocalS3 {
         &self,
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
-        self.maybe_fail("ListObjects")?;
-        let bucket = req.input.bucket.clone();
-        let dir = self.store.bucket_dir(&bucket)?;
-        let url_encoded = crate::listing::is_url(req.input.encoding_type.as_ref());
-        let mut output =
-            tokio::task::spawn_blocking(move || crate::listing::list_v1(&dir, req.input))
-                .await
-                .map_err(|e| s3_error!(InternalError, "listing task ended abnormally: {e}"))??;
-        if let Some(objects) = output.contents.as_mut() {
-            self.fill_etags(&bucket, objects, url_encoded).await;
-        }
-        Ok(S3Response::new(output))
+        let (bucket, encoding) = (req.input.bucket.clone(), req.input.encoding_type.clone());
+        self.listed(
+            "ListObjects",
+            &bucket,
+            encoding.as_ref(),
+            req.input,
+            |output| output.contents.as_mut(),
+        )
+        .await
     }
 
     async fn list_objects_v2(
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        self.maybe_fail("ListObjectsV2")?;
-        let bucket = req.input.bucket.clone();
-        let dir = self.store.bucket_dir(&bucket)?;
-        let url_encoded = crate::listing::is_url(req.input.encoding_type.as_ref());
-        let mut output =
-            tokio::task::spawn_blocking(move || crate::listing::list_v2(&dir, req.input))
-                .await
-                .map_err(|e| s3_error!(InternalError, "listing task ended abnormally: {e}"))??;
-        if let Some(objects) = output.contents.as_mut() {
-            self.fill_etags(&bucket, objects, url_encoded).await;
-        }
-        Ok(S3Response::new(output))
+        let (bucket, encoding) = (req.input.bucket.clone(), req.input.encoding_type.clone());
+        self.listed(
+            "ListObjectsV2",
+            &bucket,
+            encoding.as_ref(),
+            req.input,
+            |output| output.contents.as_mut(),
+        )
+        .await
     }
 
     async fn put_object(

@@ -3,7 +3,7 @@
 //! state under that claim, noticing when another run has taken it over.
 
 use crate::error::IngestError;
-use crate::ledger::{Decision, EntryState, Ledger, LedgerEntry, decide, now_ms};
+use crate::ledger::{Decision, EntryState, Ledger, LedgerEntry, Write, decide, now_ms};
 
 use super::io::{Checkpoint, Outcome, WorkerInput, WorkerOutput};
 use super::progress::Progress;
@@ -152,7 +152,7 @@ impl<'a> Claim<'a> {
                 report: None,
             };
             let previous = stored.as_ref().map(|s| s.version.as_str());
-            if let Ok(version) = ledger.write(&entry, previous).await? {
+            if let Write::Stored(version) = ledger.write(&entry, previous).await? {
                 return Ok(Claimed::Work(
                     Claim {
                         ledger,
@@ -204,12 +204,12 @@ impl<'a> Claim<'a> {
             }
         }
         match self.ledger.write(&entry, Some(&self.version)).await? {
-            Ok(version) => {
+            Write::Stored(version) => {
                 self.version = version;
                 self.entry = entry;
                 Ok(Saved::Written)
             }
-            Err(_conflict) => Ok(Saved::TakenOver),
+            Write::Conflict => Ok(Saved::TakenOver),
         }
     }
 }

@@ -34,19 +34,11 @@ pub async fn ingest_object_in(
     input: &WorkerInput,
     deadline: SystemTime,
 ) -> Result<WorkerOutput, IngestError> {
-    ingest_with_policy(clients, pacing, input, deadline, RetryPolicy::default()).await
-}
-
-/// [`ingest_object_in`] with an explicit retry policy (tests shorten the backoff).
-pub async fn ingest_with_policy(
-    clients: &Clients,
-    pacing: &Pacing,
-    input: &WorkerInput,
-    deadline: SystemTime,
-    mut policy: RetryPolicy,
-) -> Result<WorkerOutput, IngestError> {
     input.validate()?;
-    policy.max_attempts = input.max_attempts;
+    let policy = RetryPolicy {
+        max_attempts: input.max_attempts,
+        ..RetryPolicy::default()
+    };
     let started = Instant::now();
     let lease_until_ms = to_ms(deadline) + LEASE_MARGIN_MS;
 

@@ -5,6 +5,7 @@ use std::num::NonZeroU32;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::checkpoint::{BadRowPolicy, BadRowReport, Checkpoint};
 use crate::error::IngestError;
 use crate::ledger::LedgerLocation;
 use crate::payload::ValueMode;
@@ -31,18 +32,6 @@ fn default_run_id() -> String {
 }
 fn default_checkpoint_every() -> u64 {
     10
-}
-
-/// What to do with a row that cannot become a message.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum BadRowPolicy {
-    /// Set the object aside at its first bad row (the default): the rows before it are sent,
-    /// the ledger records where it stopped and the run's report names the line.
-    #[default]
-    Fail,
-    /// Set the row aside, named in the run's report, and ingest the rest of the object.
-    Skip,
 }
 
 /// Input of one worker invocation (`events/worker.json`, `events/worker-resume.json`).
@@ -103,35 +92,6 @@ pub struct WorkerInput {
     pub row_identity: bool,
 }
 
-/// Where to resume an object, and what was done before.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Checkpoint {
-    /// Byte offset of the next row.
-    pub byte_offset: u64,
-    /// Data row number of the next row (its message id).
-    pub next_row: u64,
-    /// Physical line of the next row's first byte.
-    #[serde(default)]
-    pub next_line: u64,
-    /// The object's header.
-    pub header: Vec<String>,
-    /// Rows acknowledged so far.
-    pub rows_sent: u64,
-    /// Batches acknowledged so far.
-    #[serde(default)]
-    pub batches: u64,
-    /// Re-sends so far.
-    #[serde(default)]
-    pub retries: u64,
-    /// Rows set aside so far.
-    #[serde(default)]
-    pub bad_rows: u64,
-    /// Time spent so far, in milliseconds.
-    #[serde(default)]
-    pub duration_ms: u64,
-}
-
 /// How an object ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -151,18 +111,6 @@ pub enum Outcome {
     /// A bad header, or a bad row under the `fail` policy, stopped the object; `stoppedAt`
     /// names the line, the rows before it were sent.
     SetAside,
-}
-
-/// A row set aside, or the row an object was set aside at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BadRowReport {
-    /// Physical line where the row starts.
-    pub line: u64,
-    /// Its data row number.
-    pub row: u64,
-    /// Why it was set aside.
-    pub reason: String,
 }
 
 /// Output of one worker invocation.

@@ -15,7 +15,7 @@ mod reader;
 #[cfg(test)]
 mod test_support;
 
-pub use ingest::{ingest_object, ingest_object_in, ingest_with_policy};
+pub use ingest::{ingest_object, ingest_object_in};
 pub use io::{
     BadRowPolicy, BadRowReport, Checkpoint, DEFAULT_MAX_IN_FLIGHT, MAX_REPORTED_BAD_ROWS, Outcome,
     WorkerInput, WorkerOutput,

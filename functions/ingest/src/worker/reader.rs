@@ -4,9 +4,8 @@
 use bytes::Bytes;
 
 use crate::error::IngestError;
-use crate::launcher::s3_error;
 use crate::ledger::same_etag;
-use crate::service_errors::CallFailure;
+use crate::service_errors::{CallFailure, s3_error};
 
 use super::io::WorkerInput;
 
@@ -74,8 +73,8 @@ impl<'a> ObjectReader<'a> {
                     self.body = Some(aws_sdk_s3::primitives::ByteStream::from_static(b""));
                     return Ok(());
                 }
-                let missing_object = failure.is_not_found("NoSuchKey")
-                    || (failure.status == Some(404) && !failure.is_not_found("NoSuchBucket"));
+                let missing_object = failure.has_code("NoSuchKey")
+                    || (failure.status == Some(404) && !failure.has_code("NoSuchBucket"));
                 return Err(if missing_object {
                     IngestError::ObjectNotFound {
                         bucket: self.bucket.to_owned(),

@@ -1,7 +1,9 @@
 //! The local stack and the command-line tool's building blocks: the sample data set, the
-//! three embedded endpoints wired to the workflow's functions, and the run that drives them.
+//! three embedded endpoints, the in-process Lambda service that runs the workflow's
+//! functions, and the run that drives them.
 
 pub mod control;
+pub mod lambda;
 pub mod recovery;
 pub mod run;
 pub mod sample;

@@ -209,11 +209,11 @@ async fn lose_a_row(data: &Path) -> String {
         .expect("an ingested object");
     let mut entry = stored.entry;
     entry.rows += 1;
-    ledger
-        .write(&entry, Some(&stored.version))
-        .await
-        .unwrap()
-        .unwrap();
+    let written = ledger.write(&entry, Some(&stored.version)).await.unwrap();
+    assert!(
+        matches!(written, ingest::ledger::Write::Stored(_)),
+        "{written:?}"
+    );
     stack.shutdown().await;
     entry.key
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use end_to_end::TestStack;
+use s3_ingest::lambda::FunctionFaults;
 use s3_ingest::run::{fill_bucket, run_on, summary};
 use s3_ingest::sample::TOTAL_ROWS;
-use s3_ingest::stack::FunctionFaults;
 use serde_json::{Value, json};
 
 /// BatchPutMessage requests a worker keeps in flight (the worker's default).

@@ -6,25 +6,21 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
-use async_trait::async_trait;
 use aws_config::{BehaviorVersion, SdkConfig};
-use serde_json::Value;
+
+use crate::lambda::{Activity, FUNCTIONS, FunctionFaults, InProcessLambda};
 
 /// The workflow's definition, the same file `template.yaml` deploys.
-pub const DEFINITION: &str = include_str!("../../../statemachine/ingest.asl.json");
+pub const DEFINITION: &str = include_str!("../../statemachine/ingest.asl.json");
 
 /// The local ledger bucket unless the run names another.
 pub const DEFAULT_LEDGER_BUCKET: &str = "ingest-ledger";
 
 /// Name of the state machine in the local Step Functions.
 pub const STATE_MACHINE_NAME: &str = "ingest";
-
-/// The function names the definition's ARNs end with.
-pub const FUNCTIONS: [&str; 3] = ["launcher", "worker", "validator"];
 
 /// How to run the stack.
 #[derive(Debug, Clone)]
@@ -64,24 +60,6 @@ pub struct StackOptions {
     /// Where IoT Analytics keeps its state: `None` for its data directory, or a bucket and
     /// prefix of the embedded S3 (the storage backend the service uses on AWS).
     pub iotanalytics_storage: Option<iotanalytics_service::S3Location>,
-}
-
-/// Invocations of the in-process functions cut short at a random point, as a crashed or
-/// timed-out Lambda invocation is: whatever the handler had done stays done, the rest never
-/// happens, and Step Functions sees `Runtime.ExitError` or `Sandbox.Timedout`.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct FunctionFaults {
-    /// Fraction (0–1) of worker invocations that crash.
-    pub worker_crashes: f64,
-    /// Fraction (0–1) of worker invocations that time out.
-    pub worker_timeouts: f64,
-    /// Fraction (0–1) of launcher invocations that crash.
-    pub launcher_crashes: f64,
-    /// A cut-short invocation stops at a uniformly drawn point within this many
-    /// milliseconds of its start (if it has not finished by then, it is cut there).
-    pub within: Duration,
-    /// Seed of the draws (`None`: from entropy).
-    pub seed: Option<u64>,
 }
 
 impl StackOptions {
@@ -140,213 +118,6 @@ impl Default for WorkflowNames {
             datastore: "bpm_blog_datastore".to_owned(),
             dataset: "bpm_blog_validation".to_owned(),
             ledger_bucket: DEFAULT_LEDGER_BUCKET.to_owned(),
-        }
-    }
-}
-
-/// Counts the in-process functions keep while they run, for progress display.
-#[derive(Debug, Default)]
-pub struct Activity {
-    /// Rows acknowledged by worker invocations.
-    pub rows: AtomicU64,
-    /// Objects finished.
-    pub objects: AtomicU64,
-    /// Worker invocations.
-    pub worker_calls: AtomicU64,
-    /// Re-sends reported by workers.
-    pub retries: AtomicU64,
-    /// Invocations cut short by an injected crash (`Runtime.ExitError`).
-    pub crashes: AtomicU64,
-    /// Invocations cut short by an injected timeout (`Sandbox.Timedout`).
-    pub timeouts: AtomicU64,
-}
-
-/// Serves the definition's Lambda functions with the library handlers, in-process, over the
-/// same real SDK clients a deployed function builds.
-struct InProcessFunctions {
-    clients: ingest::Clients,
-    worker_timeout: Duration,
-    other_timeout: Duration,
-    activity: Arc<Activity>,
-    faults: FunctionFaults,
-    rng: std::sync::Mutex<rand::rngs::StdRng>,
-    /// The worker's idle execution environments. As on Lambda, an invocation takes one that
-    /// is free or starts a new one, and one cut short (crash, timeout) is not used again.
-    idle_workers: std::sync::Mutex<Vec<Arc<ingest::pacing::Pacing>>>,
-}
-
-/// The function name in a Lambda ARN or name (`arn:aws:lambda:r:a:function:NAME[:alias]`).
-fn function_name(function: &str) -> &str {
-    match function.split(':').collect::<Vec<_>>().as_slice() {
-        ["arn", _, "lambda", _, _, "function", name, ..] => name,
-        [name, ..] => name,
-        [] => function,
-    }
-}
-
-#[async_trait]
-impl local_stepfunctions::Resources for InProcessFunctions {
-    async fn invoke_lambda(
-        &self,
-        function: &str,
-        payload: Value,
-    ) -> Result<Value, local_stepfunctions::LambdaError> {
-        let name = function_name(function);
-        let timeout = if name == "worker" {
-            self.worker_timeout
-        } else {
-            self.other_timeout
-        };
-        let previous_rows = payload
-            .pointer("/checkpoint/rowsSent")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let environment = (name == "worker").then(|| self.worker_environment());
-        let call = async {
-            match name {
-                "launcher" => ingest::handlers::launcher(&self.clients, payload).await,
-                "worker" => {
-                    let deadline = SystemTime::now() + timeout;
-                    let pacing = environment.as_deref().expect("taken for the worker");
-                    ingest::handlers::worker(&self.clients, pacing, payload, deadline).await
-                }
-                "validator" => ingest::handlers::validator(&self.clients, payload).await,
-                _ => Err(ingest::IngestError::InvalidInput {
-                    field: "FunctionName".to_owned(),
-                    reason: format!("no local function {name}"),
-                }),
-            }
-        };
-        if !FUNCTIONS.contains(&name) {
-            return Err(local_stepfunctions::LambdaError::Service {
-                error: "Lambda.ResourceNotFoundException".to_owned(),
-                message: format!("Function not found: {function}"),
-            });
-        }
-        let (limit, cut_short) = self.cut_short(name).unwrap_or((timeout, None));
-        let result = tokio::time::timeout(limit, call).await;
-        if let (Ok(_), Some(environment)) = (&result, environment) {
-            self.idle_workers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(environment);
-        }
-        match result {
-            Err(_) if let Some(error_type) = cut_short => {
-                let counter = if error_type == "Sandbox.Timedout" {
-                    &self.activity.timeouts
-                } else {
-                    &self.activity.crashes
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(function = name, error_type, after = ?limit, "injected: invocation cut short");
-                Err(local_stepfunctions::LambdaError::Function {
-                    error_type: error_type.to_owned(),
-                    error_message: format!(
-                        "injected fault: {name} cut short after {} ms",
-                        limit.as_millis()
-                    ),
-                })
-            }
-            Ok(Ok(output)) => {
-                if name == "worker" {
-                    self.note_worker(&output, previous_rows);
-                }
-                Ok(output)
-            }
-            Ok(Err(error)) => {
-                let report = ingest::ErrorReport::from(&error);
-                Err(local_stepfunctions::LambdaError::Function {
-                    error_type: report.error_type,
-                    error_message: report.error_message,
-                })
-            }
-            Err(_) => Err(local_stepfunctions::LambdaError::Function {
-                error_type: "Sandbox.Timedout".to_owned(),
-                error_message: format!("Task timed out after {:.2} seconds", timeout.as_secs_f64()),
-            }),
-        }
-    }
-
-    async fn get_object(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> Result<Vec<u8>, local_stepfunctions::ObjectError> {
-        // Step Functions reads an ItemReader object again when a read breaks off.
-        let mut attempts_left = 3;
-        loop {
-            let object = self
-                .clients
-                .s3
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| local_stepfunctions::ObjectError {
-                    code: aws_sdk_s3::error::ProvideErrorMetadata::code(&e)
-                        .unwrap_or("S3Error")
-                        .to_owned(),
-                    message: format!("s3://{bucket}/{key}: {e}"),
-                })?;
-            match object.body.collect().await {
-                Ok(bytes) => return Ok(bytes.into_bytes().to_vec()),
-                Err(_) if attempts_left > 0 => attempts_left -= 1,
-                Err(e) => {
-                    return Err(local_stepfunctions::ObjectError {
-                        code: "ReadError".to_owned(),
-                        message: format!("s3://{bucket}/{key}: {e}"),
-                    });
-                }
-            }
-        }
-    }
-}
-
-impl InProcessFunctions {
-    /// A free worker execution environment, or a new one.
-    fn worker_environment(&self) -> Arc<ingest::pacing::Pacing> {
-        self.idle_workers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_default()
-    }
-
-    /// Whether this invocation is to be cut short: when, and with which error type.
-    fn cut_short(&self, name: &str) -> Option<(Duration, Option<&'static str>)> {
-        use rand::Rng;
-        let f = &self.faults;
-        let choices: &[(f64, &'static str)] = match name {
-            "worker" => &[
-                (f.worker_crashes, "Runtime.ExitError"),
-                (f.worker_timeouts, "Sandbox.Timedout"),
-            ],
-            "launcher" => &[(f.launcher_crashes, "Runtime.ExitError")],
-            _ => &[],
-        };
-        let mut rng = self.rng.lock().expect("rng lock");
-        for &(probability, error_type) in choices {
-            if probability > 0.0 && rng.random_bool(probability.min(1.0)) {
-                let within = f.within.as_micros().max(1) as u64;
-                let at = Duration::from_micros(rng.random_range(0..within));
-                return Some((at, Some(error_type)));
-            }
-        }
-        None
-    }
-
-    fn note_worker(&self, output: &Value, previous_rows: u64) {
-        let rows = output.get("rows").and_then(Value::as_u64).unwrap_or(0);
-        self.activity
-            .rows
-            .fetch_add(rows.saturating_sub(previous_rows), Ordering::Relaxed);
-        self.activity.worker_calls.fetch_add(1, Ordering::Relaxed);
-        if output.get("done").and_then(Value::as_bool) == Some(true) {
-            self.activity.objects.fetch_add(1, Ordering::Relaxed);
-            let retries = output.get("retries").and_then(Value::as_u64).unwrap_or(0);
-            self.activity.retries.fetch_add(retries, Ordering::Relaxed);
         }
     }
 }
@@ -439,18 +210,13 @@ impl LocalStack {
         let clients =
             ingest::Clients::for_endpoints(&sdk, &s3.endpoint_url(), &iotanalytics.endpoint_url());
         let activity = Arc::new(Activity::default());
-        let functions = InProcessFunctions {
-            clients: clients.clone(),
-            worker_timeout: options.worker_timeout,
-            other_timeout: options.other_timeout,
-            activity: activity.clone(),
-            faults: options.function_faults,
-            rng: std::sync::Mutex::new(match options.function_faults.seed {
-                Some(seed) => rand::SeedableRng::seed_from_u64(seed),
-                None => rand::SeedableRng::from_os_rng(),
-            }),
-            idle_workers: std::sync::Mutex::default(),
-        };
+        let functions = InProcessLambda::new(
+            clients.clone(),
+            options.worker_timeout,
+            options.other_timeout,
+            options.function_faults,
+            activity.clone(),
+        );
         let mut sfn_config = local_stepfunctions::Config::new(
             options.data_dir.join("stepfunctions"),
             Arc::new(functions),
@@ -581,20 +347,6 @@ pub async fn ensure_iotanalytics(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn function_names_come_out_of_arns_and_plain_names() {
-        assert_eq!(
-            function_name("arn:aws:lambda:us-east-1:123456789012:function:worker"),
-            "worker"
-        );
-        assert_eq!(
-            function_name("arn:aws:lambda:us-east-1:123456789012:function:worker:live"),
-            "worker"
-        );
-        assert_eq!(function_name("launcher"), "launcher");
-        assert_eq!(function_name("validator:1"), "validator");
-    }
 
     #[test]
     fn every_placeholder_of_the_definition_is_substituted() {

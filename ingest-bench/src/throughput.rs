@@ -171,7 +171,7 @@ async fn measure(
                 through the local stack (embedded S3 and IoT Analytics over HTTP on loopback, \
                 durable storage, channel quota unlimited, rate unlimited). The Rust worker is \
                 `ingest::worker::ingest_object` with the function's defaults, in the bench's \
-                process beside the endpoints; the baseline is `bench/baseline/worker.py` \
+                process beside the endpoints; the baseline is `ingest-bench/baseline/worker.py` \
                 (boto3, whole object read, `csv.DictReader`, sequential batches of 100) \
                 against the same endpoints, on its own channel. Objects are generated in the \
                 sample data set's shape (`deviceid,humidity,location,rowid,temp,timestamp`)."

@@ -1,4 +1,4 @@
-//! The Python baseline (`bench/baseline/worker.py`): finding the interpreter, checking it has
+//! The Python baseline (`ingest-bench/baseline/worker.py`): finding the interpreter, checking it has
 //! boto3 with the iotanalytics client, running it against the local stack and reading its
 //! result line.
 
@@ -11,8 +11,7 @@ use serde_json::Value;
 pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/baseline/worker.py");
 
 /// How to set up the baseline's interpreter, for messages.
-pub const SETUP: &str =
-    "python3 -m venv bench/.venv && bench/.venv/bin/pip install -r bench/baseline/requirements.txt";
+pub const SETUP: &str = "python3 -m venv ingest-bench/.venv && ingest-bench/.venv/bin/pip install -r ingest-bench/baseline/requirements.txt";
 
 /// What one baseline run reported.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,7 +64,7 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// `--python`, else `bench/.venv/bin/python` if present, else `python3`.
+    /// `--python`, else `ingest-bench/.venv/bin/python` if present, else `python3`.
     pub fn interpreter(python: Option<&Path>) -> PathBuf {
         if let Some(python) = python {
             return python.to_path_buf();

@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 
+use s3_ingest::lambda::FUNCTIONS;
+
 use crate::Bench;
 use crate::report::{Check, Section, Table, Verdict, megabytes};
 use crate::runtime_api;
-
-/// The functions, as `cargo lambda build --release` names their folders.
-pub const FUNCTIONS: [&str; 3] = ["launcher", "worker", "validator"];
 
 /// The request a Lambda runtime makes when its handler is ready for an event.
 const NEXT: &str = "GET /2018-06-01/runtime/invocation/next";

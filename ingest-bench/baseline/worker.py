@@ -1,5 +1,5 @@
 """The baseline: a worker in the classic style of the 2018 article's Lambda, written for this
-project's benchmark (bench/README.md).
+project's benchmark (ingest-bench/README.md).
 
 It does what that worker did, with boto3: GetObject, read the whole body, decode it,
 csv.DictReader over it, and send the rows with sequential BatchPutMessage calls of 100

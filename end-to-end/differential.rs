@@ -78,6 +78,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use s3_ingest::lambda::function_name;
 use s3_ingest::stack::{DEFINITION, LocalStack, StackOptions, WorkflowNames, substitutions};
 
 const REGION: &str = "us-east-1";
@@ -189,15 +190,6 @@ struct Functions {
     failed_once: Mutex<HashSet<String>>,
     /// Invocations since the last reset: `function subject -> errorType or ok`.
     calls: Mutex<Vec<String>>,
-}
-
-/// The name in a Lambda ARN or function name.
-fn function_name(function: &str) -> &str {
-    match function.split(':').collect::<Vec<_>>().as_slice() {
-        ["arn", _, "lambda", _, _, "function", name, ..] => name,
-        [name, ..] => name,
-        [] => function,
-    }
 }
 
 impl Functions {

@@ -1,6 +1,6 @@
 //! `ingest-bench`: the workflow's benchmarks side by side with a classic Python worker, on
 //! this machine, through the local stack. Prints one Markdown table per section and writes
-//! them, with the machine's description, to `bench/RESULTS.md`. Kept out of the test suite:
+//! them, with the machine's description, to `ingest-bench/RESULTS.md`. Kept out of the test suite:
 //! run it with `cargo run --release -p ingest-bench -- all`.
 
 mod baseline;
@@ -38,7 +38,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const LONG_ABOUT: &str = "\
 Benchmarks of the S3 → IoT Analytics workflow on this machine, through the local stack
 (embedded S3, IoT Analytics and Step Functions on loopback), side by side with a baseline
-Python worker in the classic style (bench/baseline/worker.py):
+Python worker in the classic style (ingest-bench/baseline/worker.py):
 
   throughput  rows/s from S3 object to acknowledged BatchPutMessage, 1/10/100 MB objects,
               the Rust worker and the baseline (target: ≥ 10× the baseline)
@@ -50,9 +50,9 @@ Python worker in the classic style (bench/baseline/worker.py):
               execution's history (target: ≤ 25,000 events)
   startup     each function's release binary: start to handler ready, and its size
 
-`all` (the default) runs every section and writes bench/RESULTS.md. Build it in release
+`all` (the default) runs every section and writes ingest-bench/RESULTS.md. Build it in release
 mode: debug figures are not representative. The baseline needs boto3 1.40.40:
-  python3 -m venv bench/.venv && bench/.venv/bin/pip install -r bench/baseline/requirements.txt";
+  python3 -m venv ingest-bench/.venv && ingest-bench/.venv/bin/pip install -r ingest-bench/baseline/requirements.txt";
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -61,10 +61,10 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Write the results (Markdown, with the machine's description) here. Default for `all`:
-    /// bench/RESULTS.md; a single section writes only when this is given.
+    /// ingest-bench/RESULTS.md; a single section writes only when this is given.
     #[arg(long, global = true, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// Python interpreter for the baseline (default: bench/.venv/bin/python if present, else
+    /// Python interpreter for the baseline (default: ingest-bench/.venv/bin/python if present, else
     /// python3).
     #[arg(long, global = true, value_name = "PYTHON")]
     python: Option<PathBuf>,

@@ -1,0 +1,307 @@
+//! The in-process Lambda service: serves the definition's functions with the library
+//! handlers, over the same real SDK clients a deployed function builds, with Lambda's
+//! timeouts, reused execution environments, and injected crashes and timeouts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+/// The function names the definition's ARNs end with.
+pub const FUNCTIONS: [&str; 3] = ["launcher", "worker", "validator"];
+
+/// Invocations of the in-process functions cut short at a random point, as a crashed or
+/// timed-out Lambda invocation is: whatever the handler had done stays done, the rest never
+/// happens, and Step Functions sees `Runtime.ExitError` or `Sandbox.Timedout`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FunctionFaults {
+    /// Fraction (0–1) of worker invocations that crash.
+    pub worker_crashes: f64,
+    /// Fraction (0–1) of worker invocations that time out.
+    pub worker_timeouts: f64,
+    /// Fraction (0–1) of launcher invocations that crash.
+    pub launcher_crashes: f64,
+    /// A cut-short invocation stops at a uniformly drawn point within this many
+    /// milliseconds of its start (if it has not finished by then, it is cut there).
+    pub within: Duration,
+    /// Seed of the draws (`None`: from entropy).
+    pub seed: Option<u64>,
+}
+
+/// Counts the in-process functions keep while they run, for progress display.
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// Rows acknowledged by worker invocations.
+    pub rows: AtomicU64,
+    /// Objects finished.
+    pub objects: AtomicU64,
+    /// Worker invocations.
+    pub worker_calls: AtomicU64,
+    /// Re-sends reported by workers.
+    pub retries: AtomicU64,
+    /// Invocations cut short by an injected crash (`Runtime.ExitError`).
+    pub crashes: AtomicU64,
+    /// Invocations cut short by an injected timeout (`Sandbox.Timedout`).
+    pub timeouts: AtomicU64,
+}
+
+/// Serves the definition's Lambda functions with the library handlers, in-process, over the
+/// same real SDK clients a deployed function builds.
+pub struct InProcessLambda {
+    clients: ingest::Clients,
+    worker_timeout: Duration,
+    other_timeout: Duration,
+    activity: Arc<Activity>,
+    faults: FunctionFaults,
+    rng: std::sync::Mutex<rand::rngs::StdRng>,
+    /// The worker's idle execution environments. As on Lambda, an invocation takes one that
+    /// is free or starts a new one, and one cut short (crash, timeout) is not used again.
+    idle_workers: std::sync::Mutex<Vec<Arc<ingest::pacing::Pacing>>>,
+}
+
+/// The workflow's functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Function {
+    Launcher,
+    Worker,
+    Validator,
+}
+
+impl Function {
+    fn named(name: &str) -> Option<Self> {
+        match name {
+            "launcher" => Some(Self::Launcher),
+            "worker" => Some(Self::Worker),
+            "validator" => Some(Self::Validator),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        FUNCTIONS[self as usize]
+    }
+}
+
+impl InProcessLambda {
+    /// The functions, reporting progress into `activity` and cutting invocations short as
+    /// `faults` asks.
+    pub fn new(
+        clients: ingest::Clients,
+        worker_timeout: Duration,
+        other_timeout: Duration,
+        faults: FunctionFaults,
+        activity: Arc<Activity>,
+    ) -> Self {
+        Self {
+            clients,
+            worker_timeout,
+            other_timeout,
+            activity,
+            faults,
+            rng: std::sync::Mutex::new(match faults.seed {
+                Some(seed) => rand::SeedableRng::seed_from_u64(seed),
+                None => rand::SeedableRng::from_os_rng(),
+            }),
+            idle_workers: std::sync::Mutex::default(),
+        }
+    }
+}
+
+/// The function name in a Lambda ARN or name (`arn:aws:lambda:r:a:function:NAME[:alias]`).
+pub fn function_name(function: &str) -> &str {
+    match function.split(':').collect::<Vec<_>>().as_slice() {
+        ["arn", _, "lambda", _, _, "function", name, ..] => name,
+        [name, ..] => name,
+        [] => function,
+    }
+}
+
+#[async_trait]
+impl local_stepfunctions::Resources for InProcessLambda {
+    async fn invoke_lambda(
+        &self,
+        function: &str,
+        payload: Value,
+    ) -> Result<Value, local_stepfunctions::LambdaError> {
+        let Some(which) = Function::named(function_name(function)) else {
+            return Err(local_stepfunctions::LambdaError::Service {
+                error: "Lambda.ResourceNotFoundException".to_owned(),
+                message: format!("Function not found: {function}"),
+            });
+        };
+        let name = which.name();
+        let timeout = match which {
+            Function::Worker => self.worker_timeout,
+            Function::Launcher | Function::Validator => self.other_timeout,
+        };
+        let previous_rows = payload
+            .pointer("/checkpoint/rowsSent")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let environment = (which == Function::Worker).then(|| self.worker_environment());
+        let call = async {
+            match which {
+                Function::Launcher => ingest::handlers::launcher(&self.clients, payload).await,
+                Function::Worker => {
+                    let deadline = SystemTime::now() + timeout;
+                    let pacing = environment.as_deref().expect("taken for the worker");
+                    ingest::handlers::worker(&self.clients, pacing, payload, deadline).await
+                }
+                Function::Validator => ingest::handlers::validator(&self.clients, payload).await,
+            }
+        };
+        let (limit, cut_short) = self.cut_short(name).unwrap_or((timeout, None));
+        let result = tokio::time::timeout(limit, call).await;
+        if let (Ok(_), Some(environment)) = (&result, environment) {
+            self.idle_workers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(environment);
+        }
+        match result {
+            Err(_) if let Some(error_type) = cut_short => {
+                let counter = if error_type == "Sandbox.Timedout" {
+                    &self.activity.timeouts
+                } else {
+                    &self.activity.crashes
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(function = name, error_type, after = ?limit, "injected: invocation cut short");
+                Err(local_stepfunctions::LambdaError::Function {
+                    error_type: error_type.to_owned(),
+                    error_message: format!(
+                        "injected fault: {name} cut short after {} ms",
+                        limit.as_millis()
+                    ),
+                })
+            }
+            Ok(Ok(output)) => {
+                if which == Function::Worker {
+                    self.note_worker(&output, previous_rows);
+                }
+                Ok(output)
+            }
+            Ok(Err(error)) => {
+                let report = ingest::ErrorReport::from(&error);
+                Err(local_stepfunctions::LambdaError::Function {
+                    error_type: report.error_type,
+                    error_message: report.error_message,
+                })
+            }
+            Err(_) => Err(local_stepfunctions::LambdaError::Function {
+                error_type: "Sandbox.Timedout".to_owned(),
+                error_message: format!("Task timed out after {:.2} seconds", timeout.as_secs_f64()),
+            }),
+        }
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<u8>, local_stepfunctions::ObjectError> {
+        // Step Functions reads an ItemReader object again when a read breaks off.
+        let read = || async {
+            let object = self
+                .clients
+                .s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| local_stepfunctions::ObjectError {
+                    code: aws_sdk_s3::error::ProvideErrorMetadata::code(&e)
+                        .unwrap_or("S3Error")
+                        .to_owned(),
+                    message: format!("s3://{bucket}/{key}: {e}"),
+                })?;
+            let bytes =
+                object
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| local_stepfunctions::ObjectError {
+                        code: "ReadError".to_owned(),
+                        message: format!("s3://{bucket}/{key}: {e}"),
+                    })?;
+            Ok(bytes.into_bytes().to_vec())
+        };
+        ingest::retry::retry(
+            "ItemReader GetObject",
+            4,
+            ingest::retry::Backoff::SHORT,
+            |e: &local_stepfunctions::ObjectError| e.code == "ReadError",
+            read,
+        )
+        .await
+    }
+}
+
+impl InProcessLambda {
+    /// A free worker execution environment, or a new one.
+    fn worker_environment(&self) -> Arc<ingest::pacing::Pacing> {
+        self.idle_workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Whether this invocation is to be cut short: when, and with which error type.
+    fn cut_short(&self, name: &str) -> Option<(Duration, Option<&'static str>)> {
+        use rand::Rng;
+        let f = &self.faults;
+        let choices: &[(f64, &'static str)] = match name {
+            "worker" => &[
+                (f.worker_crashes, "Runtime.ExitError"),
+                (f.worker_timeouts, "Sandbox.Timedout"),
+            ],
+            "launcher" => &[(f.launcher_crashes, "Runtime.ExitError")],
+            _ => &[],
+        };
+        let mut rng = self.rng.lock().expect("rng lock");
+        for &(probability, error_type) in choices {
+            if probability > 0.0 && rng.random_bool(probability.min(1.0)) {
+                let within = f.within.as_micros().max(1) as u64;
+                let at = Duration::from_micros(rng.random_range(0..within));
+                return Some((at, Some(error_type)));
+            }
+        }
+        None
+    }
+
+    fn note_worker(&self, output: &Value, previous_rows: u64) {
+        let rows = output.get("rows").and_then(Value::as_u64).unwrap_or(0);
+        self.activity
+            .rows
+            .fetch_add(rows.saturating_sub(previous_rows), Ordering::Relaxed);
+        self.activity.worker_calls.fetch_add(1, Ordering::Relaxed);
+        if output.get("done").and_then(Value::as_bool) == Some(true) {
+            self.activity.objects.fetch_add(1, Ordering::Relaxed);
+            let retries = output.get("retries").and_then(Value::as_u64).unwrap_or(0);
+            self.activity.retries.fetch_add(retries, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names_come_out_of_arns_and_plain_names() {
+        assert_eq!(
+            function_name("arn:aws:lambda:us-east-1:123456789012:function:worker"),
+            "worker"
+        );
+        assert_eq!(
+            function_name("arn:aws:lambda:us-east-1:123456789012:function:worker:live"),
+            "worker"
+        );
+        assert_eq!(function_name("launcher"), "launcher");
+        assert_eq!(function_name("validator:1"), "validator");
+    }
+}

@@ -17,32 +17,13 @@ pub struct TestStack {
     _dir: tempfile::TempDir,
 }
 
-/// Run arguments for a sample run in `dir`, with delays scaled down for tests.
+/// Run arguments for a sample run in `dir`: the defaults, with delays scaled down for
+/// tests and a channel quota that does not hold them back.
 pub fn sample_args(dir: &std::path::Path) -> RunArgs {
-    RunArgs {
-        source: None,
-        data_dir: dir.to_path_buf(),
-        bucket: "bpm-blog-generated-data".to_owned(),
-        prefix: String::new(),
-        channel: "bpm_blog_channel".to_owned(),
-        pipeline: "bpm_blog_pipeline".to_owned(),
-        datastore: "bpm_blog_datastore".to_owned(),
-        dataset: "bpm_blog_validation".to_owned(),
-        ledger_bucket: s3_ingest::stack::DEFAULT_LEDGER_BUCKET.to_owned(),
-        checkpoint_every: 10,
-        concurrency: 10,
-        rate: 0,
-        channel_quota: local_quota(),
-        typed: false,
-        skip_bad_rows: false,
-        page_size: 1000,
-        pages_per_execution: 500,
-        worker_timeout: 900,
-        time_scale: 0.05,
-        storage: None,
-        no_row_identity: false,
-        allow_empty: false,
-    }
+    let mut args = RunArgs::with_defaults(dir);
+    args.channel_quota = local_quota();
+    args.time_scale = 0.05;
+    args
 }
 
 fn local_quota() -> u32 {

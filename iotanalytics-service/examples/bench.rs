@@ -17,13 +17,12 @@
 
 use std::time::{Duration, Instant};
 
-use aws_config::BehaviorVersion;
 use aws_sdk_iotanalytics::Client;
 use aws_sdk_iotanalytics::primitives::Blob;
-use aws_sdk_iotanalytics::types::{
-    ChannelActivity, DatasetAction, DatasetContentState, DatastoreActivity, Message,
-    PipelineActivity, SqlQueryDatasetAction,
-};
+use aws_sdk_iotanalytics::types::{DatasetContentState, Message};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 struct Options {
     messages: usize,
@@ -80,45 +79,15 @@ async fn time_query(client: &Client, dataset: &str) -> (Duration, String) {
         .send()
         .await
         .unwrap();
-    loop {
-        let out = client
-            .get_dataset_content()
-            .dataset_name(dataset)
-            .version_id("$LATEST")
-            .send()
-            .await
-            .unwrap();
-        let status = out.status().unwrap();
-        match status.state().unwrap() {
-            DatasetContentState::Creating => tokio::time::sleep(Duration::from_millis(10)).await,
-            DatasetContentState::Succeeded => {
-                let elapsed = started.elapsed();
-                let uri = out.entries()[0].data_uri().unwrap().to_owned();
-                return (elapsed, fetch(&uri));
-            }
-            other => panic!("query ended {other:?}: {:?}", status.reason()),
-        }
-    }
-}
-
-fn fetch(url: &str) -> String {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    // A presigned URL's query string is part of the request target.
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.split_once("\r\n\r\n")
-        .unwrap()
-        .1
-        .trim()
-        .replace('\n', " | ")
+    let (state, reason, uri) = common::wait_content(client, dataset).await;
+    let elapsed = started.elapsed();
+    assert_eq!(
+        state,
+        DatasetContentState::Succeeded,
+        "query ended: {reason:?}"
+    );
+    let (_, _, csv) = common::http_get(&uri.expect("a data URI"));
+    (elapsed, csv.trim().replace('\n', " | "))
 }
 
 #[tokio::main]
@@ -128,25 +97,11 @@ async fn main() {
     let mut config = iotanalytics_service::ServiceConfig::new(dir.path());
     config.durable = o.durable;
     let _s3 = if o.s3 {
-        let root = dir.path().join("s3");
-        local_s3::ensure_bucket(&root, "bench").unwrap();
-        let s3 = local_s3::start(local_s3::S3Config::new(root, "bench", "bench"))
-            .await
-            .unwrap();
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_credential_types::Credentials::new(
-                "bench", "bench", None, None, "bench",
-            ))
-            .load()
-            .await;
-        let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
-            .endpoint_url(s3.endpoint_url())
-            .force_path_style(true)
-            .build();
+        let (s3, client) = common::embedded_s3(dir.path()).await;
         config.storage = iotanalytics_service::StorageConfig::S3 {
-            location: iotanalytics_service::S3Location::parse("s3://bench/service/").unwrap(),
-            client: aws_sdk_s3::Client::from_conf(s3_config),
+            location: iotanalytics_service::S3Location::parse("s3://iotanalytics/service/")
+                .unwrap(),
+            client,
         };
         Some(s3)
     } else {
@@ -155,56 +110,9 @@ async fn main() {
     let service = iotanalytics_service::start(config).await.unwrap();
     // Measure the service itself, not the default 100,000 messages/s channel quota.
     service.controls().set_default_quota(u32::MAX);
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(service.endpoint_url())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "bench", "bench", None, None, "bench",
-        ))
-        .load()
-        .await;
-    let client = Client::new(&sdk);
-    client
-        .create_channel()
-        .channel_name("bench_channel")
-        .send()
-        .await
-        .unwrap();
-    client
-        .create_datastore()
-        .datastore_name("bench_datastore")
-        .send()
-        .await
-        .unwrap();
-    client
-        .create_pipeline()
-        .pipeline_name("bench_pipeline")
-        .pipeline_activities(
-            PipelineActivity::builder()
-                .channel(
-                    ChannelActivity::builder()
-                        .name("in")
-                        .channel_name("bench_channel")
-                        .next("out")
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .pipeline_activities(
-            PipelineActivity::builder()
-                .datastore(
-                    DatastoreActivity::builder()
-                        .name("out")
-                        .datastore_name("bench_datastore")
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let endpoint = service.endpoint_url();
+    let client = common::client(&endpoint).await;
+    common::setup_flow(&client, "bench").await;
 
     // Requests are prepared up front so the clock measures sending, not generating.
     let batches: Vec<Vec<Message>> = (0..o.messages)
@@ -231,7 +139,7 @@ async fn main() {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for work in per_client {
-        let client = Client::new(&sdk);
+        let client = common::client(&endpoint).await;
         tasks.push(tokio::spawn(async move {
             for batch in work {
                 let out = client
@@ -263,17 +171,7 @@ async fn main() {
     client
         .create_dataset()
         .dataset_name("bench_dataset")
-        .actions(
-            DatasetAction::builder()
-                .action_name("q")
-                .query_action(
-                    SqlQueryDatasetAction::builder()
-                        .sql_query(sql)
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
+        .actions(common::query_action("q", sql))
         .send()
         .await
         .unwrap();

@@ -93,6 +93,22 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// The arguments of `run --data-dir DATA_DIR`: every other setting at the default
+    /// `--help` shows.
+    pub fn with_defaults(data_dir: &std::path::Path) -> Self {
+        #[derive(clap::Parser)]
+        struct Run {
+            #[command(flatten)]
+            args: RunArgs,
+        }
+        let argv = [
+            std::ffi::OsStr::new("run"),
+            std::ffi::OsStr::new("--data-dir"),
+            data_dir.as_os_str(),
+        ];
+        <Run as clap::Parser>::parse_from(argv).args
+    }
+
     /// The names this run uses.
     pub fn names(&self) -> WorkflowNames {
         WorkflowNames {

@@ -248,20 +248,9 @@ mod tests {
 
     fn entry(key: &str, state: EntryState, rows: u64) -> LedgerEntry {
         LedgerEntry {
-            bucket: "src".into(),
             key: key.into(),
-            etag: "\"e1\"".into(),
-            state,
-            run_id: "run-1".into(),
-            lease_until_ms: 1_764_633_600_000,
-            updated_ms: 0,
-            checkpoint: None,
             rows,
-            batches: 1,
-            retries: 0,
-            bad_rows: 0,
-            reason: None,
-            report: None,
+            ..crate::ledger::tests::entry(state, "run-1", 1_764_633_600_000)
         }
     }
 

@@ -499,10 +499,11 @@ pub(crate) fn same_etag(a: &str, b: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn entry(state: EntryState, run_id: &str, lease_until_ms: u64) -> LedgerEntry {
+    /// An entry of `s3://src/a.csv` with 10 rows in one batch.
+    pub(crate) fn entry(state: EntryState, run_id: &str, lease_until_ms: u64) -> LedgerEntry {
         LedgerEntry {
             bucket: "src".into(),
             key: "a.csv".into(),

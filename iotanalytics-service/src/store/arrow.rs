@@ -106,14 +106,7 @@ pub fn decode_jsonl(data: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>,
     let mut batches = Vec::new();
     let mut rows = 0usize;
     let finish = |cols: &mut Vec<Col>, rows: usize| -> Result<RecordBatch, Error> {
-        let arrays: Vec<ArrayRef> = cols.iter_mut().map(Col::finish).collect();
-        let options =
-            datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
-        Ok(RecordBatch::try_new_with_options(
-            schema.clone(),
-            arrays,
-            &options,
-        )?)
+        new_batch(schema, cols.iter_mut().map(Col::finish).collect(), rows)
     };
     for line in data.split(|b| *b == b'\n') {
         if line.is_empty() {
@@ -169,6 +162,11 @@ pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordB
         };
         arrays.push(array);
     }
+    new_batch(schema, arrays, rows)
+}
+
+/// A batch of `rows` rows (stated, so that a batch without columns keeps its count).
+fn new_batch(schema: &SchemaRef, arrays: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch, Error> {
     let options =
         datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
     Ok(RecordBatch::try_new_with_options(

@@ -221,21 +221,9 @@ pub(super) fn skipped_output(
     entry: &LedgerEntry,
 ) -> WorkerOutput {
     WorkerOutput {
-        done: true,
-        bucket: input.bucket.clone(),
-        key: input.key.clone(),
-        outcome,
-        rows: 0,
-        batches: 0,
-        retries: 0,
-        bad_rows: 0,
-        bad_row_details: Vec::new(),
-        duration_ms: 0,
-        checkpoint: None,
         skipped: 1,
         skipped_rows: entry.rows,
-        set_aside: 0,
-        stopped_at: None,
         report: entry.report.clone(),
+        ..WorkerOutput::empty(input, outcome)
     }
 }

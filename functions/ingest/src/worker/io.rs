@@ -159,6 +159,30 @@ pub struct WorkerOutput {
     pub report: Option<String>,
 }
 
+impl WorkerOutput {
+    /// The output for `input`'s object, ended as `outcome`, before anything is counted.
+    pub(super) fn empty(input: &WorkerInput, outcome: Outcome) -> Self {
+        Self {
+            done: true,
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            outcome,
+            rows: 0,
+            batches: 0,
+            retries: 0,
+            bad_rows: 0,
+            bad_row_details: Vec::new(),
+            duration_ms: 0,
+            checkpoint: None,
+            skipped: 0,
+            skipped_rows: 0,
+            set_aside: 0,
+            stopped_at: None,
+            report: None,
+        }
+    }
+}
+
 impl WorkerInput {
     /// This worker's messages per second, `None` when unpaced. A shared rate is split
     /// evenly, rounding up so a small quota never pauses a worker entirely.

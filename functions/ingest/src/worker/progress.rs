@@ -220,10 +220,6 @@ impl Progress {
         report: Option<String>,
     ) -> WorkerOutput {
         WorkerOutput {
-            done: true,
-            bucket: input.bucket.clone(),
-            key: input.key.clone(),
-            outcome,
             rows: self.rows,
             batches: self.batches,
             retries: self.retries,
@@ -236,10 +232,10 @@ impl Progress {
                 None
             },
             skipped: u64::from(outcome == Outcome::HeldElsewhere),
-            skipped_rows: 0,
             set_aside: self.set_aside,
             stopped_at,
             report,
+            ..WorkerOutput::empty(input, outcome)
         }
     }
 }

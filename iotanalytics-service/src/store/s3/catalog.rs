@@ -145,13 +145,7 @@ impl S3Backend {
         if self.read::<R>(name).await?.is_none() {
             return Ok(false);
         }
-        self.client
-            .delete_object()
-            .bucket(&self.location.bucket)
-            .key(&key)
-            .send()
-            .await
-            .map_err(|e| s3_failure("DeleteObject", &key, e))?;
+        self.delete_key(&key).await?;
         Ok(true)
     }
 }

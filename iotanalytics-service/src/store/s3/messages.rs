@@ -81,21 +81,12 @@ impl S3Backend {
         Ok(())
     }
 
-    async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, Error> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.location.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| s3_failure("GetObject", key, e))?;
-        Ok(out
-            .body
-            .collect()
-            .await
-            .map_err(|e| Error::InternalFailure(format!("reading {key}: {e}")))?
-            .to_vec())
+    /// An object listed a moment ago; gone since is an error, as for any read of data.
+    async fn get_bytes(&self, key: &str) -> Result<bytes::Bytes, Error> {
+        self.get_versioned(key)
+            .await?
+            .map(|(bytes, _)| bytes)
+            .ok_or_else(|| Error::InternalFailure(format!("{key} was deleted while being read")))
     }
 
     pub(in crate::store) async fn channel_exists(&self, channel: &str) -> Result<bool, Error> {
@@ -269,28 +260,12 @@ impl S3Backend {
     pub(in crate::store) async fn drop_data(&self, kind: Kind, name: &str) -> Result<(), Error> {
         let objects = self.objects(&self.data_prefix(kind, name)).await?;
         futures::stream::iter(objects)
-            .map(|(key, _)| async move {
-                self.client
-                    .delete_object()
-                    .bucket(&self.location.bucket)
-                    .key(&key)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| s3_failure("DeleteObject", &key, e))
-            })
+            .map(|(key, _)| async move { self.delete_key(&key).await })
             .buffer_unordered(IN_FLIGHT)
             .try_collect::<Vec<()>>()
             .await?;
         if kind == Kind::Datastore {
-            let key = self.schema_key(name);
-            let _ = self
-                .client
-                .delete_object()
-                .bucket(&self.location.bucket)
-                .key(&key)
-                .send()
-                .await;
+            let _ = self.delete_key(&self.schema_key(name)).await;
             self.schemas
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -134,6 +134,18 @@ impl S3Backend {
         Ok(Some((bytes, etag)))
     }
 
+    /// Deletes an object; one that is not there is no error, as in S3.
+    async fn delete_key(&self, key: &str) -> Result<(), Error> {
+        self.client
+            .delete_object()
+            .bucket(&self.location.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| s3_failure("DeleteObject", key, e))
+    }
+
     /// A time-limited GET URL of an object, for `dataURI`.
     pub async fn presign(&self, bucket: &str, key: &str) -> Result<String, Error> {
         let config = PresigningConfig::expires_in(PRESIGNED_FOR)
@@ -185,15 +197,8 @@ impl S3Backend {
     pub(super) async fn delete_results(&self, dataset: &str, versions: &[String]) {
         for version in versions {
             let key = self.result_key(dataset, version);
-            if let Err(e) = self
-                .client
-                .delete_object()
-                .bucket(&self.location.bucket)
-                .key(&key)
-                .send()
-                .await
-            {
-                tracing::warn!(key, error = %s3_failure("DeleteObject", &key, e), "dataset content not deleted");
+            if let Err(error) = self.delete_key(&key).await {
+                tracing::warn!(key, %error, "dataset content not deleted");
             }
         }
     }

@@ -9,6 +9,9 @@ use aws_config::BehaviorVersion;
 use clap::Args;
 use serde_json::Value;
 
+/// Failed items `status` and `run` show.
+pub const FAILED_ITEMS_SHOWN: usize = 3;
+
 /// Options of `start`.
 #[derive(Debug, Args)]
 pub struct StartArgs {
@@ -70,8 +73,8 @@ pub async fn start(args: StartArgs) -> anyhow::Result<()> {
 /// Prints an execution's status, and its output or error.
 #[allow(clippy::print_stdout, reason = "the status is the command's output")]
 pub async fn status(args: ExecutionArgs) -> anyhow::Result<()> {
-    let described = client()
-        .await
+    let sfn = client().await;
+    let described = sfn
         .describe_execution()
         .execution_arn(&args.execution_arn)
         .send()
@@ -87,6 +90,21 @@ pub async fn status(args: ExecutionArgs) -> anyhow::Result<()> {
     if let Some(cause) = described.cause() {
         println!("cause       {cause}");
     }
+    if described.status() == &aws_sdk_sfn::types::ExecutionStatus::Failed {
+        let items = failed_items(&sfn, &args.execution_arn, FAILED_ITEMS_SHOWN).await?;
+        for item in &items {
+            println!(
+                "failed item {}: {}: {}",
+                item.key.as_deref().unwrap_or(&item.execution_arn),
+                item.error,
+                item.cause
+            );
+        }
+        let error = items
+            .first()
+            .map_or(described.error().unwrap_or_default(), |i| i.error.as_str());
+        println!("{}", advice(error, &args.execution_arn));
+    }
     if let Some(output) = described.output() {
         let pretty = serde_json::from_str::<Value>(output)
             .ok()
@@ -95,6 +113,87 @@ pub async fn status(args: ExecutionArgs) -> anyhow::Result<()> {
         println!("output\n{pretty}");
     }
     Ok(())
+}
+
+/// A Distributed Map item that failed: its child execution, the object it was for, and its
+/// own error, which the Map Run's failure (`States.ExceedToleratedFailureThreshold`) hides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedItem {
+    /// The child execution.
+    pub execution_arn: String,
+    /// The object's key, when the item names one.
+    pub key: Option<String>,
+    /// The item's error name.
+    pub error: String,
+    /// The item's cause.
+    pub cause: String,
+}
+
+/// The first `limit` failed items of `execution_arn`'s Map Runs, oldest Map Run first.
+pub async fn failed_items(
+    sfn: &aws_sdk_sfn::Client,
+    execution_arn: &str,
+    limit: usize,
+) -> anyhow::Result<Vec<FailedItem>> {
+    let map_runs = sfn
+        .list_map_runs()
+        .execution_arn(execution_arn)
+        .send()
+        .await
+        .with_context(|| format!("ListMapRuns of {execution_arn}"))?;
+    let mut items = Vec::new();
+    for map_run in map_runs.map_runs() {
+        if items.len() >= limit {
+            break;
+        }
+        let failed = sfn
+            .list_executions()
+            .map_run_arn(map_run.map_run_arn())
+            .status_filter(aws_sdk_sfn::types::ExecutionStatus::Failed)
+            .max_results((limit - items.len()) as i32)
+            .send()
+            .await
+            .with_context(|| format!("ListExecutions of {}", map_run.map_run_arn()))?;
+        for child in failed.executions() {
+            let described = sfn
+                .describe_execution()
+                .execution_arn(child.execution_arn())
+                .send()
+                .await
+                .with_context(|| format!("DescribeExecution of {}", child.execution_arn()))?;
+            let key = described
+                .input()
+                .and_then(|input| serde_json::from_str::<Value>(input).ok())
+                .and_then(|input| input.get("key").and_then(Value::as_str).map(str::to_owned));
+            items.push(FailedItem {
+                execution_arn: child.execution_arn().to_owned(),
+                key,
+                error: described.error().unwrap_or_default().to_owned(),
+                cause: described.cause().unwrap_or_default().to_owned(),
+            });
+        }
+    }
+    Ok(items)
+}
+
+/// What to do about a failed execution whose error (or first failed item's error) is
+/// `error`: a redrive only where one can succeed.
+pub fn advice(error: &str, execution_arn: &str) -> String {
+    match error {
+        // Retried by the state machine already; another go may pass.
+        "ServiceUnavailable" | "Throttled" | "BatchPutFailed" | "ResultUnreadable"
+        | "Sandbox.Timedout" | "Runtime.ExitError" | "States.Timeout" | "States.TaskFailed" => {
+            format!(
+                "A redrive may pass once the service recovers: s3-ingest redrive {execution_arn}"
+            )
+        }
+        // What is missing can be created, and the items rerun as they were.
+        "ChannelNotFound" | "BucketNotFound" | "AccessDenied" | "ObjectNotFound" => format!(
+            "Create what is missing or grant the access, then: s3-ingest redrive {execution_arn}"
+        ),
+        // The same input fails the same way: only a new run with other input helps.
+        _ => "A redrive would fail the same way: fix the input and start a new run.".to_owned(),
+    }
 }
 
 /// Redrives a failed, timed-out or aborted execution from where it stopped.

@@ -6,6 +6,7 @@ pub mod control;
 pub mod lambda;
 pub mod recovery;
 pub mod run;
+pub mod run_args;
 pub mod sample;
 pub mod stack;
 pub mod summary;

@@ -51,8 +51,37 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<std::process::ExitCode> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("{}", error_report(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `error: ...` with each cause once on its own line: no backtrace (they are for bugs, not
+/// for the input errors and service answers that end a command), and no cause repeated where
+/// an error's message already contains its source's (as AWS SDK errors' do).
+fn error_report(error: &anyhow::Error) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !lines.iter().any(|line| line.contains(&text)) {
+            lines.push(text);
+        }
+    }
+    let mut out = format!("error: {}", lines[0]);
+    for line in &lines[1..] {
+        out.push_str("\n  caused by: ");
+        out.push_str(line);
+    }
+    out
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     // `run` draws a progress line; per-object logs would scroll it away unless asked for.
     let default_level = match cli.command {
         Command::Run(_) => "warn",

@@ -10,133 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sfn::types::ExecutionStatus;
-use clap::Args;
 use serde_json::{Value, json};
 
+pub use crate::run_args::{RunArgs, SOURCE_SUFFIX};
 use crate::sample;
-use crate::stack::{LocalStack, StackOptions, WorkflowNames, ensure_iotanalytics};
+use crate::stack::{LocalStack, ensure_iotanalytics};
 pub use crate::summary::{ExitStatus, summary};
-
-/// Options of `run`.
-#[derive(Debug, Clone, Args)]
-pub struct RunArgs {
-    /// Ingest the CSV files under this directory (keys relative to it) instead of the sample
-    /// data set; they are uploaded to the bucket first.
-    #[arg(long, value_name = "DIR")]
-    pub source: Option<PathBuf>,
-    /// Where the local endpoints keep their data; kept between runs.
-    #[arg(long, default_value = ".s3-ingest", value_name = "DIR")]
-    pub data_dir: PathBuf,
-    /// Source bucket.
-    #[arg(long, default_value = "bpm-blog-generated-data")]
-    pub bucket: String,
-    /// Only keys under this prefix are ingested.
-    #[arg(long, default_value = "")]
-    pub prefix: String,
-    /// IoT Analytics channel.
-    #[arg(long, default_value = "bpm_blog_channel")]
-    pub channel: String,
-    /// Pipeline from the channel to the datastore.
-    #[arg(long, default_value = "bpm_blog_pipeline")]
-    pub pipeline: String,
-    /// IoT Analytics datastore.
-    #[arg(long, default_value = "bpm_blog_datastore")]
-    pub datastore: String,
-    /// Dataset created to validate the run.
-    #[arg(long, default_value = "bpm_blog_validation")]
-    pub dataset: String,
-    /// Bucket of the ledger (what was ingested, by ETag) and the bad-input reports.
-    #[arg(long, default_value = crate::stack::DEFAULT_LEDGER_BUCKET)]
-    pub ledger_bucket: String,
-    /// Acknowledged batches between two checkpoints in the ledger; after a crash at most
-    /// this many batches (plus those in flight) are sent again.
-    #[arg(long, default_value_t = 10)]
-    pub checkpoint_every: u64,
-    /// Objects ingested at once (the Distributed Map's MaxConcurrency).
-    #[arg(long, default_value_t = 10)]
-    pub concurrency: u32,
-    /// Messages per second for the whole run, shared by the concurrent workers (0: unpaced).
-    #[arg(long, default_value_t = 0)]
-    pub rate: u32,
-    /// Messages per second the local IoT Analytics accepts per channel.
-    #[arg(long, default_value_t = iotanalytics_service::DEFAULT_CHANNEL_QUOTA)]
-    pub channel_quota: u32,
-    /// Send integers and decimals as JSON numbers instead of strings.
-    #[arg(long)]
-    pub typed: bool,
-    /// Set bad rows aside (named in the summary) instead of failing their object.
-    #[arg(long)]
-    pub skip_bad_rows: bool,
-    /// Keys per listed page (1–1000).
-    #[arg(long, default_value_t = 1000)]
-    pub page_size: u32,
-    /// Pages per execution before it continues as a new one.
-    #[arg(long, default_value_t = 500)]
-    pub pages_per_execution: u32,
-    /// Seconds a worker invocation may run before it must hand over a checkpoint.
-    #[arg(long, default_value_t = 900)]
-    pub worker_timeout: u64,
-    /// Multiplies Wait and Retry delays (1.0: real time, as on AWS).
-    #[arg(long, default_value_t = 1.0)]
-    pub time_scale: f64,
-    /// Where IoT Analytics keeps its state: its data directory (default), or
-    /// s3://BUCKET/PREFIX in the embedded S3, the storage the service uses on AWS.
-    #[arg(long, value_name = "s3://BUCKET/PREFIX", value_parser = parse_storage)]
-    pub storage: Option<iotanalytics_service::S3Location>,
-    /// Send rows as they are, without the row identity (`_src`, `_row`) the default
-    /// validation counts; validation then falls back to the datastore's row count.
-    #[arg(long)]
-    pub no_row_identity: bool,
-    /// Exit 0 when the source has no matching objects (otherwise: exit code 4).
-    #[arg(long)]
-    pub allow_empty: bool,
-}
-
-impl RunArgs {
-    /// The arguments of `run --data-dir DATA_DIR`: every other setting at the default
-    /// `--help` shows.
-    pub fn with_defaults(data_dir: &std::path::Path) -> Self {
-        #[derive(clap::Parser)]
-        struct Run {
-            #[command(flatten)]
-            args: RunArgs,
-        }
-        let argv = [
-            std::ffi::OsStr::new("run"),
-            std::ffi::OsStr::new("--data-dir"),
-            data_dir.as_os_str(),
-        ];
-        <Run as clap::Parser>::parse_from(argv).args
-    }
-
-    /// The names this run uses.
-    pub fn names(&self) -> WorkflowNames {
-        WorkflowNames {
-            bucket: self.bucket.clone(),
-            prefix: self.prefix.clone(),
-            channel: self.channel.clone(),
-            pipeline: self.pipeline.clone(),
-            datastore: self.datastore.clone(),
-            dataset: self.dataset.clone(),
-            ledger_bucket: self.ledger_bucket.clone(),
-        }
-    }
-
-    /// The stack this run needs.
-    pub fn stack_options(&self) -> StackOptions {
-        let mut options = StackOptions::new(&self.data_dir);
-        options.channel_quota = self.channel_quota;
-        options.time_scale = self.time_scale;
-        options.worker_timeout = Duration::from_secs(self.worker_timeout);
-        options.iotanalytics_storage = self.storage.clone();
-        options
-    }
-}
-
-/// Parses `--storage`.
-pub fn parse_storage(s: &str) -> Result<iotanalytics_service::S3Location, String> {
-    iotanalytics_service::S3Location::parse(s).map_err(|e| e.to_string())
-}
 
 /// What a run did.
 #[derive(Debug, Clone, Default)]
@@ -147,6 +26,8 @@ pub struct RunReport {
     pub status: String,
     /// Error and cause of a failed execution.
     pub failure: Option<(String, String)>,
+    /// The first Distributed Map items that failed, with their own error and cause.
+    pub failed_items: Vec<crate::control::FailedItem>,
     /// The last execution's output.
     pub output: Option<Value>,
     /// Wall time from the first StartExecution to the end.
@@ -362,6 +243,12 @@ pub async fn run_until(
         }
     };
     bar.finish_and_clear();
+    let failed_items = if failure.is_some() {
+        let last = executions.last().expect("one execution at least");
+        crate::control::failed_items(&sfn, last, crate::control::FAILED_ITEMS_SHOWN).await?
+    } else {
+        Vec::new()
+    };
     let ledger = ingest::ledger::LedgerLocation {
         bucket: args.ledger_bucket.clone(),
         prefix: ingest::ledger::DEFAULT_LEDGER_PREFIX.to_owned(),
@@ -376,6 +263,7 @@ pub async fn run_until(
         executions,
         status,
         failure,
+        failed_items,
         output,
         elapsed: started.elapsed(),
         // Interrupted workers report nothing; their checkpoints in the ledger do.
@@ -493,7 +381,7 @@ pub async fn fill_bucket(stack: &LocalStack, args: &RunArgs) -> anyhow::Result<u
 }
 
 /// Every file under `dir`, with its path relative to `dir` using `/`.
-fn files_under(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
+pub(crate) fn files_under(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
     let mut out = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
@@ -576,6 +464,7 @@ async fn read_reports(
 /// the summary so far.
 #[allow(clippy::print_stdout, reason = "the summary is the command's output")]
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
+    args.check()?;
     let _lock = crate::recovery::lock_data_dir(&args.data_dir)?;
     let stack = LocalStack::start(args.stack_options(), &args.names()).await?;
     let report = run_until(&stack, &args, true, interrupted()).await;

@@ -65,7 +65,7 @@ pub struct ServeArgs {
     pub no_fsync: bool,
     /// Where IoT Analytics keeps its state: its data directory (default), or
     /// s3://BUCKET/PREFIX in the embedded S3, the storage the service uses on AWS.
-    #[arg(long, value_name = "s3://BUCKET/PREFIX", value_parser = s3_ingest::run::parse_storage)]
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", value_parser = s3_ingest::run_args::parse_storage)]
     pub storage: Option<iotanalytics_service::S3Location>,
 }
 

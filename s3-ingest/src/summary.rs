@@ -183,6 +183,20 @@ pub fn summary(report: &RunReport) -> String {
     if let Some((error, cause)) = &report.failure {
         let _ = writeln!(out, "Failed: {error}");
         let _ = writeln!(out, "  {cause}");
+        for item in &report.failed_items {
+            let _ = writeln!(
+                out,
+                "  failed item {}: {}: {}",
+                item.key.as_deref().unwrap_or(&item.execution_arn),
+                item.error,
+                item.cause
+            );
+        }
+        let last = report.executions.last().map_or("", String::as_str);
+        let deciding = report
+            .failed_items
+            .first()
+            .map_or(error.as_str(), |i| i.error.as_str());
         let advice = match error.as_str() {
             // Redriving re-runs the check on the same data: it cannot bring rows back.
             "ValidationFailed" if cause.contains("rows missing") => {
@@ -192,10 +206,7 @@ pub fn summary(report: &RunReport) -> String {
                 "  Run again with the same --data-dir: the objects are taken over and finished.".to_owned()
             }
             "ValidationFailed" => "  The datastore does not hold what was expected.".to_owned(),
-            _ => format!(
-                "  Fix the cause, then: s3-ingest redrive {}",
-                report.executions.last().map_or("", String::as_str)
-            ),
+            _ => format!("  {}", crate::control::advice(deciding, last)),
         };
         let _ = writeln!(out, "{advice}");
         return out;

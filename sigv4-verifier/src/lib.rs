@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use http::request::Parts;
 use sha2::{Digest, Sha256};
 
@@ -320,7 +320,7 @@ impl PendingBody {
             "{ALGORITHM}\n{}\n{}\n{canonical_hash}",
             check.amz_date, check.scope
         );
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&check.signing_key)
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&check.signing_key)
             .expect("HMAC accepts keys of any length");
         mac.update(string_to_sign.as_bytes());
         // verify_slice compares in constant time.

@@ -153,7 +153,14 @@ fn page_body(key: &str, items: Vec<Value>, next: Option<String>) -> Value {
 fn check_arn(arn: &str, kind: &str) -> Result<(), Error> {
     let parts: Vec<&str> = arn.splitn(7, ':').collect();
     if parts.len() < 7 || parts[0] != "arn" || parts[2] != "states" || parts[5] != kind {
-        return Err(Error::InvalidArn(format!("{arn:?} is not a {kind} ARN")));
+        let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        return Err(Error::InvalidArn(format!(
+            "{arn:?} is not {article} {kind} ARN"
+        )));
     }
     Ok(())
 }

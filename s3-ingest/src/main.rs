@@ -48,6 +48,11 @@ enum Command {
         /// Directory to write into (created if missing).
         dir: PathBuf,
     },
+    /// Print a shell completion script, e.g. `s3-ingest completions bash > /etc/bash_completion.d/s3-ingest`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[tokio::main]
@@ -93,6 +98,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in files or pipes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Run(args) => {
@@ -104,6 +111,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Start(args) => control::start(args).await,
         Command::Status(args) => control::status(args).await,
         Command::Redrive(args) => control::redrive(args).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "s3-ingest", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Sample { dir } => {
             let files = sample::write(&dir)
                 .with_context(|| format!("writing the sample data set under {}", dir.display()))?;

@@ -479,7 +479,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
 }
 
 /// Completes at the first Ctrl-C or SIGTERM.
-async fn interrupted() {
+pub async fn interrupted() {
     #[cfg(unix)]
     {
         let mut term =

@@ -1,13 +1,13 @@
 //! `s3-ingest serve`: starts the local S3, IoT Analytics and Step Functions endpoints (with the
 //! workflow's state machine registered), prints `export` lines for the shell and serves until
-//! Ctrl-C.
+//! Ctrl-C or SIGTERM.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use iotanalytics_service::FaultConfig;
 use s3_ingest::stack::{LocalStack, StackOptions, WorkflowNames};
@@ -18,7 +18,7 @@ pub struct ServeArgs {
     /// Directory where the endpoints keep their data (created if missing).
     #[arg(long, default_value = ".local-stack")]
     pub data_dir: PathBuf,
-    /// Address to listen on. Anything other than loopback exposes the endpoints to the network.
+    /// Loopback address to listen on (127.0.0.1, or ::1 for IPv6); others are refused.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind: IpAddr,
     /// IoT Analytics port (0 picks a free one).
@@ -122,11 +122,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for (name, value) in stack.exports() {
         println!("export {name}={value}");
     }
-    println!("# state machine: {}", stack.state_machine_arn);
-    println!("# serving until Ctrl-C");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    println!("# serving until Ctrl-C or SIGTERM");
+    s3_ingest::run::interrupted().await;
     tracing::info!("shutting down");
     stack.shutdown().await;
     Ok(())

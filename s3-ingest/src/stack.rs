@@ -27,7 +27,7 @@ pub const STATE_MACHINE_NAME: &str = "ingest";
 pub struct StackOptions {
     /// Where every endpoint keeps its data (`s3/`, `iotanalytics/`, `stepfunctions/`).
     pub data_dir: PathBuf,
-    /// Address every endpoint binds; loopback unless asked otherwise.
+    /// Address every endpoint binds: a loopback address (`start` refuses others).
     pub bind: IpAddr,
     /// Region for clients and ARNs.
     pub region: String,
@@ -153,6 +153,14 @@ impl std::fmt::Debug for LocalStack {
 impl LocalStack {
     /// Starts the endpoints and registers the state machine with `names` as its defaults.
     pub async fn start(options: StackOptions, names: &WorkflowNames) -> anyhow::Result<Self> {
+        // Checked here, before any endpoint starts, so that none is left serving alone.
+        if !options.bind.is_loopback() {
+            anyhow::bail!(
+                "--bind {}: the local endpoints bind to loopback only (127.0.0.1 or ::1); \
+                 they accept the test credentials and are not meant for a network",
+                options.bind
+            );
+        }
         std::fs::create_dir_all(&options.data_dir)
             .with_context(|| format!("creating {}", options.data_dir.display()))?;
         let s3_root = options.data_dir.join("s3");
@@ -264,6 +272,7 @@ impl LocalStack {
             ),
             ("AWS_REGION", self.options.region.clone()),
             ("AWS_DEFAULT_REGION", self.options.region.clone()),
+            ("STATE_MACHINE_ARN", self.state_machine_arn.clone()),
         ]
     }
 

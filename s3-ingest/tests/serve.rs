@@ -50,6 +50,14 @@ fn serve_prints_export_lines_and_answers_on_the_printed_endpoint() {
             .iter()
             .any(|l| l.starts_with("export AWS_SECRET_ACCESS_KEY="))
     );
+    // What `s3-ingest start` reads, so the README's commands work as written.
+    assert!(
+        lines.iter().any(
+            |l| l.starts_with("export STATE_MACHINE_ARN=arn:aws:states:eu-west-1:")
+                && l.ends_with(":stateMachine:ingest")
+        ),
+        "{lines:?}"
+    );
 
     // An unsigned request gets the service's error shape back.
     let mut stream = TcpStream::connect(&endpoint).unwrap();
@@ -60,8 +68,14 @@ fn serve_prints_export_lines_and_answers_on_the_printed_endpoint() {
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // SIGTERM (what a service manager sends) stops it as Ctrl-C does: cleanly, exit 0.
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "serve ended with {status} on SIGTERM");
     assert!(response.starts_with("HTTP/1.1 403"), "{response}");
     assert!(
         response
@@ -85,4 +99,24 @@ fn serve_rejects_a_probability_outside_zero_to_one() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("between 0 and 1"));
+}
+
+#[test]
+fn serve_refuses_a_non_loopback_bind_before_any_endpoint_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_s3-ingest"))
+        .args(["serve", "--bind", "0.0.0.0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty(), "nothing may be served or printed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--bind 0.0.0.0"), "{stderr}");
+    assert!(stderr.contains("loopback only"), "{stderr}");
+    assert!(!stderr.contains("Stack backtrace"), "{stderr}");
+    assert!(
+        !dir.path().join("s3").exists(),
+        "no endpoint's data was created"
+    );
 }

@@ -1,0 +1,48 @@
+//! The command line as a user meets it: completions, and refusals before anything starts.
+
+use std::process::Command;
+
+fn s3_ingest(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_s3-ingest"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn completions_cover_every_subcommand_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = s3_ingest(&["completions", shell]);
+        assert!(output.status.success(), "{shell}: {output:?}");
+        let script = String::from_utf8(output.stdout).unwrap();
+        for subcommand in ["run", "serve", "start", "status", "redrive", "sample"] {
+            assert!(script.contains(subcommand), "{shell} lacks {subcommand}");
+        }
+        // bash and zsh write flags as `--page-size`, fish as `-l page-size`.
+        assert!(script.contains("page-size"), "{shell} lacks run's flags");
+    }
+}
+
+#[test]
+fn a_run_that_cannot_work_is_refused_with_one_clear_line_and_no_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let output = s3_ingest(&[
+        "run",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--rate",
+        "100",
+        "--concurrency",
+        "0",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("error: --rate 100 needs --concurrency"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Stack backtrace"), "{stderr}");
+    assert!(!data_dir.exists(), "nothing started: {stderr}");
+}

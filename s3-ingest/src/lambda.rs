@@ -45,6 +45,10 @@ pub struct Activity {
     pub crashes: AtomicU64,
     /// Invocations cut short by an injected timeout (`Sandbox.Timedout`).
     pub timeouts: AtomicU64,
+    /// Objects the launcher has listed so far (its pages' item counts).
+    pub listed: AtomicU64,
+    /// Validator invocations that start or check a validation (not `prepare`).
+    pub validations: AtomicU64,
 }
 
 /// Serves the definition's Lambda functions with the library handlers, in-process, over the
@@ -140,6 +144,8 @@ impl local_stepfunctions::Resources for InProcessLambda {
             .pointer("/checkpoint/rowsSent")
             .and_then(Value::as_u64)
             .unwrap_or(0);
+        let validating = which == Function::Validator
+            && payload.get("action").and_then(Value::as_str) != Some("prepare");
         let environment = (which == Function::Worker).then(|| self.worker_environment());
         let call = async {
             match which {
@@ -178,8 +184,18 @@ impl local_stepfunctions::Resources for InProcessLambda {
                 })
             }
             Ok(Ok(output)) => {
-                if which == Function::Worker {
-                    self.note_worker(&output, previous_rows);
+                match which {
+                    Function::Worker => self.note_worker(&output, previous_rows),
+                    Function::Launcher => {
+                        let listed = output.get("itemCount").and_then(Value::as_u64);
+                        self.activity
+                            .listed
+                            .fetch_add(listed.unwrap_or(0), Ordering::Relaxed);
+                    }
+                    Function::Validator if validating => {
+                        self.activity.validations.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Function::Validator => {}
                 }
                 Ok(output)
             }

@@ -4,6 +4,7 @@
 
 pub mod control;
 pub mod lambda;
+pub mod output;
 pub mod recovery;
 pub mod run;
 pub mod run_args;

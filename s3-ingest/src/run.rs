@@ -186,6 +186,9 @@ pub async fn run_until(
     let base_rows = stack.activity.rows.load(Ordering::Relaxed);
     let base_objects = stack.activity.objects.load(Ordering::Relaxed);
     let base_retries = stack.activity.retries.load(Ordering::Relaxed);
+    let base_listed = stack.activity.listed.load(Ordering::Relaxed);
+    let base_validations = stack.activity.validations.load(Ordering::Relaxed);
+    let mut ingest_rate = (0u64, 0.001f64);
     let mut interrupt = std::pin::pin!(interrupt);
     let mut interrupted = false;
     let (status, output, failure) = loop {
@@ -202,10 +205,22 @@ pub async fn run_until(
         }
         let rows = stack.activity.rows.load(Ordering::Relaxed) - base_rows;
         let objects = stack.activity.objects.load(Ordering::Relaxed) - base_objects;
-        let seconds = started.elapsed().as_secs_f64().max(0.001);
+        if rows > ingest_rate.0 {
+            // The rate is over the time rows were arriving, so waiting for validation does
+            // not drag it down.
+            ingest_rate = (rows, started.elapsed().as_secs_f64().max(0.001));
+        }
+        let listed = stack.activity.listed.load(Ordering::Relaxed) - base_listed;
+        let phase = if stack.activity.validations.load(Ordering::Relaxed) > base_validations {
+            format!("validating ({objects} objects, {rows} rows)")
+        } else if listed == 0 {
+            "listing".to_owned()
+        } else {
+            format!("ingesting {objects} of {listed} objects listed, {rows} rows")
+        };
         bar.set_message(format!(
-            "{objects} objects, {rows} rows, {:.0} rows/s, execution {}",
-            rows as f64 / seconds,
+            "{phase}, {:.0} rows/s, execution {}",
+            ingest_rate.0 as f64 / ingest_rate.1,
             executions.len()
         ));
         let current = executions.last().expect("one execution at least").clone();
@@ -467,13 +482,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
     args.check()?;
     let _lock = crate::recovery::lock_data_dir(&args.data_dir)?;
     let stack = LocalStack::start(args.stack_options(), &args.names()).await?;
-    let report = run_until(&stack, &args, true, interrupted()).await;
+    let text = args.output == crate::output::OutputFormat::Text;
+    let show_progress = text && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report = run_until(&stack, &args, show_progress, interrupted()).await;
     stack.shutdown().await;
     let report = report?;
-    print!("{}", summary(&report));
     let status = ExitStatus::of(&report, args.allow_empty);
-    if status != ExitStatus::Passed {
-        println!("{}", status.explain());
+    if text {
+        print!("{}", summary(&report));
+        if status != ExitStatus::Passed {
+            println!("{}", status.explain());
+        }
+    } else {
+        println!("{:#}", crate::summary::summary_json(&report, status));
     }
     Ok(status)
 }

@@ -82,6 +82,9 @@ pub struct RunArgs {
     /// Exit 0 when the source has no matching objects (otherwise: exit code 4).
     #[arg(long)]
     pub allow_empty: bool,
+    /// How to print the summary: text, or one JSON document (no progress display).
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::output::OutputFormat,
 }
 
 impl RunArgs {

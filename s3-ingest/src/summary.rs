@@ -84,6 +84,36 @@ impl ExitStatus {
     }
 }
 
+/// The summary as one JSON document (`run --output json`): the same figures as the text,
+/// every set-aside entry, and the exit code.
+pub fn summary_json(report: &RunReport, status: ExitStatus) -> Value {
+    let failure = report
+        .failure
+        .as_ref()
+        .map(|(error, cause)| serde_json::json!({"error": error, "cause": cause}));
+    serde_json::json!({
+        "status": report.status,
+        "exitCode": status.code(),
+        "explanation": status.explain(),
+        "executions": report.executions,
+        "rows": report.rows,
+        "objects": report.objects,
+        "retries": report.retries,
+        "wallSeconds": report.elapsed.as_secs_f64(),
+        "objectsSetAside": report.objects_set_aside,
+        "rowsSetAside": report.rows_set_aside,
+        "interrupted": report.interrupted,
+        "reports": report.reports,
+        "setAside": report.set_aside.iter().map(|s| serde_json::json!({
+            "key": s.key, "line": s.line, "reason": s.reason, "object": s.object, "report": s.report,
+        })).collect::<Vec<_>>(),
+        "failure": failure,
+        "failedItems": report.failed_items.iter().map(crate::output::failed_item).collect::<Vec<_>>(),
+        "totals": report.output.as_ref().and_then(|o| o.get("totals")),
+        "validation": report.output.as_ref().and_then(|o| o.get("validation")),
+    })
+}
+
 /// Set-aside entries the summary names one by one; the reports hold every one.
 const SUMMARY_SET_ASIDE: usize = 20;
 

@@ -46,3 +46,27 @@ fn a_run_that_cannot_work_is_refused_with_one_clear_line_and_no_backtrace() {
     assert!(!stderr.contains("Stack backtrace"), "{stderr}");
     assert!(!data_dir.exists(), "nothing started: {stderr}");
 }
+
+#[test]
+fn run_with_json_output_prints_one_document_a_script_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let output = s3_ingest(&[
+        "run",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--time-scale",
+        "0.05",
+        "--output",
+        "json",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(summary["status"], "SUCCEEDED");
+    assert_eq!(summary["exitCode"], 0);
+    assert_eq!(summary["rows"], 56_570);
+    assert_eq!(summary["objects"], 100);
+    assert_eq!(summary["validation"]["passed"], true);
+    assert_eq!(summary["failedItems"], serde_json::json!([]));
+}

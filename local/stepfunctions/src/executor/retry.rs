@@ -5,7 +5,7 @@
 use super::StartMode;
 use super::run::{Run, Transition};
 use crate::dataflow::apply_result_path;
-use crate::definition::{Retrier, State};
+use crate::definition::{Kind, Retrier, State};
 use crate::error::StatesError;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -23,7 +23,8 @@ impl Run {
         let mut attempts = vec![0u32; state.retry.len()];
         let mut retry_count = 0;
         loop {
-            let context = self.context(&state.name, entered, retry_count);
+            let is_task = matches!(state.kind, Kind::Task { .. });
+            let context = self.context(&state.name, entered, is_task.then_some(retry_count));
             let error = match self.attempt(state, &raw, &context, top, mode.take()).await {
                 Ok(output) => {
                     self.exited(state, &output)?;

@@ -33,12 +33,19 @@ pub(super) struct Run {
 }
 
 impl Run {
-    /// The context object (`$$`) of a state: the execution's, plus the state's name, entry time
-    /// and retry count.
-    pub(super) fn context(&self, state: &str, entered: DateTime<Utc>, retry_count: u32) -> Value {
+    /// The context object (`$$`) of a state: the execution's, plus the state's name and entry
+    /// time, and for a Task its retry count (AWS gives other states no `RetryCount`).
+    pub(super) fn context(
+        &self,
+        state: &str,
+        entered: DateTime<Utc>,
+        retry_count: Option<u32>,
+    ) -> Value {
         let mut context = self.base_context.clone();
-        context["State"] =
-            json!({"Name": state, "EnteredTime": iso(entered), "RetryCount": retry_count});
+        context["State"] = json!({"Name": state, "EnteredTime": iso(entered)});
+        if let Some(count) = retry_count {
+            context["State"]["RetryCount"] = count.into();
+        }
         context
     }
 
@@ -142,7 +149,7 @@ impl Run {
         top: bool,
         mode: Option<StartMode>,
     ) -> Result<Transition, StatesError> {
-        let context = self.context(&state.name, entered, 0);
+        let context = self.context(&state.name, entered, None);
         match &state.kind {
             Kind::Choice { choices, default } => {
                 self.choice(state, choices, default.as_ref(), &raw, &context)

@@ -2,6 +2,7 @@
 //! iteration) one after another: entering and leaving each state, sending it to the module of
 //! its type, and the input and output processing of the states that do work.
 
+use super::retry::located;
 use super::task::task_timeout;
 use super::{Engine, StartMode, check_payload, iso, now};
 use crate::dataflow::{apply_result_path, render, select_path};
@@ -90,7 +91,7 @@ impl Run {
                     self.entry.touch();
                 }
                 let entered = now();
-                self.event(
+                let entered_id = self.event_with_id(
                     &format!("{}StateEntered", state.event_prefix()),
                     Some((
                         "stateEnteredEventDetails",
@@ -102,8 +103,9 @@ impl Run {
                 })?;
                 let top_mode = if top { self.take_mode() } else { None };
                 match self
-                    .run_state(&state, input, entered, top, top_mode)
-                    .await?
+                    .run_state(&state, input, (entered, entered_id), top, top_mode)
+                    .await
+                    .map_err(|e| located(e, &name, entered_id))?
                 {
                     Transition::Next(next, output) => {
                         name = next;
@@ -145,11 +147,11 @@ impl Run {
         &self,
         state: &State,
         raw: Value,
-        entered: DateTime<Utc>,
+        entered: (DateTime<Utc>, u64),
         top: bool,
         mode: Option<StartMode>,
     ) -> Result<Transition, StatesError> {
-        let context = self.context(&state.name, entered, None);
+        let context = self.context(&state.name, entered.0, None);
         match &state.kind {
             Kind::Choice { choices, default } => {
                 self.choice(state, choices, default.as_ref(), &raw, &context)

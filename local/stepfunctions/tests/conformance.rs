@@ -93,7 +93,13 @@ async fn math_add_takes_non_integers_and_rounds_them_as_aws_does() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_state_context_of_a_pass_state_is_entered_time_and_name_only() {
     let h = harness().await;
-    let out = pass_output(&h, "statecontext", json!({"state.$": "$$.State"}), json!({})).await;
+    let out = pass_output(
+        &h,
+        "statecontext",
+        json!({"state.$": "$$.State"}),
+        json!({}),
+    )
+    .await;
     let mut keys: Vec<&String> = out["state"].as_object().unwrap().keys().collect();
     keys.sort();
     assert_eq!(keys, ["EnteredTime", "Name"]);
@@ -119,9 +125,7 @@ async fn the_state_machine_context_formats_as_id_and_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timestamps_without_the_t_separator_are_refused_when_written_in_the_definition() {
     let h = harness().await;
-    let wait = |timestamp: &str| {
-        json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Timestamp": timestamp, "End": true}}})
-    };
+    let wait = |timestamp: &str| json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Timestamp": timestamp, "End": true}}});
     let choice = |timestamp: &str| {
         json!({"StartAt": "C", "States": {
             "C": {"Type": "Choice", "Choices": [{"Variable": "$.t", "TimestampEquals": timestamp, "Next": "D"}], "Default": "D"},
@@ -139,7 +143,11 @@ async fn a_timestamp_path_to_a_value_without_the_t_separator_fails_with_states_r
     let definition = json!({"StartAt": "W", "States": {
         "W": {"Type": "Wait", "TimestampPath": "$.t", "End": true}}});
     let d = h
-        .run("waitpath", &definition, &json!({"t": "2016-12-05 21:29:29Z"}))
+        .run(
+            "waitpath",
+            &definition,
+            &json!({"t": "2016-12-05 21:29:29Z"}),
+        )
         .await;
     assert_eq!(*d.status(), ExecutionStatus::Failed);
     assert_eq!(d.error(), Some("States.Runtime"));
@@ -153,12 +161,13 @@ async fn bracket_notation_reads_a_backslash_as_escaping_the_next_character() {
         "brackets",
         json!({
             "quotes.$": r#"$['Test\"\"Name"']"#,
+            "oneEscape.$": r#"$['Test\""Name"']"#,
             "apostrophe.$": r"$['it\'s\\']",
         }),
         json!({"Test\"\"Name\"": 1, "it's\\": 2}),
     )
     .await;
-    assert_eq!(out, json!({"quotes": 1, "apostrophe": 2}));
+    assert_eq!(out, json!({"quotes": 1, "oneEscape": 1, "apostrophe": 2}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,7 +247,13 @@ async fn the_first_state_entered_event_points_back_to_event_zero() {
         .history(&exec)
         .await
         .iter()
-        .map(|e| (e.id(), e.previous_event_id(), e.r#type().as_str().to_string()))
+        .map(|e| {
+            (
+                e.id(),
+                e.previous_event_id(),
+                e.r#type().as_str().to_string(),
+            )
+        })
         .collect();
     assert_eq!(
         ids,
@@ -256,7 +271,8 @@ async fn the_first_state_entered_event_points_back_to_event_zero() {
 /// A Retry that tries a failing Parallel or Map twice more, then gives up.
 fn retried(state: Value) -> Value {
     let mut state = state;
-    state["Retry"] = json!([{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 2}]);
+    state["Retry"] =
+        json!([{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 2}]);
     state["End"] = json!(true);
     json!({"StartAt": "S", "States": {"S": state}})
 }

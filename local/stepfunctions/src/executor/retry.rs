@@ -34,7 +34,7 @@ impl Run {
                     self.exited(state, &output)?;
                     return Ok(Self::transition(state, output));
                 }
-                Err(error) => located(error, &state.name, entered.1),
+                Err(error) => error.located(&state.name, entered.1),
             };
             let retrier = match error.is_terminal() {
                 true => None,
@@ -67,28 +67,6 @@ impl Run {
             return Err(error);
         }
     }
-}
-
-/// Where AWS says which state failed: the errors the interpreter raises itself get the cause
-/// prefix "An error occurred while executing the state 'X' (entered at the event id #N). ",
-/// once (an error coming out of a nested state already names that state).
-pub(super) fn located(error: StatesError, state: &str, entered_event_id: u64) -> StatesError {
-    const PREFIX: &str = "An error occurred while executing the state";
-    let raised_by_interpreter = matches!(
-        error.error.as_str(),
-        "States.Runtime"
-            | "States.IntrinsicFailure"
-            | "States.ResultPathMatchFailure"
-            | "States.ParameterPathFailure"
-    );
-    if !raised_by_interpreter || error.cause.starts_with(PREFIX) {
-        return error;
-    }
-    let cause = format!(
-        "{PREFIX} '{state}' (entered at the event id #{entered_event_id}). {}",
-        error.cause
-    );
-    StatesError::new(error.error, cause)
 }
 
 /// The delay in seconds before retry number `attempt` (0-based) of a retrier:

@@ -2,7 +2,6 @@
 //! iteration) one after another: entering and leaving each state, sending it to the module of
 //! its type, and the input and output processing of the states that do work.
 
-use super::retry::located;
 use super::task::task_timeout;
 use super::{Engine, StartMode, check_payload, iso, now};
 use crate::dataflow::{apply_result_path, render, select_path};
@@ -105,7 +104,7 @@ impl Run {
                 match self
                     .run_state(&state, input, (entered, entered_id), top, top_mode)
                     .await
-                    .map_err(|e| located(e, &name, entered_id))?
+                    .map_err(|e| e.located(&name, entered_id))?
                 {
                     Transition::Next(next, output) => {
                         name = next;

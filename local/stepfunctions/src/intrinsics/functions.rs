@@ -205,3 +205,27 @@ fn rounded(v: &Value, what: &str) -> Result<i64, String> {
         _ => Err(format!("{what} must be a number")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn math_add_rounds_each_operand_halves_up_before_adding() {
+        let add = |a: Value, b: Value| apply("States.MathAdd", vec![a, b]).unwrap();
+        assert_eq!(add(json!(1.49), json!(1.5)), json!(3));
+        assert_eq!(add(json!(-1.5), json!(0)), json!(-1));
+        assert_eq!(add(json!(-0.5), json!(0.5)), json!(1));
+        assert!(apply("States.MathAdd", vec![json!("1"), json!(1)]).is_err());
+    }
+
+    #[test]
+    fn string_to_json_reads_blank_as_null_and_negative_zero_as_zero() {
+        assert_eq!(string_to_json("").unwrap(), Value::Null);
+        assert_eq!(string_to_json(" \t").unwrap(), Value::Null);
+        assert_eq!(string_to_json("-0").unwrap().to_string(), "0");
+        assert_eq!(string_to_json("[-0.0, 1]").unwrap().to_string(), "[0,1]");
+        assert!(string_to_json("{").is_err());
+    }
+}

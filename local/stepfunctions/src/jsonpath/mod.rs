@@ -205,6 +205,14 @@ mod tests {
     }
 
     #[test]
+    fn errors_quote_definite_paths_in_bracket_notation() {
+        let bracketed = |p: &str| Path::parse(p).unwrap().bracketed();
+        assert_eq!(bracketed("$.a.b[0]"), "$['a']['b'][0]");
+        assert_eq!(bracketed("$$.Execution.Id"), "$$['Execution']['Id']");
+        assert_eq!(bracketed("$.a[*].b"), "$.a[*].b");
+    }
+
+    #[test]
     fn selects_fields_indices_quoted_names_and_wildcards() {
         let doc = json!({"a": {"b": [1, 2, {"c": 3}]}, "x y": 5, "l": [{"b": 1}, {"b": 2}]});
         assert_eq!(sel("$.a.b[0]", doc.clone()), Some(json!(1)));

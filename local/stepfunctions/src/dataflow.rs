@@ -17,13 +17,11 @@ pub(crate) fn select_path(
         return Ok(Value::Object(Map::new()));
     };
     path.select(value, context).ok_or_else(|| {
+        tracing::debug!(field, input = %truncate(value), path = path.as_str(), "no match");
         StatesError::runtime(format!(
-            "Invalid path '{}' : No results for path: $['{}'] (field {field}, input {})",
+            "Invalid path '{}' : No results for path: {}",
             path.as_str(),
-            path.as_str()
-                .trim_start_matches("$.")
-                .trim_start_matches('$'),
-            truncate(value)
+            path.bracketed()
         ))
     })
 }

@@ -160,8 +160,47 @@ impl StatesError {
         details
     }
 
+    /// The error as AWS reports it from a state: the errors the interpreter raises itself get
+    /// the cause prefix "An error occurred while executing the state 'X' (entered at the event
+    /// id #N). ", once (an error coming out of a nested state already names that state).
+    pub(crate) fn located(self, state: &str, entered_event_id: u64) -> StatesError {
+        const PREFIX: &str = "An error occurred while executing the state";
+        let raised_by_interpreter = matches!(
+            self.error.as_str(),
+            "States.Runtime"
+                | "States.IntrinsicFailure"
+                | "States.ResultPathMatchFailure"
+                | "States.ParameterPathFailure"
+        );
+        if !raised_by_interpreter || self.cause.starts_with(PREFIX) {
+            return self;
+        }
+        let cause = format!(
+            "{PREFIX} '{state}' (entered at the event id #{entered_event_id}). {}",
+            self.cause
+        );
+        StatesError::new(self.error, cause)
+    }
+
     /// The error output a Catcher passes on: `{"Error": ..., "Cause": ...}`.
     pub fn to_output(&self) -> serde_json::Value {
         serde_json::json!({"Error": self.error, "Cause": self.cause})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StatesError;
+
+    #[test]
+    fn interpreter_errors_name_their_state_once_and_task_errors_are_left_alone() {
+        let located = StatesError::runtime("Invalid path").located("Inner", 4);
+        assert_eq!(
+            located.cause,
+            "An error occurred while executing the state 'Inner' (entered at the event id #4). Invalid path"
+        );
+        assert_eq!(located.clone().located("Outer", 2), located);
+        let task = StatesError::new("Lambda.Unknown", "it failed").located("Call", 2);
+        assert_eq!(task.cause, "it failed");
     }
 }

@@ -158,7 +158,8 @@ pub(super) fn positive_integer(s: Option<&str>, field: &str, v: &Value) -> Res<u
 
 /// Parses an RFC 3339 timestamp as the States Language requires (uppercase T, offset or Z).
 pub(crate) fn parse_timestamp(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
-    if text.contains('t') || text.contains('z') {
+    // AWS wants the upper-case `T` between date and time (chrono also takes a space or `t`).
+    if text.contains('t') || text.contains('z') || text.as_bytes().get(10) != Some(&b'T') {
         return None;
     }
     chrono::DateTime::parse_from_rfc3339(text).ok()

@@ -138,7 +138,6 @@ impl Run {
                 "MapRunFailed",
                 Some(("mapRunFailedEventDetails", error.details().into())),
             );
-            let _ = self.event("MapStateFailed", None);
             Err(error)
         } else if self.cancel.is_cancelled() {
             self.close_map_run(&run_entry, MapRunStatus::Aborted);

@@ -182,7 +182,6 @@ impl Run {
                             )),
                         );
                     }
-                    let _ = self.event("MapStateFailed", None);
                     return Err(e);
                 }
             }

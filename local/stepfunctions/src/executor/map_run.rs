@@ -124,7 +124,11 @@ impl Run {
                 })
                 .collect();
         }
-        let label = spec.label.clone().unwrap_or_else(|| label_for(&state.name));
+        // Without a Label, AWS names the Map Run with a generated UUID, not the state's name.
+        let label = spec
+            .label
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let arn = engine.arn(
             "mapRun",
             &format!("{}/{label}:{}", self.sm_name, uuid::Uuid::new_v4()),
@@ -353,25 +357,5 @@ impl Run {
             let outcome = engine.run_execution(child, machine, mode, cancel).await;
             (index, outcome)
         })
-    }
-}
-
-/// A Map Run label derived from a state name (labels allow no ':' '/' or whitespace, 40 chars).
-fn label_for(state: &str) -> String {
-    let label: String = state
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(40)
-        .collect();
-    if label.is_empty() {
-        "Map".into()
-    } else {
-        label
     }
 }

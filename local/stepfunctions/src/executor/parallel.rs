@@ -42,7 +42,6 @@ impl Run {
                 Ok(v) => results.fill(i, v),
                 Err(e) => {
                     drop(running);
-                    let _ = self.event("ParallelStateFailed", None);
                     return Err(e);
                 }
             }

@@ -3,51 +3,60 @@
 //! then the first matching catcher sends the error output to its Next.
 
 use super::StartMode;
+use super::history::tracking_start;
 use super::run::{Run, Transition};
 use crate::dataflow::apply_result_path;
-use crate::definition::{Retrier, State};
+use crate::definition::{Kind, Retrier, State};
 use crate::error::StatesError;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 impl Run {
-    /// Attempts the state until it succeeds, its error is caught, or no retrier is left.
+    /// Attempts the state until it succeeds, its error is caught, or no retrier is left. A Map
+    /// or Parallel records its Failed event once, when no retry follows, as AWS does.
     pub(super) async fn run_with_retry(
         &self,
         state: &State,
         raw: Value,
-        entered: DateTime<Utc>,
+        entered: (DateTime<Utc>, u64),
         top: bool,
         mut mode: Option<StartMode>,
     ) -> Result<Transition, StatesError> {
         let mut attempts = vec![0u32; state.retry.len()];
         let mut retry_count = 0;
+        let is_task = matches!(state.kind, Kind::Task { .. });
         loop {
-            let context = self.context(&state.name, entered, retry_count);
-            let error = match self.attempt(state, &raw, &context, top, mode.take()).await {
+            let context = self.context(&state.name, entered.0, is_task.then_some(retry_count));
+            let (result, started) =
+                tracking_start(self.attempt(state, &raw, &context, top, mode.take())).await;
+            let error = match result {
                 Ok(output) => {
                     self.exited(state, &output)?;
                     return Ok(Self::transition(state, output));
                 }
-                Err(error) => error,
+                Err(error) => error.located(&state.name, entered.1),
             };
+            let retrier = match error.is_terminal() {
+                true => None,
+                false => state
+                    .retry
+                    .iter()
+                    .position(|r| error.matches(&r.error_equals))
+                    .filter(|i| attempts[*i] < state.retry[*i].max_attempts),
+            };
+            if let Some(i) = retrier {
+                let delay = backoff(&state.retry[i], attempts[i]);
+                attempts[i] += 1;
+                retry_count += 1;
+                tracing::debug!(state = %state.name, error = %error.error, delay, "retrying");
+                self.engine.sleep(delay, &self.cancel).await;
+                continue;
+            }
+            if started && !self.cancel.is_cancelled() {
+                let _ = self.event(&format!("{}StateFailed", state.event_prefix()), None);
+            }
             if error.is_terminal() {
                 return Err(error);
-            }
-            if let Some(i) = state
-                .retry
-                .iter()
-                .position(|r| error.matches(&r.error_equals))
-            {
-                let retrier = &state.retry[i];
-                if attempts[i] < retrier.max_attempts {
-                    let delay = backoff(retrier, attempts[i]);
-                    attempts[i] += 1;
-                    retry_count += 1;
-                    tracing::debug!(state = %state.name, error = %error.error, delay, "retrying");
-                    self.engine.sleep(delay, &self.cancel).await;
-                    continue;
-                }
             }
             if let Some(catcher) = state.catch.iter().find(|c| error.matches(&c.error_equals)) {
                 let output =

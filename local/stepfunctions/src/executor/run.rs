@@ -33,12 +33,19 @@ pub(super) struct Run {
 }
 
 impl Run {
-    /// The context object (`$$`) of a state: the execution's, plus the state's name, entry time
-    /// and retry count.
-    pub(super) fn context(&self, state: &str, entered: DateTime<Utc>, retry_count: u32) -> Value {
+    /// The context object (`$$`) of a state: the execution's, plus the state's name and entry
+    /// time, and for a Task its retry count (AWS gives other states no `RetryCount`).
+    pub(super) fn context(
+        &self,
+        state: &str,
+        entered: DateTime<Utc>,
+        retry_count: Option<u32>,
+    ) -> Value {
         let mut context = self.base_context.clone();
-        context["State"] =
-            json!({"Name": state, "EnteredTime": iso(entered), "RetryCount": retry_count});
+        context["State"] = json!({"Name": state, "EnteredTime": iso(entered)});
+        if let Some(count) = retry_count {
+            context["State"]["RetryCount"] = count.into();
+        }
         context
     }
 
@@ -83,7 +90,7 @@ impl Run {
                     self.entry.touch();
                 }
                 let entered = now();
-                self.event(
+                let entered_id = self.event_with_id(
                     &format!("{}StateEntered", state.event_prefix()),
                     Some((
                         "stateEnteredEventDetails",
@@ -95,8 +102,9 @@ impl Run {
                 })?;
                 let top_mode = if top { self.take_mode() } else { None };
                 match self
-                    .run_state(&state, input, entered, top, top_mode)
-                    .await?
+                    .run_state(&state, input, (entered, entered_id), top, top_mode)
+                    .await
+                    .map_err(|e| e.located(&name, entered_id))?
                 {
                     Transition::Next(next, output) => {
                         name = next;
@@ -138,11 +146,11 @@ impl Run {
         &self,
         state: &State,
         raw: Value,
-        entered: DateTime<Utc>,
+        entered: (DateTime<Utc>, u64),
         top: bool,
         mode: Option<StartMode>,
     ) -> Result<Transition, StatesError> {
-        let context = self.context(&state.name, entered, 0);
+        let context = self.context(&state.name, entered.0, None);
         match &state.kind {
             Kind::Choice { choices, default } => {
                 self.choice(state, choices, default.as_ref(), &raw, &context)

@@ -102,6 +102,20 @@ impl Path {
         &self.text
     }
 
+    /// The path in the bracket notation AWS quotes in its errors (`$['a']['b'][0]`); paths with
+    /// wildcards, slices or filters are given as written.
+    pub fn bracketed(&self) -> String {
+        let mut out = String::from(if self.context { "$$" } else { "$" });
+        for segment in &self.segments {
+            match segment {
+                Segment::Field(name) => out.push_str(&format!("['{name}']")),
+                Segment::Index(i) => out.push_str(&format!("[{i}]")),
+                _ => return self.text.clone(),
+            }
+        }
+        out
+    }
+
     /// Whether the path is rooted at the context object (`$$`).
     pub fn is_context(&self) -> bool {
         self.context
@@ -188,6 +202,14 @@ mod tests {
 
     fn sel(path: &str, input: Value) -> Option<Value> {
         Path::parse(path).unwrap().select(&input, &json!({}))
+    }
+
+    #[test]
+    fn errors_quote_definite_paths_in_bracket_notation() {
+        let bracketed = |p: &str| Path::parse(p).unwrap().bracketed();
+        assert_eq!(bracketed("$.a.b[0]"), "$['a']['b'][0]");
+        assert_eq!(bracketed("$$.Execution.Id"), "$$['Execution']['Id']");
+        assert_eq!(bracketed("$.a[*].b"), "$.a[*].b");
     }
 
     #[test]

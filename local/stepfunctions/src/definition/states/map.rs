@@ -64,15 +64,14 @@ pub(crate) struct ItemBatcher {
 
 /// Parses a Map state's own fields.
 pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>) -> Res<MapSpec> {
-    let (processor_json, field) = match (obj.get("ItemProcessor"), obj.get("Iterator")) {
+    let processor_json = match (obj.get("ItemProcessor"), obj.get("Iterator")) {
         (Some(_), Some(_)) => {
             return err(s, "Iterator", "cannot be used together with ItemProcessor");
         }
-        (Some(p), None) => (p.clone(), "ItemProcessor"),
-        (None, Some(i)) => (i.clone(), "Iterator"),
+        (Some(p), None) | (None, Some(p)) => p.clone(),
         (None, None) => return err(s, "ItemProcessor", "is required"),
     };
-    let distributed = is_distributed(s, &processor_json, field)?;
+    let distributed = is_distributed(s, &processor_json)?;
     let processor = parse_machine(&processor_json, s, MachineKind::Processor)?;
     let distributed_only = [
         "ItemReader",
@@ -89,12 +88,6 @@ pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>
                 return err(s, key, "is only supported by a Map in DISTRIBUTED mode");
             }
         }
-    } else if obj.contains_key("Parameters") {
-        return err(
-            s,
-            "Parameters",
-            "a DISTRIBUTED Map takes ItemSelector, not Parameters",
-        );
     }
     if obj.contains_key("Parameters") && obj.contains_key("ItemSelector") {
         return err(s, "ItemSelector", "cannot be used together with Parameters");
@@ -135,18 +128,11 @@ pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>
     })
 }
 
-/// Whether ItemProcessor.ProcessorConfig asks for DISTRIBUTED mode (STANDARD child
-/// executions only); an Iterator has no ProcessorConfig.
-fn is_distributed(s: Option<&str>, processor_json: &Value, field: &str) -> Res<bool> {
+/// Whether ProcessorConfig asks for DISTRIBUTED mode (STANDARD child executions only); AWS
+/// also reads it inside the legacy Iterator.
+fn is_distributed(s: Option<&str>, processor_json: &Value) -> Res<bool> {
     let mut distributed = false;
     if let Some(config) = processor_json.get("ProcessorConfig") {
-        if field == "Iterator" {
-            return err(
-                s,
-                "Iterator.ProcessorConfig",
-                "is only allowed in ItemProcessor",
-            );
-        }
         let Some(config) = config.as_object() else {
             return err(s, "ItemProcessor.ProcessorConfig", "must be an object");
         };

@@ -6,8 +6,12 @@ use crate::error::StatesError;
 use crate::store::{ExecutionRecord, HistoryEvent, MAX_HISTORY_EVENTS};
 use serde_json::Value;
 
-/// Appends an event to a record, numbered after the last one.
+/// Appends an event to a record, numbered after the last one. An Express execution keeps no
+/// history (AWS records none; its logs go to CloudWatch Logs).
 pub(super) fn push_event(r: &mut ExecutionRecord, kind: &str, details: Option<(&str, Value)>) {
+    if r.express {
+        return;
+    }
     let id = r.events.len() as u64 + 1;
     r.events.push(HistoryEvent {
         id,

@@ -268,8 +268,9 @@ async fn start_sync_execution(api: &Api, request: &Value) -> Result<Value, Error
     }
     let input = match optional(request, "input") {
         None => json!({}),
-        Some(text) => serde_json::from_str(text)
-            .map_err(|e| Error::InvalidExecutionInput(e.to_string()))?,
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| Error::InvalidExecutionInput(e.to_string()))?
+        }
     };
     let machine = Definition::parse(&sm.definition)?.machine;
     let entry = engine.start_express(&sm, machine, optional(request, "name"), input)?;

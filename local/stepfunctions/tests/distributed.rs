@@ -37,7 +37,10 @@ fn items(n: u64, failing: &[u64]) -> Value {
     json!({"items": items})
 }
 
-async fn map_run_of(h: &Harness, execution_arn: &str) -> aws_sdk_sfn::operation::describe_map_run::DescribeMapRunOutput {
+async fn map_run_of(
+    h: &Harness,
+    execution_arn: &str,
+) -> aws_sdk_sfn::operation::describe_map_run::DescribeMapRunOutput {
     let runs = h
         .client
         .list_map_runs()
@@ -46,13 +49,23 @@ async fn map_run_of(h: &Harness, execution_arn: &str) -> aws_sdk_sfn::operation:
         .await
         .unwrap();
     let arn = runs.map_runs()[0].map_run_arn().to_string();
-    h.client.describe_map_run().map_run_arn(arn).send().await.unwrap()
+    h.client
+        .describe_map_run()
+        .map_run_arn(arn)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn express_children_run_every_item_but_are_not_kept_as_executions() {
     let h = harness().await;
-    let sm = h.create("express-children", &map_machine("EXPRESS", "item", json!({}))).await;
+    let sm = h
+        .create(
+            "express-children",
+            &map_machine("EXPRESS", "item", json!({})),
+        )
+        .await;
     let execution = h.start(&sm, &items(5, &[])).await;
     let done = h.wait(&execution).await;
     assert_eq!(*done.status(), ExecutionStatus::Succeeded);
@@ -67,12 +80,24 @@ async fn express_children_run_every_item_but_are_not_kept_as_executions() {
         .send()
         .await
         .unwrap();
-    assert!(children.executions().is_empty(), "Express children are not listed");
+    assert!(
+        children.executions().is_empty(),
+        "Express children are not listed"
+    );
     let records = std::fs::read_dir(h.dir.path().join("executions"))
         .unwrap()
-        .filter(|f| !f.as_ref().unwrap().file_name().to_string_lossy().ends_with(".events.jsonl"))
+        .filter(|f| {
+            !f.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".events.jsonl")
+        })
         .count();
-    assert_eq!(records, 1, "only the parent execution is written to the data directory");
+    assert_eq!(
+        records, 1,
+        "only the parent execution is written to the data directory"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +108,12 @@ async fn a_failed_express_child_is_reported_by_the_map_run_with_its_error_and_ca
     assert_eq!(*done.status(), ExecutionStatus::Succeeded);
     let out = output(&done);
     assert_eq!(out[1]["Error"], "ItemBroken");
-    assert!(out[1]["Cause"].as_str().unwrap().contains("item 1 is broken"));
+    assert!(
+        out[1]["Cause"]
+            .as_str()
+            .unwrap()
+            .contains("item 1 is broken")
+    );
     let run = map_run_of(&h, done.execution_arn()).await;
     assert_eq!(run.item_counts().unwrap().failed(), 1);
 }
@@ -91,12 +121,25 @@ async fn a_failed_express_child_is_reported_by_the_map_run_with_its_error_and_ca
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redriving_a_map_run_starts_its_failed_express_children_again_from_the_beginning() {
     let h = harness().await;
-    let sm = h.create("express-redrive", &map_machine("EXPRESS", "item", json!({}))).await;
+    let sm = h
+        .create(
+            "express-redrive",
+            &map_machine("EXPRESS", "item", json!({})),
+        )
+        .await;
     let execution = h.start(&sm, &items(3, &[2])).await;
     let failed = h.wait(&execution).await;
-    assert_eq!(failed.error(), Some("States.ExceedToleratedFailureThreshold"));
+    assert_eq!(
+        failed.error(),
+        Some("States.ExceedToleratedFailureThreshold")
+    );
     h.resources.healed.store(true, Ordering::SeqCst);
-    h.client.redrive_execution().execution_arn(&execution).send().await.unwrap();
+    h.client
+        .redrive_execution()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .unwrap();
     let done = h.wait(&execution).await;
     assert_eq!(*done.status(), ExecutionStatus::Succeeded);
     let per_item = h.resources.per_item.lock().unwrap().clone();
@@ -113,7 +156,11 @@ async fn item_batcher_gives_each_child_its_items_and_the_batch_input() {
         json!({"ItemBatcher": {"MaxItemsPerBatch": 2, "BatchInput": {"run.$": "$.run"}}}),
     );
     let done = h
-        .run("batches", &definition, &json!({"run": "r1", "items": [1, 2, 3, 4, 5]}))
+        .run(
+            "batches",
+            &definition,
+            &json!({"run": "r1", "items": [1, 2, 3, 4, 5]}),
+        )
         .await;
     let out = output(&done);
     assert_eq!(
@@ -137,7 +184,9 @@ async fn max_input_bytes_per_batch_bounds_the_json_size_of_every_child_input() {
         "echo",
         json!({"ItemBatcher": {"MaxInputBytesPerBatchPath": "$.bytes"}}),
     );
-    let items: Vec<Value> = (0..20).map(|i| json!({"id": i, "pad": "abcdefghij"})).collect();
+    let items: Vec<Value> = (0..20)
+        .map(|i| json!({"id": i, "pad": "abcdefghij"}))
+        .collect();
     let done = h
         .run("bytes", &definition, &json!({"bytes": 120, "items": items}))
         .await;
@@ -147,7 +196,10 @@ async fn max_input_bytes_per_batch_bounds_the_json_size_of_every_child_input() {
     for batch in batches {
         assert!(batch.to_string().len() <= 120, "{batch} is over 120 bytes");
     }
-    let total: usize = batches.iter().map(|b| b["Items"].as_array().unwrap().len()).sum();
+    let total: usize = batches
+        .iter()
+        .map(|b| b["Items"].as_array().unwrap().len())
+        .sum();
     assert_eq!(total, 20);
 }
 
@@ -160,11 +212,19 @@ async fn an_item_larger_than_max_input_bytes_per_batch_fails_the_map_state() {
         json!({"ItemBatcher": {"MaxInputBytesPerBatch": 50}}),
     );
     let done = h
-        .run("too-big", &definition, &json!({"items": ["a", "x".repeat(60)]}))
+        .run(
+            "too-big",
+            &definition,
+            &json!({"items": ["a", "x".repeat(60)]}),
+        )
         .await;
     assert_eq!(*done.status(), ExecutionStatus::Failed);
     assert_eq!(done.error(), Some("States.Runtime"));
-    assert!(done.cause().unwrap().contains("index 1"), "{:?}", done.cause());
+    assert!(
+        done.cause().unwrap().contains("index 1"),
+        "{:?}",
+        done.cause()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,7 +248,10 @@ async fn a_failed_batch_counts_all_its_items_against_the_tolerated_failure_perce
         d
     };
     let strict = h.run("batch-40", &batch_item(40), &items(10, &[5])).await;
-    assert_eq!(strict.error(), Some("States.ExceedToleratedFailureThreshold"));
+    assert_eq!(
+        strict.error(),
+        Some("States.ExceedToleratedFailureThreshold")
+    );
     let run = map_run_of(&h, strict.execution_arn()).await;
     assert_eq!(run.item_counts().unwrap().failed(), 5);
     assert_eq!(run.execution_counts().unwrap().failed(), 1);
@@ -212,7 +275,10 @@ async fn result_writer_exports_the_results_and_a_manifest_and_the_map_outputs_wh
     let map_run_arn = out["MapRunArn"].as_str().unwrap();
     let run_id = map_run_arn.rsplit(':').next().unwrap();
     let manifest_key = format!("runs/{run_id}/manifest.json");
-    assert_eq!(out["ResultWriterDetails"], json!({"Bucket": "results", "Key": manifest_key}));
+    assert_eq!(
+        out["ResultWriterDetails"],
+        json!({"Bucket": "results", "Key": manifest_key})
+    );
     let manifest = h.resources.json_object("results", &manifest_key);
     assert_eq!(manifest["DestinationBucket"], "results");
     assert_eq!(manifest["MapRunArn"], map_run_arn);
@@ -233,12 +299,18 @@ async fn result_writer_exports_the_results_and_a_manifest_and_the_map_outputs_wh
         let output: Value = serde_json::from_str(r["Output"].as_str().unwrap()).unwrap();
         let input: Value = serde_json::from_str(r["Input"].as_str().unwrap()).unwrap();
         assert_eq!(output["id"], input["id"]);
-        assert!(r["ExecutionArn"].as_str().unwrap().contains(":execution:writer/Items:"));
+        assert!(
+            r["ExecutionArn"]
+                .as_str()
+                .unwrap()
+                .contains(":execution:writer/Items:")
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn result_writer_writes_failed_children_with_error_and_cause_and_unstarted_items_as_pending() {
+async fn result_writer_writes_failed_children_with_error_and_cause_and_unstarted_items_as_pending()
+{
     let h = harness().await;
     let definition = map_machine(
         "EXPRESS",
@@ -250,15 +322,34 @@ async fn result_writer_writes_failed_children_with_error_and_cause_and_unstarted
     assert_eq!(done.error(), Some("States.ExceedToleratedFailureThreshold"));
     let run = map_run_of(&h, done.execution_arn()).await;
     let run_id = run.map_run_arn().rsplit(':').next().unwrap().to_string();
-    let manifest = h.resources.json_object("results", &format!("failed/{run_id}/manifest.json"));
-    let failed = h.resources.json_object("results", &format!("failed/{run_id}/FAILED_0.json"));
+    let manifest = h
+        .resources
+        .json_object("results", &format!("failed/{run_id}/manifest.json"));
+    let failed = h
+        .resources
+        .json_object("results", &format!("failed/{run_id}/FAILED_0.json"));
     assert_eq!(failed[0]["Status"], "FAILED");
     assert_eq!(failed[0]["Error"], "ItemBroken");
-    assert!(failed[0]["Cause"].as_str().unwrap().contains("item 1 is broken"));
-    assert!(failed[0]["ExecutionArn"].as_str().unwrap().contains(":express:"));
-    let pending = h.resources.json_object("results", &format!("failed/{run_id}/PENDING_0.json"));
+    assert!(
+        failed[0]["Cause"]
+            .as_str()
+            .unwrap()
+            .contains("item 1 is broken")
+    );
+    assert!(
+        failed[0]["ExecutionArn"]
+            .as_str()
+            .unwrap()
+            .contains(":express:")
+    );
+    let pending = h
+        .resources
+        .json_object("results", &format!("failed/{run_id}/PENDING_0.json"));
     assert_eq!(pending.as_array().unwrap().len(), 2);
-    assert_eq!(manifest["ResultFiles"]["SUCCEEDED"][0]["Key"], format!("failed/{run_id}/SUCCEEDED_0.json"));
+    assert_eq!(
+        manifest["ResultFiles"]["SUCCEEDED"][0]["Key"],
+        format!("failed/{run_id}/SUCCEEDED_0.json")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,11 +362,20 @@ async fn result_writer_compact_writes_only_the_outputs_of_the_children() {
             "Parameters": {"Bucket": "results"}, "WriterConfig": {"Transformation": "COMPACT"}}}),
     );
     let done = h.run("compact", &definition, &items(2, &[])).await;
-    let key = output(&done)["ResultWriterDetails"]["Key"].as_str().unwrap().to_string();
+    let key = output(&done)["ResultWriterDetails"]["Key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let results_key = key.replace("manifest.json", "SUCCEEDED_0.json");
     let mut results = h.resources.json_object("results", &results_key);
-    results.as_array_mut().unwrap().sort_by_key(|r| r["id"].as_u64());
-    assert_eq!(results, json!([{"id": 0, "rows": 10}, {"id": 1, "rows": 10}]));
+    results
+        .as_array_mut()
+        .unwrap()
+        .sort_by_key(|r| r["id"].as_u64());
+    assert_eq!(
+        results,
+        json!([{"id": 0, "rows": 10}, {"id": 1, "rows": 10}])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +412,13 @@ async fn start_sync_execution_runs_an_express_state_machine_and_answers_with_its
     let definition = json!({"StartAt": "Add", "States": {"Add": {"Type": "Pass",
         "Parameters": {"sum.$": "States.MathAdd($.a, $.b)"}, "End": true}}});
     let sm = create_express(&h, "sync", &definition).await;
-    let described = h.client.describe_state_machine().state_machine_arn(&sm).send().await.unwrap();
+    let described = h
+        .client
+        .describe_state_machine()
+        .state_machine_arn(&sm)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(*described.r#type(), StateMachineType::Express);
     let done = h
         .client
@@ -323,7 +429,10 @@ async fn start_sync_execution_runs_an_express_state_machine_and_answers_with_its
         .await
         .expect("StartSyncExecution succeeds");
     assert_eq!(*done.status(), SyncExecutionStatus::Succeeded);
-    assert_eq!(serde_json::from_str::<Value>(done.output().unwrap()).unwrap(), json!({"sum": 5}));
+    assert_eq!(
+        serde_json::from_str::<Value>(done.output().unwrap()).unwrap(),
+        json!({"sum": 5})
+    );
     assert!(done.execution_arn().contains(":express:sync:"));
     assert_eq!(done.state_machine_arn(), Some(sm.as_str()));
     let billing = done.billing_details().unwrap();
@@ -336,7 +445,13 @@ async fn start_sync_execution_reports_a_failed_execution_with_its_error_and_caus
     let definition = json!({"StartAt": "No", "States": {"No": {"Type": "Fail",
         "Error": "Refused", "Cause": "not today"}}});
     let sm = create_express(&h, "sync-fail", &definition).await;
-    let done = h.client.start_sync_execution().state_machine_arn(&sm).send().await.unwrap();
+    let done = h
+        .client
+        .start_sync_execution()
+        .state_machine_arn(&sm)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(*done.status(), SyncExecutionStatus::Failed);
     assert_eq!(done.error(), Some("Refused"));
     assert_eq!(done.cause(), Some("not today"));
@@ -347,9 +462,18 @@ async fn start_sync_execution_reports_a_failed_execution_with_its_error_and_caus
 async fn start_sync_execution_is_refused_for_a_standard_state_machine() {
     let h = harness().await;
     let sm = h
-        .create("standard", &json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}))
+        .create(
+            "standard",
+            &json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}),
+        )
         .await;
-    let err = h.client.start_sync_execution().state_machine_arn(&sm).send().await.unwrap_err();
+    let err = h
+        .client
+        .start_sync_execution()
+        .state_machine_arn(&sm)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("StateMachineTypeNotSupported"));
 }
 
@@ -360,8 +484,20 @@ async fn an_express_execution_started_asynchronously_cannot_be_described_or_list
     let sm = create_express(&h, "async", &definition).await;
     let execution = h.start(&sm, &json!({})).await;
     assert!(execution.contains(":express:async:"), "{execution}");
-    let err = h.client.describe_execution().execution_arn(&execution).send().await.unwrap_err();
+    let err = h
+        .client
+        .describe_execution()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("InvalidArn"));
-    let err = h.client.list_executions().state_machine_arn(&sm).send().await.unwrap_err();
+    let err = h
+        .client
+        .list_executions()
+        .state_machine_arn(&sm)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("StateMachineTypeNotSupported"));
 }

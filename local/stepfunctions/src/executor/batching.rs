@@ -116,8 +116,14 @@ mod tests {
 
     #[test]
     fn every_batch_stays_within_max_input_bytes_measured_on_the_whole_child_input() {
-        let items: Vec<Value> = (0..10).map(|i| json!({"id": i, "pad": "x".repeat(20)})).collect();
-        let out = run(json!({"MaxInputBytesPerBatch": 100, "BatchInput": {"b": 1}}), items).unwrap();
+        let items: Vec<Value> = (0..10)
+            .map(|i| json!({"id": i, "pad": "x".repeat(20)}))
+            .collect();
+        let out = run(
+            json!({"MaxInputBytesPerBatch": 100, "BatchInput": {"b": 1}}),
+            items,
+        )
+        .unwrap();
         assert!(out.len() > 1);
         for batch in &out {
             assert!(batch.input.to_string().len() <= 100, "{}", batch.input);
@@ -129,8 +135,11 @@ mod tests {
     #[test]
     fn max_items_per_batch_path_and_max_bytes_both_bound_a_batch() {
         let items: Vec<Value> = (0..5).map(|i| json!(i)).collect();
-        let out = run(json!({"MaxItemsPerBatchPath": "$.n", "MaxInputBytesPerBatch": 1000}), items)
-            .unwrap();
+        let out = run(
+            json!({"MaxItemsPerBatchPath": "$.n", "MaxInputBytesPerBatch": 1000}),
+            items,
+        )
+        .unwrap();
         let sizes: Vec<u64> = out.iter().map(|b| b.items).collect();
         assert_eq!(sizes, vec![2, 2, 1]);
         assert_eq!(out[0].input, json!({"Items": [0, 1]}));

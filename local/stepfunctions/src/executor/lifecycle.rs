@@ -249,7 +249,12 @@ impl Engine {
     }
 
     /// Runs an execution in the background, cancellable only through its entry.
-    pub(super) fn spawn_run(self: &Arc<Self>, entry: Arc<ExecEntry>, machine: Arc<Machine>, mode: StartMode) {
+    pub(super) fn spawn_run(
+        self: &Arc<Self>,
+        entry: Arc<ExecEntry>,
+        machine: Arc<Machine>,
+        mode: StartMode,
+    ) {
         let engine = self.clone();
         tokio::spawn(async move {
             engine

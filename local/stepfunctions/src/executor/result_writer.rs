@@ -148,11 +148,19 @@ impl Run {
         if let Some(d) = item.stop_date.filter(|_| file_of(item.status) != "PENDING") {
             entry["StopDate"] = json!(iso(d));
         }
-        if let Some(output) = item.output.as_ref().filter(|_| item.status == ItemStatus::Succeeded) {
+        if let Some(output) = item
+            .output
+            .as_ref()
+            .filter(|_| item.status == ItemStatus::Succeeded)
+        {
             entry["Output"] = json!(output.to_string());
             entry["OutputDetails"] = json!({"Included": true});
         }
-        if let Some(e) = item.error.as_ref().filter(|_| item.status != ItemStatus::Succeeded) {
+        if let Some(e) = item
+            .error
+            .as_ref()
+            .filter(|_| item.status != ItemStatus::Succeeded)
+        {
             entry["Error"] = json!(e.error);
             entry["Cause"] = json!(e.cause);
         }

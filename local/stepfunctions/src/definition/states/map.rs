@@ -3,11 +3,11 @@
 //! tolerance and the Map Run's Label. Fields only a DISTRIBUTED Map has are rejected on an
 //! inline one; the ItemBatcher and ResultWriter are parsed in `distributed`.
 
+use super::distributed::{ItemBatcher, ResultWriter, parse_item_batcher, parse_result_writer};
 use crate::definition::fields::{
     NumberOr, Res, err, known_fields, number_or, reference_path, root_path,
 };
 use crate::definition::machine::{Machine, MachineKind, parse_machine};
-use super::distributed::{ItemBatcher, ResultWriter, parse_item_batcher, parse_result_writer};
 use crate::definition::template::{Template, template};
 use crate::jsonpath::Path;
 use serde_json::{Map, Value};

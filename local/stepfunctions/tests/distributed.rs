@@ -501,3 +501,44 @@ async fn an_express_execution_started_asynchronously_cannot_be_described_or_list
         .unwrap_err();
     assert_eq!(err.code(), Some("StateMachineTypeNotSupported"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_the_executor_cannot_run_as_aws_does_are_refused_naming_the_field() {
+    let h = harness().await;
+    let cases = [
+        (
+            json!({"ItemBatcher": {"BatchInput": {"a": 1}}}),
+            "ItemBatcher",
+        ),
+        (
+            json!({"ItemBatcher": {"MaxInputBytesPerBatch": 262_145}}),
+            "MaxInputBytesPerBatch",
+        ),
+        (
+            json!({"ResultWriter": {"WriterConfig": {"Transformation": "FLATTEN", "OutputType": "JSON"}}}),
+            "ResultWriter.Resource",
+        ),
+        (
+            json!({"ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+                "Parameters": {"Bucket": "b", "Key": "k"}}}),
+            "ResultWriter.Parameters.Key",
+        ),
+    ];
+    for (i, (extra, field)) in cases.into_iter().enumerate() {
+        let err = h
+            .client
+            .create_state_machine()
+            .name(format!("refused-{i}"))
+            .definition(map_machine("EXPRESS", "item", extra).to_string())
+            .role_arn("arn:aws:iam::123456789012:role/test")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some("InvalidDefinition"));
+        assert!(
+            err.message().unwrap().contains(&format!("\"{field}\"")),
+            "{field}: {:?}",
+            err.message()
+        );
+    }
+}

@@ -207,3 +207,68 @@ async fn a_definition_with_an_unsupported_field_is_rejected() {
     assert!(error.contains("Credentials"), "{error}");
     test.stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_result_writer_puts_its_manifest_and_results_into_the_embedded_s3() {
+    let test = TestStack::start(|_| {}).await.unwrap();
+    let bucket = test.args.bucket.clone();
+    let definition = serde_json::json!({"StartAt": "Map", "States": {"Map": {
+        "Type": "Map", "ItemsPath": "$.items", "End": true,
+        "ItemBatcher": {"MaxItemsPerBatch": 2},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+            "StartAt": "Count", "States": {"Count": {"Type": "Pass",
+                "Parameters": {"n.$": "States.ArrayLength($.Items)"}, "End": true}}},
+        "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": bucket, "Prefix": "map-results"}}}}});
+    let handle = test.stack.stepfunctions.handle();
+    let arn = handle
+        .register_state_machine(
+            "result-writer",
+            &definition.to_string(),
+            &std::collections::HashMap::new(),
+        )
+        .unwrap();
+    let execution = handle
+        .start_execution(&arn, None, serde_json::json!({"items": [1, 2, 3, 4, 5]}))
+        .unwrap();
+    let done = handle
+        .wait_for_execution(&execution, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let output = done.output.expect("the execution succeeded");
+    let key = output["ResultWriterDetails"]["Key"].as_str().unwrap();
+    assert!(key.starts_with("map-results/") && key.ends_with("/manifest.json"));
+    let read = |key: String| {
+        let s3 = test.stack.clients.s3.clone();
+        let bucket = bucket.clone();
+        async move {
+            let object = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            let bytes = object.body.collect().await.unwrap().into_bytes();
+            serde_json::from_slice::<Value>(&bytes).unwrap()
+        }
+    };
+    let manifest = read(key.to_string()).await;
+    let results_key = manifest["ResultFiles"]["SUCCEEDED"][0]["Key"]
+        .as_str()
+        .unwrap();
+    let results = read(results_key.to_string()).await;
+    let mut counts: Vec<i64> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(r["Output"].as_str().unwrap()).unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, vec![1, 2, 2], "five items in batches of two");
+    test.stack.shutdown().await;
+}

@@ -254,6 +254,31 @@ impl local_stepfunctions::Resources for InProcessLambda {
         )
         .await
     }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+    ) -> Result<(), local_stepfunctions::ObjectError> {
+        // A Distributed Map ResultWriter's result files and manifest, written as JSON.
+        self.clients
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(aws_sdk_s3::primitives::ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| local_stepfunctions::ObjectError {
+                code: aws_sdk_s3::error::ProvideErrorMetadata::code(&e)
+                    .unwrap_or("S3Error")
+                    .to_owned(),
+                message: format!("s3://{bucket}/{key}: {e}"),
+            })?;
+        Ok(())
+    }
 }
 
 impl InProcessLambda {

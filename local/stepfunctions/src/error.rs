@@ -51,6 +51,10 @@ pub enum Error {
     /// RedriveExecution was called on an execution that cannot be redriven.
     #[error("execution cannot be redriven: {0}")]
     ExecutionNotRedrivable(String),
+    /// The operation is not available for this type of state machine (StartSyncExecution on a
+    /// STANDARD one, ListExecutions on an EXPRESS one).
+    #[error("{0}")]
+    StateMachineTypeNotSupported(String),
     /// No map run has this ARN.
     #[error("map run does not exist: {0}")]
     ResourceNotFound(String),
@@ -81,6 +85,7 @@ impl Error {
             Error::ExecutionAlreadyExists(_) => "ExecutionAlreadyExists",
             Error::ExecutionNotRedrivable(_) => "ExecutionNotRedrivable",
             Error::ResourceNotFound(_) => "ResourceNotFound",
+            Error::StateMachineTypeNotSupported(_) => "StateMachineTypeNotSupported",
             Error::UnknownOperation(_) => "UnknownOperationException",
             Error::Io(_) | Error::Json(_) => "InternalFailure",
         }

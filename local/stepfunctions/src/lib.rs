@@ -184,7 +184,7 @@ impl StepFunctions {
         let definition = Definition::load(definition, substitutions)?;
         Ok(self
             .engine
-            .put_state_machine(name, &definition, &self.default_role, true)?
+            .put_state_machine(name, &definition, &self.default_role, true, false)?
             .arn)
     }
 

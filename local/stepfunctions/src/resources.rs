@@ -1,5 +1,5 @@
 //! What the host provides: Lambda functions and S3 objects, reached by the executor's Task
-//! states and Distributed Map ItemReaders.
+//! states, Distributed Map ItemReaders and ResultWriters.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -26,7 +26,7 @@ pub enum LambdaError {
     },
 }
 
-/// Why an S3 object could not be read.
+/// Why an S3 object could not be read or written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectError {
     /// A short code such as `NoSuchKey` or `NoSuchBucket`.
@@ -47,6 +47,17 @@ pub trait Resources: Send + Sync + 'static {
 
     /// Reads an S3 object (Distributed Map ItemReader).
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Vec<u8>, ObjectError>;
+
+    /// Writes an S3 object (Distributed Map ResultWriter: the Map Run's result files and
+    /// manifest). A host without S3 writes keeps this default, which refuses with
+    /// `AccessDenied`, so a ResultWriter fails with `States.ResultWriterFailed`.
+    async fn put_object(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), ObjectError> {
+        let _ = body;
+        Err(ObjectError {
+            code: "AccessDenied".into(),
+            message: format!("this host does not write S3 objects (s3://{bucket}/{key})"),
+        })
+    }
 }
 
 /// A Resources that has no functions and no objects: every Task fails with

@@ -20,6 +20,7 @@ pub(crate) use machine::Machine;
 pub(crate) use retry_catch::Retrier;
 pub(crate) use state::{Kind, State};
 pub(crate) use states::choice::{Op, Operand, Rule};
+pub(crate) use states::distributed::{MAX_BATCH_BYTES, Transformation};
 pub(crate) use states::map::MapSpec;
 pub(crate) use states::task::Resource;
 pub(crate) use states::wait::WaitFor;

@@ -128,39 +128,55 @@ impl Run {
             }
             run_entry.touch();
         }
-        if over_threshold {
-            let error = StatesError::new(
+        if self.cancel.is_cancelled() && !over_threshold {
+            self.close_map_run(&run_entry, MapRunStatus::Aborted);
+            let _ = self.event("MapRunAborted", None);
+            return Err(StatesError::new(
+                "States.Aborted",
+                "The execution was stopped",
+            ));
+        }
+        // A ResultWriter exports the results of a failed Map Run too.
+        let written = match &spec.result_writer {
+            Some(_) => Some(
+                self.write_results(spec, &run_entry, effective, context)
+                    .await,
+            ),
+            None => None,
+        };
+        let failure = if over_threshold {
+            Some(StatesError::new(
                 "States.ExceedToleratedFailureThreshold",
                 "The specified tolerated failure threshold was exceeded",
-            );
+            ))
+        } else {
+            written.as_ref().and_then(|w| w.as_ref().err().cloned())
+        };
+        if let Some(error) = failure {
             self.close_map_run(&run_entry, MapRunStatus::Failed);
             let _ = self.event(
                 "MapRunFailed",
                 Some(("mapRunFailedEventDetails", error.details().into())),
             );
-            Err(error)
-        } else if self.cancel.is_cancelled() {
-            self.close_map_run(&run_entry, MapRunStatus::Aborted);
-            let _ = self.event("MapRunAborted", None);
-            Err(StatesError::new(
-                "States.Aborted",
-                "The execution was stopped",
-            ))
-        } else {
-            self.close_map_run(&run_entry, MapRunStatus::Succeeded);
-            self.event("MapRunSucceeded", None)?;
-            self.event("MapStateSucceeded", None)?;
-            let m = run_entry.lock();
-            Ok(Value::Array(
-                m.items
-                    .iter()
-                    .map(|item| match (&item.output, &item.error) {
-                        (Some(v), _) => v.clone(),
-                        (None, Some(e)) => e.to_output(),
-                        (None, None) => Value::Null,
-                    })
-                    .collect(),
-            ))
+            // MapStateFailed is recorded by the retry loop, once no retry follows.
+            return Err(error);
         }
+        self.close_map_run(&run_entry, MapRunStatus::Succeeded);
+        self.event("MapRunSucceeded", None)?;
+        self.event("MapStateSucceeded", None)?;
+        if let Some(Ok(details)) = written {
+            return Ok(details);
+        }
+        let m = run_entry.lock();
+        Ok(Value::Array(
+            m.items
+                .iter()
+                .map(|item| match (&item.output, &item.error) {
+                    (Some(v), _) => v.clone(),
+                    (None, Some(e)) => e.to_output(),
+                    (None, None) => Value::Null,
+                })
+                .collect(),
+        ))
     }
 }

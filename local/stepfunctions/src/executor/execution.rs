@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The longest an Express execution runs (five minutes), as on AWS.
+const EXPRESS_MAX_DURATION: Duration = Duration::from_secs(300);
+
 impl Engine {
     /// Runs an execution to its end and records the outcome.
     pub(crate) async fn run_execution(
@@ -63,10 +66,15 @@ impl Engine {
             sm_name,
             mode: Mutex::new(Some(mode)),
         };
-        let timeout = machine
+        let mut timeout = machine
             .timeout_seconds
             .map(Duration::from_secs)
             .unwrap_or(Duration::from_secs(365 * 24 * 3600));
+        let express = entry.lock().express;
+        if express {
+            // An Express execution runs for at most five minutes.
+            timeout = timeout.min(EXPRESS_MAX_DURATION);
+        }
         let outcome = tokio::select! {
             // A panic in a host's Resources must fail this execution, not leave it RUNNING.
             result = std::panic::AssertUnwindSafe(run.run_states(&machine, start_state, input, true)).catch_unwind() => match result {
@@ -87,7 +95,9 @@ impl Engine {
             _ = self.shutdown.cancelled() => Outcome::Interrupted,
         };
         if matches!(outcome, Outcome::Interrupted) {
-            self.store.flush_execution(&entry);
+            if !express {
+                self.store.flush_execution(&entry);
+            }
             return outcome;
         }
         // Children of a Map Run in flight must stop with their parent, and the Map Run with them.
@@ -171,8 +181,11 @@ impl Engine {
         };
         r.status = status;
         tracing::info!(execution = %r.arn, status = status.as_str(), "execution stopped");
+        let express = r.express;
         drop(r);
-        self.store.flush_execution(entry);
+        if !express {
+            self.store.flush_execution(entry);
+        }
         entry.status.send_replace(status);
     }
 }

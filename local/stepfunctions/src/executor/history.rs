@@ -24,13 +24,18 @@ pub(super) async fn tracking_start<T>(attempt: impl std::future::Future<Output =
         .await
 }
 
-/// Appends an event to a record, numbered after the last one. As on AWS, the first state's
-/// entered event points back to 0, not to ExecutionStarted.
+/// Appends an event to a record, numbered after the last one, and answers its id. As on AWS,
+/// the first state's entered event points back to 0, not to ExecutionStarted. An Express
+/// execution keeps no history (AWS records none; its logs go to CloudWatch Logs): nothing is
+/// appended and the id is 0.
 pub(super) fn push_event(
     r: &mut ExecutionRecord,
     kind: &str,
     details: Option<(&str, Value)>,
 ) -> u64 {
+    if r.express {
+        return 0;
+    }
     let id = r.events.len() as u64 + 1;
     let first_state = id == 2
         && kind.ends_with("StateEntered")

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Validates an execution or state machine name as the API does.
-fn check_name(name: &str) -> Result<(), Error> {
+pub(super) fn check_name(name: &str) -> Result<(), Error> {
     let bad = name.is_empty()
         || name.chars().count() > 80
         || name
@@ -31,19 +31,24 @@ fn check_name(name: &str) -> Result<(), Error> {
 }
 
 impl Engine {
-    /// Creates (or, when `update` is set, replaces) a state machine.
+    /// Creates (or, when `update` is set, replaces) a state machine; `express` is its type
+    /// (EXPRESS or STANDARD), which an update keeps, as on AWS.
     pub fn put_state_machine(
         &self,
         name: &str,
         definition: &Definition,
         role_arn: &str,
         update: bool,
+        express: bool,
     ) -> Result<StateMachineRecord, Error> {
         check_name(name)?;
         let arn = self.state_machine_arn(name);
         let mut machines = lock(&self.store.state_machines);
         if let Some(existing) = machines.get(&arn) {
-            if existing.definition == definition.text() && existing.role_arn == role_arn {
+            if existing.definition == definition.text()
+                && existing.role_arn == role_arn
+                && existing.express == express
+            {
                 return Ok(existing.clone());
             }
             if !update {
@@ -59,6 +64,7 @@ impl Engine {
                 .get(&arn)
                 .map(|m| m.creation_date)
                 .unwrap_or_else(now),
+            express: machines.get(&arn).map(|m| m.express).unwrap_or(express),
         };
         self.store.save_state_machine(&record)?;
         machines.insert(arn, record.clone());
@@ -74,6 +80,11 @@ impl Engine {
     ) -> Result<ExecutionRecord, Error> {
         let machine_record = self.store.state_machine(state_machine_arn)?;
         let definition = Definition::parse(&machine_record.definition)?;
+        if machine_record.express {
+            let entry = self.start_express(&machine_record, definition.machine, name, input)?;
+            let record = entry.lock().clone();
+            return Ok(record);
+        }
         let name = match name {
             Some(n) => {
                 check_name(n)?;
@@ -157,6 +168,7 @@ impl Engine {
             checkpoint: None,
             open_map_run: None,
             not_redrivable: None,
+            express: false,
         }
     }
 
@@ -237,7 +249,12 @@ impl Engine {
     }
 
     /// Runs an execution in the background, cancellable only through its entry.
-    fn spawn_run(self: &Arc<Self>, entry: Arc<ExecEntry>, machine: Arc<Machine>, mode: StartMode) {
+    pub(super) fn spawn_run(
+        self: &Arc<Self>,
+        entry: Arc<ExecEntry>,
+        machine: Arc<Machine>,
+        mode: StartMode,
+    ) {
         let engine = self.clone();
         tokio::spawn(async move {
             engine

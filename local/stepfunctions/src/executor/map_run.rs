@@ -1,6 +1,7 @@
 //! A Distributed Map's Map Run: its record (items read from S3 or the input, batched, labelled),
 //! the failure tolerance, and the child execution that runs each item.
 
+use super::batching::batches;
 use super::map::{item_inputs, items_from_path, resolve_number};
 use super::run::Run;
 use super::{Engine, Outcome, StartMode, now};
@@ -10,7 +11,7 @@ use crate::error::StatesError;
 use crate::store::{
     ExecEntry, ExecutionStatus, ItemStatus, MapItem, MapRunEntry, MapRunRecord, MapRunStatus,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +42,9 @@ impl Tolerance {
 
 /// Records how an item's child execution ended.
 pub(super) fn settle(item: &mut MapItem, outcome: Outcome) {
+    if !matches!(outcome, Outcome::Interrupted) {
+        item.stop_date = Some(now());
+    }
     match outcome {
         Outcome::Succeeded(v) => {
             item.status = ItemStatus::Succeeded;
@@ -98,32 +102,8 @@ impl Run {
         let engine = &self.engine;
         let items = self.read_items(spec, effective, context).await?;
         tracing::debug!(state = %state.name, items = items.len(), "map run items read");
-        let mut inputs = item_inputs(spec, effective, context, &items)?;
-        if let Some(batcher) = &spec.batcher {
-            let size = resolve_number(
-                Some(&batcher.max_items),
-                effective,
-                context,
-                "MaxItemsPerBatch",
-            )?
-            .unwrap_or(1.0)
-            .max(1.0) as usize;
-            let batch_input = batcher
-                .batch_input
-                .as_ref()
-                .map(|t| render(t, effective, context, "ItemBatcher.BatchInput"))
-                .transpose()?;
-            inputs = inputs
-                .chunks(size)
-                .map(|chunk| {
-                    let mut batch = json!({"Items": chunk});
-                    if let Some(b) = &batch_input {
-                        batch["BatchInput"] = b.clone();
-                    }
-                    batch
-                })
-                .collect();
-        }
+        let inputs = item_inputs(spec, effective, context, &items)?;
+        let batches = batches(spec, effective, context, inputs)?;
         // Without a Label, AWS names the Map Run with a generated UUID, not the state's name.
         let label = spec
             .label
@@ -145,14 +125,17 @@ impl Run {
             tolerated_failure_count: tolerance.count.unwrap_or(0.0) as u64,
             redrive_count: 0,
             redrive_date: None,
-            items: inputs
+            items: batches
                 .into_iter()
-                .map(|input| MapItem {
-                    input,
+                .map(|batch| MapItem {
+                    input: batch.input,
                     status: ItemStatus::Pending,
                     execution_arn: None,
                     output: None,
                     error: None,
+                    item_count: batch.items,
+                    start_date: None,
+                    stop_date: None,
                 })
                 .collect(),
         }))
@@ -308,9 +291,12 @@ impl Run {
                 .unwrap_or_else(|| "map".into());
             (m.items[index].clone(), m.arn.clone(), label)
         };
+        // An Express child is never stored: a resumed or redriven item starts a new one (AWS
+        // runs Express children at least once and cannot redrive them).
         let existing = item
             .execution_arn
             .as_deref()
+            .filter(|_| !spec.express)
             .and_then(|a| engine.store.execution(a));
         let (child, mode) = match existing {
             Some(child) => {
@@ -328,9 +314,16 @@ impl Run {
             }
             None => {
                 let name = uuid::Uuid::new_v4().to_string();
-                let arn = engine.arn("execution", &format!("{}/{label}:{name}", self.sm_name));
+                let arn = if spec.express {
+                    engine.arn(
+                        "express",
+                        &format!("{}/{label}:{name}:{}", self.sm_name, uuid::Uuid::new_v4()),
+                    )
+                } else {
+                    engine.arn("execution", &format!("{}/{label}:{name}", self.sm_name))
+                };
                 let role = self.entry.lock().role_arn.clone();
-                let record = engine.new_record(
+                let mut record = engine.new_record(
                     arn,
                     format!("{}/{label}", self.sm_arn),
                     format!("{}/{label}", self.sm_name),
@@ -340,14 +333,23 @@ impl Run {
                     spec.processor_json.to_string(),
                     Some(map_run_arn),
                 );
-                let entry = ExecEntry::new(record);
-                engine.store.insert_execution(entry.clone());
+                let entry = if spec.express {
+                    record.express = true;
+                    record.events.clear();
+                    ExecEntry::new(record)
+                } else {
+                    let entry = ExecEntry::new(record);
+                    engine.store.insert_execution(entry.clone());
+                    entry
+                };
                 (entry, StartMode::Fresh)
             }
         };
         {
             let mut m = run_entry.lock();
             m.items[index].status = ItemStatus::Running;
+            m.items[index].start_date = Some(now());
+            m.items[index].stop_date = None;
             m.items[index].execution_arn = Some(child.lock().arn.clone());
         }
         run_entry.touch();

@@ -1,9 +1,11 @@
 //! The interpreter: the [`Engine`] the API server and the in-process handle share, and the
 //! modules that run executions state by state, one module per state type and per concern.
 
+mod batching;
 mod choice;
 mod distributed_map;
 mod execution;
+mod express;
 mod history;
 mod integrations;
 mod iterations;
@@ -11,6 +13,7 @@ mod lifecycle;
 mod map;
 mod map_run;
 mod parallel;
+mod result_writer;
 mod retry;
 mod run;
 mod succeed_fail;

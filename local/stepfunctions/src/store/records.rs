@@ -76,6 +76,10 @@ pub struct StateMachineRecord {
     pub role_arn: String,
     /// When it was created.
     pub creation_date: DateTime<Utc>,
+    /// An EXPRESS state machine (type EXPRESS): its executions keep no history and are not
+    /// listed or described, as on AWS.
+    #[serde(default)]
+    pub express: bool,
 }
 
 /// One history event.
@@ -157,6 +161,10 @@ pub struct ExecutionRecord {
     pub open_map_run: Option<String>,
     /// Why this execution cannot be redriven, when that is known at failure time.
     pub not_redrivable: Option<String>,
+    /// An Express execution (of an EXPRESS state machine, or an EXPRESS Map Run child): it
+    /// records no history and is never written to the data directory.
+    #[serde(default)]
+    pub express: bool,
     /// The history. Persisted apart from the record, as an append-only JSON-lines file, so
     /// that a long history is never rewritten.
     #[serde(skip)]
@@ -194,6 +202,19 @@ pub struct MapItem {
     pub output: Option<Value>,
     /// The child's error once failed.
     pub error: Option<StatesError>,
+    /// How many of the Map's items this child runs: 1, or the size of its ItemBatcher batch.
+    #[serde(default = "one")]
+    pub item_count: u64,
+    /// When its (last) child execution started, for the ResultWriter's files.
+    #[serde(default)]
+    pub start_date: Option<DateTime<Utc>>,
+    /// When its child execution stopped.
+    #[serde(default)]
+    pub stop_date: Option<DateTime<Utc>>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// The status of a Map Run.
@@ -271,20 +292,29 @@ pub struct ItemCounts {
 }
 
 impl MapRunRecord {
-    /// Counts items by status.
+    /// Counts items by status; a batch counts as many items as it holds, so a failed batch
+    /// counts all its items as failed (as AWS's itemCounts and failure tolerance do).
     pub fn counts(&self) -> ItemCounts {
-        let mut c = ItemCounts {
-            total: self.items.len() as u64,
-            ..ItemCounts::default()
-        };
+        self.count_by(|item| item.item_count)
+    }
+
+    /// Counts child executions by status (AWS's executionCounts): one per batch.
+    pub fn execution_counts(&self) -> ItemCounts {
+        self.count_by(|_| 1)
+    }
+
+    fn count_by(&self, weight: impl Fn(&MapItem) -> u64) -> ItemCounts {
+        let mut c = ItemCounts::default();
         for item in &self.items {
+            let n = weight(item);
+            c.total += n;
             match item.status {
-                ItemStatus::Pending => c.pending += 1,
-                ItemStatus::Running => c.running += 1,
-                ItemStatus::Succeeded => c.succeeded += 1,
-                ItemStatus::Failed => c.failed += 1,
-                ItemStatus::TimedOut => c.timed_out += 1,
-                ItemStatus::Aborted => c.aborted += 1,
+                ItemStatus::Pending => c.pending += n,
+                ItemStatus::Running => c.running += n,
+                ItemStatus::Succeeded => c.succeeded += n,
+                ItemStatus::Failed => c.failed += n,
+                ItemStatus::TimedOut => c.timed_out += n,
+                ItemStatus::Aborted => c.aborted += n,
             }
         }
         c

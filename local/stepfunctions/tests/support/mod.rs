@@ -120,6 +120,54 @@ impl Resources for TestResources {
                 message: "The specified key does not exist.".into(),
             })
     }
+
+    /// Keeps the object; the bucket `denied` refuses writes as S3 does without permission.
+    async fn put_object(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), ObjectError> {
+        if bucket == "denied" {
+            return Err(ObjectError {
+                code: "AccessDenied".into(),
+                message: "Access Denied".into(),
+            });
+        }
+        self.objects
+            .lock()
+            .unwrap()
+            .insert((bucket.to_string(), key.to_string()), body);
+        Ok(())
+    }
+}
+
+impl TestResources {
+    /// An object written through `put_object`, as JSON.
+    pub fn json_object(&self, bucket: &str, key: &str) -> Value {
+        let objects = self.objects.lock().unwrap();
+        let bytes = objects
+            .get(&(bucket.to_string(), key.to_string()))
+            .unwrap_or_else(|| panic!("s3://{bucket}/{key} was not written"));
+        serde_json::from_slice(bytes).expect("the object is JSON")
+    }
+}
+
+/// The SDK sends StartSyncExecution to the `sync-` host prefix of the endpoint (AWS's
+/// `sync-states.<region>.amazonaws.com`); on loopback the prefix is taken off again.
+#[derive(Debug)]
+struct NoHostPrefix;
+
+impl aws_sdk_sfn::config::Intercept for NoHostPrefix {
+    fn name(&self) -> &'static str {
+        "NoHostPrefix"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_sdk_sfn::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _components: &aws_sdk_sfn::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_sfn::config::ConfigBag,
+    ) -> Result<(), aws_sdk_sfn::error::BoxError> {
+        let uri = context.request().uri().replace("://sync-", "://");
+        context.request_mut().set_uri(uri)?;
+        Ok(())
+    }
 }
 
 pub struct Harness {
@@ -135,6 +183,7 @@ pub fn client(endpoint: &str) -> Client {
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
         .endpoint_url(endpoint)
+        .interceptor(NoHostPrefix)
         .build();
     Client::from_conf(config)
 }

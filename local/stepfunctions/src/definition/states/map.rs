@@ -1,8 +1,9 @@
 //! The Map state's own fields: the item processor (INLINE or DISTRIBUTED), the items
 //! (ItemsPath, or ItemReader from S3), ItemSelector, ItemBatcher, MaxConcurrency, the failure
 //! tolerance and the Map Run's Label. Fields only a DISTRIBUTED Map has are rejected on an
-//! inline one.
+//! inline one; the ItemBatcher and ResultWriter are parsed in `distributed`.
 
+use super::distributed::{ItemBatcher, ResultWriter, parse_item_batcher, parse_result_writer};
 use crate::definition::fields::{
     NumberOr, Res, err, known_fields, number_or, reference_path, root_path,
 };
@@ -28,6 +29,7 @@ pub(in crate::definition) const FIELDS: &[&str] = &[
     "ToleratedFailureCount",
     "ToleratedFailureCountPath",
     "Label",
+    "ResultWriter",
 ];
 
 /// A Map state's settings.
@@ -38,6 +40,8 @@ pub(crate) struct MapSpec {
     /// redriven on its own.
     pub processor_json: Value,
     pub distributed: bool,
+    /// `ProcessorConfig.ExecutionType: EXPRESS`: children run as Express executions.
+    pub express: bool,
     pub items_path: Option<Path>,
     pub item_selector: Option<Template>,
     pub item_reader: Option<ItemReader>,
@@ -46,6 +50,7 @@ pub(crate) struct MapSpec {
     pub tolerated_count: Option<NumberOr>,
     pub label: Option<String>,
     pub batcher: Option<ItemBatcher>,
+    pub result_writer: Option<ResultWriter>,
 }
 
 /// Distributed Map's ItemReader (JSON array from S3).
@@ -53,13 +58,6 @@ pub(crate) struct MapSpec {
 pub(crate) struct ItemReader {
     pub parameters: Template,
     pub max_items: Option<NumberOr>,
-}
-
-/// Distributed Map's ItemBatcher.
-#[derive(Debug)]
-pub(crate) struct ItemBatcher {
-    pub max_items: NumberOr,
-    pub batch_input: Option<Template>,
 }
 
 /// Parses a Map state's own fields.
@@ -71,7 +69,7 @@ pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>
         (Some(p), None) | (None, Some(p)) => p.clone(),
         (None, None) => return err(s, "ItemProcessor", "is required"),
     };
-    let distributed = is_distributed(s, &processor_json)?;
+    let (distributed, express) = is_distributed(s, &processor_json)?;
     let processor = parse_machine(&processor_json, s, MachineKind::Processor)?;
     let distributed_only = [
         "ItemReader",
@@ -81,6 +79,7 @@ pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>
         "ToleratedFailureCount",
         "ToleratedFailureCountPath",
         "Label",
+        "ResultWriter",
     ];
     if !distributed {
         for key in distributed_only {
@@ -105,6 +104,10 @@ pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>
         .get("ItemBatcher")
         .map(|b| parse_item_batcher(s, b))
         .transpose()?;
+    let result_writer = obj
+        .get("ResultWriter")
+        .map(|w| parse_result_writer(s, w))
+        .transpose()?;
     let label = obj.get("Label").map(|l| parse_label(s, l)).transpose()?;
     let items_path = match obj.get("ItemsPath") {
         None => Some(root_path()),
@@ -117,6 +120,7 @@ pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>
         processor: Arc::new(processor),
         processor_json,
         distributed,
+        express,
         items_path,
         item_selector,
         item_reader,
@@ -125,13 +129,14 @@ pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>
         tolerated_count: number_or(s, obj, "ToleratedFailureCount", 0.0, 1e12)?,
         label,
         batcher,
+        result_writer,
     })
 }
 
-/// Whether ProcessorConfig asks for DISTRIBUTED mode (STANDARD child executions only); AWS
-/// also reads it inside the legacy Iterator.
-fn is_distributed(s: Option<&str>, processor_json: &Value) -> Res<bool> {
-    let mut distributed = false;
+/// Whether ProcessorConfig asks for DISTRIBUTED mode, and whether its children are EXPRESS
+/// executions; AWS also reads it inside the legacy Iterator.
+fn is_distributed(s: Option<&str>, processor_json: &Value) -> Res<(bool, bool)> {
+    let (mut distributed, mut express) = (false, false);
     if let Some(config) = processor_json.get("ProcessorConfig") {
         let Some(config) = config.as_object() else {
             return err(s, "ItemProcessor.ProcessorConfig", "must be an object");
@@ -141,11 +146,12 @@ fn is_distributed(s: Option<&str>, processor_json: &Value) -> Res<bool> {
                 ("Mode", Some("INLINE")) => {}
                 ("Mode", Some("DISTRIBUTED")) => distributed = true,
                 ("ExecutionType", Some("STANDARD")) => {}
+                ("ExecutionType", Some("EXPRESS")) => express = true,
                 ("ExecutionType", _) => {
                     return err(
                         s,
                         "ItemProcessor.ProcessorConfig.ExecutionType",
-                        "only STANDARD child executions are supported locally",
+                        "must be STANDARD or EXPRESS",
                     );
                 }
                 _ => {
@@ -165,7 +171,7 @@ fn is_distributed(s: Option<&str>, processor_json: &Value) -> Res<bool> {
             );
         }
     }
-    Ok(distributed)
+    Ok((distributed, express && distributed))
 }
 
 /// ItemReader: a JSON array read from S3 with s3:getObject, Bucket and Key in Parameters.
@@ -236,30 +242,6 @@ fn parse_item_reader(s: Option<&str>, reader: &Value) -> Res<ItemReader> {
     Ok(ItemReader {
         parameters,
         max_items,
-    })
-}
-
-/// ItemBatcher: MaxItemsPerBatch (or its path) and an optional BatchInput.
-fn parse_item_batcher(s: Option<&str>, b: &Value) -> Res<ItemBatcher> {
-    let Some(b) = b.as_object() else {
-        return err(s, "ItemBatcher", "must be an object");
-    };
-    known_fields(
-        s,
-        b,
-        &["MaxItemsPerBatch", "MaxItemsPerBatchPath", "BatchInput"],
-        "ItemBatcher.",
-        "is not supported locally",
-    )?;
-    let Some(max_items) = number_or(s, b, "MaxItemsPerBatch", 1.0, 100_000_000.0)? else {
-        return err(s, "ItemBatcher.MaxItemsPerBatch", "is required locally");
-    };
-    Ok(ItemBatcher {
-        max_items,
-        batch_input: b
-            .get("BatchInput")
-            .map(|v| template(s, "ItemBatcher.BatchInput", v, true))
-            .transpose()?,
     })
 }
 

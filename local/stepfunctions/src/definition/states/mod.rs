@@ -2,6 +2,7 @@
 //! Succeed and Fail are parsed with the common fields in `state`).
 
 pub(super) mod choice;
+pub(super) mod distributed;
 pub(super) mod map;
 pub(super) mod parallel;
 pub(super) mod task;

@@ -2,7 +2,6 @@
 //! bucket, creates the IoT Analytics resources, starts the state machine through the Step
 //! Functions API, shows progress and ends with a summary and the validation result.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -378,16 +377,10 @@ pub async fn fill_bucket(stack: &LocalStack, args: &RunArgs) -> anyhow::Result<u
     }
     let files = sample::files();
     for (key, first, rows) in &files {
-        let mut body = String::with_capacity(*rows as usize * 48);
-        body.push_str(sample::HEADER);
-        body.push('\n');
-        for rowid in *first..first + rows {
-            let _ = writeln!(body, "{}", sample::row(rowid));
-        }
         s3.put_object()
             .bucket(&args.bucket)
             .key(format!("{}{key}", args.prefix))
-            .body(ByteStream::from(body.into_bytes()))
+            .body(ByteStream::from(sample::content(*first, *rows)))
             .send()
             .await
             .with_context(|| format!("uploading sample object {key}"))?;

@@ -1,7 +1,6 @@
 //! The sample data set: the 2018 article's layout (5 folders × 20 files) with 56,570 rows,
 //! generated deterministically so every run and every test sees the same data.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Folders in the data set.
@@ -52,6 +51,19 @@ pub fn files() -> Vec<(String, u64, u64)> {
     out
 }
 
+/// The bytes of the file whose rows start at `first`: the header and `rows` rows, each line
+/// ended by `\n`. The same bytes whether uploaded by `run` or written by `sample`.
+pub fn content(first: u64, rows: u64) -> Vec<u8> {
+    let mut body = String::with_capacity(rows as usize * 48 + HEADER.len() + 1);
+    body.push_str(HEADER);
+    body.push('\n');
+    for rowid in first..first + rows {
+        body.push_str(&row(rowid));
+        body.push('\n');
+    }
+    body.into_bytes()
+}
+
 /// Writes the data set under `dir`; returns the files written.
 pub fn write(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
@@ -60,12 +72,7 @@ pub fn write(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
-        writeln!(out, "{HEADER}")?;
-        for rowid in first..first + rows {
-            writeln!(out, "{}", row(rowid))?;
-        }
-        out.flush()?;
+        std::fs::write(&path, content(first, rows))?;
         written.push(path);
     }
     Ok(written)
@@ -115,5 +122,20 @@ mod tests {
             }
         }
         assert_eq!(rowids.len() as u64, TOTAL_ROWS);
+    }
+
+    #[test]
+    fn the_worker_event_names_a_sample_object_by_its_real_etag_and_size() {
+        // `cargo lambda invoke --data-file events/worker.json worker` against the sample
+        // must not fail with ObjectChanged: the event's ETag is the one S3 gives the object.
+        use md5::Digest as _;
+        let event: serde_json::Value =
+            serde_json::from_str(include_str!("../../events/worker.json")).unwrap();
+        let key = event["key"].as_str().unwrap();
+        let (_, first, rows) = files().into_iter().find(|(k, _, _)| k == key).unwrap();
+        let body = content(first, rows);
+        let etag = format!("\"{}\"", hex::encode(md5::Md5::digest(&body)));
+        assert_eq!(event["etag"], etag.as_str(), "events/worker.json's etag");
+        assert_eq!(event["size"], body.len(), "events/worker.json's size");
     }
 }

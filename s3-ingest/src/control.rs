@@ -220,10 +220,13 @@ pub async fn failed_items(
 /// What to do about a failed execution whose error (or first failed item's error) is
 /// `error`: a redrive only where one can succeed.
 pub fn advice(error: &str, execution_arn: &str) -> String {
+    // What the state machine retries (the library's retryable errors, invocations cut short,
+    // Step Functions' own timeouts) may pass on another go.
+    let transient = ingest::IngestError::retryable_types().contains(&error)
+        || ingest::IngestError::CUT_SHORT_TYPES.contains(&error)
+        || matches!(error, "States.Timeout" | "States.TaskFailed");
     match error {
-        // Retried by the state machine already; another go may pass.
-        "ServiceUnavailable" | "Throttled" | "BatchPutFailed" | "ResultUnreadable"
-        | "Sandbox.Timedout" | "Runtime.ExitError" | "States.Timeout" | "States.TaskFailed" => {
+        _ if transient => {
             format!(
                 "A redrive may pass once the service recovers: s3-ingest redrive {execution_arn}"
             )

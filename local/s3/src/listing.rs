@@ -298,21 +298,45 @@ pub(crate) fn list_v1(bucket_dir: &Path, input: ListObjectsInput) -> S3Result<Li
 pub(crate) trait Listing: Send + 'static {
     /// The answer.
     type Output: Send + 'static;
+    /// The bucket listed.
+    fn bucket(&self) -> &str;
+    /// Whether keys are answered URL-encoded (`encoding-type=url`).
+    fn url_encoded(&self) -> bool;
     /// Lists the bucket stored in `bucket_dir`.
     fn list(self, bucket_dir: &Path) -> S3Result<Self::Output>;
+    /// The objects of an answer.
+    fn contents(output: &mut Self::Output) -> Option<&mut Vec<Object>>;
 }
 
 impl Listing for ListObjectsInput {
     type Output = ListObjectsOutput;
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+    fn url_encoded(&self) -> bool {
+        is_url(self.encoding_type.as_ref())
+    }
     fn list(self, bucket_dir: &Path) -> S3Result<Self::Output> {
         list_v1(bucket_dir, self)
+    }
+    fn contents(output: &mut Self::Output) -> Option<&mut Vec<Object>> {
+        output.contents.as_mut()
     }
 }
 
 impl Listing for ListObjectsV2Input {
     type Output = ListObjectsV2Output;
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+    fn url_encoded(&self) -> bool {
+        is_url(self.encoding_type.as_ref())
+    }
     fn list(self, bucket_dir: &Path) -> S3Result<Self::Output> {
         list_v2(bucket_dir, self)
+    }
+    fn contents(output: &mut Self::Output) -> Option<&mut Vec<Object>> {
+        output.contents.as_mut()
     }
 }
 

@@ -72,19 +72,17 @@ impl LocalS3 {
     async fn listed<I: Listing>(
         &self,
         operation: &str,
-        bucket: &str,
-        encoding: Option<&EncodingType>,
         input: I,
-        contents: impl FnOnce(&mut I::Output) -> Option<&mut Vec<Object>>,
     ) -> S3Result<S3Response<I::Output>> {
         self.maybe_fail(operation)?;
-        let dir = self.store.bucket_dir(bucket)?;
-        let url_encoded = crate::listing::is_url(encoding);
+        let bucket = input.bucket().to_owned();
+        let dir = self.store.bucket_dir(&bucket)?;
+        let url_encoded = input.url_encoded();
         let mut output = tokio::task::spawn_blocking(move || input.list(&dir))
             .await
             .map_err(|e| s3_error!(InternalError, "listing task ended abnormally: {e}"))??;
-        if let Some(objects) = contents(&mut output) {
-            self.fill_etags(bucket, objects, url_encoded).await;
+        if let Some(objects) = I::contents(&mut output) {
+            self.fill_etags(&bucket, objects, url_encoded).await;
         }
         Ok(S3Response::new(output))
     }
@@ -372,30 +370,14 @@ impl S3 for LocalS3 {
         &self,
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
-        let (bucket, encoding) = (req.input.bucket.clone(), req.input.encoding_type.clone());
-        self.listed(
-            "ListObjects",
-            &bucket,
-            encoding.as_ref(),
-            req.input,
-            |output| output.contents.as_mut(),
-        )
-        .await
+        self.listed("ListObjects", req.input).await
     }
 
     async fn list_objects_v2(
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        let (bucket, encoding) = (req.input.bucket.clone(), req.input.encoding_type.clone());
-        self.listed(
-            "ListObjectsV2",
-            &bucket,
-            encoding.as_ref(),
-            req.input,
-            |output| output.contents.as_mut(),
-        )
-        .await
+        self.listed("ListObjectsV2", req.input).await
     }
 
     async fn put_object(

@@ -100,9 +100,20 @@ fn retried_and_caught_error_names_are_the_librarys() {
 }
 
 #[test]
-fn the_worker_retries_exactly_its_retryable_errors() {
+fn both_worker_tasks_retry_exactly_their_retryable_errors() {
     let definition = definition();
-    let worker = &definition["States"]["Ingest page"]["ItemProcessor"]["States"]["Ingest object"];
+    let tasks = [
+        ("Ingest large objects", "Ingest object"),
+        ("Ingest small objects", "Ingest batch"),
+    ];
+    for (map, task) in tasks {
+        let worker = &definition["States"][map]["ItemProcessor"]["States"][task];
+        assert!(worker.is_object(), "{map} has no {task} state");
+        check_worker_retries(worker, task);
+    }
+}
+
+fn check_worker_retries(worker: &serde_json::Value, task: &str) {
     let retried: Vec<&str> = worker["Retry"]
         .as_array()
         .unwrap()
@@ -114,7 +125,7 @@ fn the_worker_retries_exactly_its_retryable_errors() {
     for name in ingest::IngestError::CUT_SHORT_TYPES {
         assert!(
             retried.contains(&name),
-            "the worker does not retry {name}, so a crash would fail the item"
+            "{task} does not retry {name}, so a crash would fail the item"
         );
     }
     let retried: Vec<&str> = retried
@@ -124,10 +135,51 @@ fn the_worker_retries_exactly_its_retryable_errors() {
     for name in &retried {
         assert!(
             ingest::IngestError::retryable_types().contains(name),
-            "{name} is retried but not retryable"
+            "{task}: {name} is retried but not retryable"
         );
     }
     for name in ["BatchPutFailed", "Throttled", "ServiceUnavailable"] {
-        assert!(retried.contains(&name), "the worker does not retry {name}");
+        assert!(retried.contains(&name), "{task} does not retry {name}");
     }
+}
+
+#[test]
+fn small_objects_go_in_batches_to_express_children_and_large_ones_alone_to_standard_ones() {
+    let definition = definition();
+    let small = &definition["States"]["Ingest small objects"];
+    let large = &definition["States"]["Ingest large objects"];
+    assert_eq!(
+        small["ItemProcessor"]["ProcessorConfig"]["ExecutionType"],
+        "EXPRESS"
+    );
+    assert_eq!(
+        large["ItemProcessor"]["ProcessorConfig"]["ExecutionType"],
+        "STANDARD"
+    );
+    assert_eq!(
+        small["ItemBatcher"]["MaxItemsPerBatchPath"],
+        "$.settings.objectsPerBatch"
+    );
+    assert!(large.get("ItemBatcher").is_none());
+    assert_eq!(
+        small["ItemReader"]["Parameters"]["Key.$"],
+        "$.listing.page.batchManifest.key"
+    );
+    assert_eq!(
+        large["ItemReader"]["Parameters"]["Key.$"],
+        "$.listing.page.manifest.key"
+    );
+    // The batch's shared settings are the single object's, less the object itself.
+    let batch_input: Vec<&String> = small["ItemBatcher"]["BatchInput"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    let per_object: Vec<&String> = large["ItemSelector"]["input"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !["bucket.$", "key.$", "etag.$", "size.$"].contains(&k.as_str()))
+        .collect();
+    assert_eq!(batch_input, per_object);
 }

@@ -140,10 +140,7 @@ impl local_stepfunctions::Resources for InProcessLambda {
             Function::Worker => self.worker_timeout,
             Function::Launcher | Function::Validator => self.other_timeout,
         };
-        let previous_rows = payload
-            .pointer("/checkpoint/rowsSent")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        let before = WorkerCounts::before(&payload);
         let validating = which == Function::Validator
             && payload.get("action").and_then(Value::as_str) != Some("prepare");
         let environment = (which == Function::Worker).then(|| self.worker_environment());
@@ -185,7 +182,7 @@ impl local_stepfunctions::Resources for InProcessLambda {
             }
             Ok(Ok(output)) => {
                 match which {
-                    Function::Worker => self.note_worker(&output, previous_rows),
+                    Function::Worker => self.note_worker(&output, before),
                     Function::Launcher => {
                         let listed = output.get("itemCount").and_then(Value::as_u64);
                         self.activity
@@ -314,16 +311,65 @@ impl InProcessLambda {
         None
     }
 
-    fn note_worker(&self, output: &Value, previous_rows: u64) {
-        let rows = output.get("rows").and_then(Value::as_u64).unwrap_or(0);
-        self.activity
-            .rows
-            .fetch_add(rows.saturating_sub(previous_rows), Ordering::Relaxed);
-        self.activity.worker_calls.fetch_add(1, Ordering::Relaxed);
-        if output.get("done").and_then(Value::as_bool) == Some(true) {
-            self.activity.objects.fetch_add(1, Ordering::Relaxed);
-            let retries = output.get("retries").and_then(Value::as_u64).unwrap_or(0);
-            self.activity.retries.fetch_add(retries, Ordering::Relaxed);
+    fn note_worker(&self, output: &Value, before: WorkerCounts) {
+        let after = WorkerCounts::after(output);
+        let activity = &self.activity;
+        let add = |counter: &AtomicU64, now: u64, then: u64| {
+            counter.fetch_add(now.saturating_sub(then), Ordering::Relaxed);
+        };
+        add(&activity.rows, after.rows, before.rows);
+        add(&activity.objects, after.objects, before.objects);
+        add(&activity.retries, after.retries, before.retries);
+        activity.worker_calls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a worker invocation's input says was counted before it, or its output says is
+/// counted after it: rows, finished objects and re-sends, for one object (rows from its
+/// checkpoint; the object and its re-sends once it is done) or a batch (its `counted`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct WorkerCounts {
+    rows: u64,
+    objects: u64,
+    retries: u64,
+}
+
+impl WorkerCounts {
+    fn before(payload: &Value) -> Self {
+        let number = |pointer: &str| {
+            payload
+                .pointer(pointer)
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        };
+        if payload.get("Items").is_some() {
+            Self {
+                rows: number("/Counted/rows"),
+                objects: number("/Counted/objects"),
+                retries: number("/Counted/retries"),
+            }
+        } else {
+            Self {
+                rows: number("/checkpoint/rowsSent"),
+                ..Self::default()
+            }
+        }
+    }
+
+    fn after(output: &Value) -> Self {
+        let number = |pointer: &str| output.pointer(pointer).and_then(Value::as_u64).unwrap_or(0);
+        if output.get("counted").is_some() {
+            return Self {
+                rows: number("/counted/rows"),
+                objects: number("/counted/objects"),
+                retries: number("/counted/retries"),
+            };
+        }
+        let done = output.get("done").and_then(Value::as_bool) == Some(true);
+        Self {
+            rows: number("/rows"),
+            objects: u64::from(done),
+            retries: if done { number("/retries") } else { 0 },
         }
     }
 }

@@ -125,17 +125,25 @@ mod tests {
     }
 
     #[test]
-    fn the_worker_event_names_a_sample_object_by_its_real_etag_and_size() {
+    fn the_worker_events_name_sample_objects_by_their_real_etag_and_size() {
         // `cargo lambda invoke --data-file events/worker.json worker` against the sample
-        // must not fail with ObjectChanged: the event's ETag is the one S3 gives the object.
+        // must not fail with ObjectChanged: the events' ETags are the ones S3 gives the objects.
         use md5::Digest as _;
-        let event: serde_json::Value =
+        let single: serde_json::Value =
             serde_json::from_str(include_str!("../../events/worker.json")).unwrap();
-        let key = event["key"].as_str().unwrap();
-        let (_, first, rows) = files().into_iter().find(|(k, _, _)| k == key).unwrap();
-        let body = content(first, rows);
-        let etag = format!("\"{}\"", hex::encode(md5::Md5::digest(&body)));
-        assert_eq!(event["etag"], etag.as_str(), "events/worker.json's etag");
-        assert_eq!(event["size"], body.len(), "events/worker.json's size");
+        let batch: serde_json::Value =
+            serde_json::from_str(include_str!("../../events/worker-batch.json")).unwrap();
+        let mut objects = vec![("events/worker.json", &single)];
+        for item in batch["Items"].as_array().unwrap() {
+            objects.push(("events/worker-batch.json", item));
+        }
+        for (file, object) in objects {
+            let key = object["key"].as_str().unwrap();
+            let (_, first, rows) = files().into_iter().find(|(k, _, _)| k == key).unwrap();
+            let body = content(first, rows);
+            let etag = format!("\"{}\"", hex::encode(md5::Md5::digest(&body)));
+            assert_eq!(object["etag"], etag.as_str(), "{file}: {key}'s etag");
+            assert_eq!(object["size"], body.len(), "{file}: {key}'s size");
+        }
     }
 }

@@ -32,14 +32,21 @@ pub async fn launcher(clients: &Clients, event: Value) -> Result<Value, IngestEr
         .map(|o| to_json(&o))
 }
 
-/// The worker function: one object, or the rest of one from a checkpoint, until `deadline`,
-/// paced by the execution environment's `pacing`.
+/// The worker function: one object, or the rest of one from a checkpoint, or a batch of small
+/// objects (an input with `Items`, as a Distributed Map's ItemBatcher gives), until
+/// `deadline`, paced by the execution environment's `pacing`.
 pub async fn worker(
     clients: &Clients,
     pacing: &Pacing,
     event: Value,
     deadline: SystemTime,
 ) -> Result<Value, IngestError> {
+    if event.get("Items").is_some() {
+        let batch: worker::WorkerBatch = parse_input(event)?;
+        return worker::ingest_batch_in(clients, pacing, &batch, deadline)
+            .await
+            .map(|o| to_json(&o));
+    }
     let input: worker::WorkerInput = parse_input(event)?;
     worker::ingest_object_in(clients, pacing, &input, deadline)
         .await

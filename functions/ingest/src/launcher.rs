@@ -19,6 +19,15 @@ pub const DEFAULT_PAGE_SIZE: i32 = 1000;
 /// Where manifests go in the source bucket unless the input says otherwise.
 pub const DEFAULT_MANIFEST_PREFIX: &str = "ingest-manifests/";
 
+/// Objects of at most this many bytes go to the batched manifest unless the input says
+/// otherwise: a batch of them fits one worker invocation and an Express child workflow's five
+/// minutes with room to spare, while a bigger object keeps a child (and a worker) of its own.
+pub const DEFAULT_SMALL_OBJECT_BYTES: u64 = 1024 * 1024;
+
+fn default_small_object_bytes() -> u64 {
+    DEFAULT_SMALL_OBJECT_BYTES
+}
+
 /// Ledger entries read at once while a page is checked against the ledger.
 const LEDGER_READS_IN_FLIGHT: usize = 32;
 
@@ -56,8 +65,10 @@ pub struct LauncherInput {
     /// Running totals from earlier pages (carried across continue-as-new).
     #[serde(default)]
     pub totals: Totals,
-    /// The previous page's per-object results, folded into the totals by this call.
-    #[serde(default)]
+    /// The previous page's results, one per object or per batch of objects, folded into the
+    /// totals by this call. Nested arrays are flattened, so the state machine can pass both of
+    /// a page's Map results as `[[...], [...]]`.
+    #[serde(default, deserialize_with = "flattened_results")]
     pub results: Vec<ObjectCounts>,
     /// Where manifests are written; defaults to the source bucket under
     /// [`DEFAULT_MANIFEST_PREFIX`].
@@ -70,6 +81,34 @@ pub struct LauncherInput {
     /// the page, and its own keys are never work. Absent: every listed object is work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger: Option<LedgerLocation>,
+    /// Objects of at most this many bytes go to the page's batched manifest, which the state
+    /// machine hands out several objects per worker invocation; bigger ones to the per-object
+    /// manifest (default 1 MiB; 0: every object alone).
+    #[serde(default = "default_small_object_bytes")]
+    pub small_object_bytes: u64,
+}
+
+/// Reads `[counts, ...]`, `[[counts, ...], [counts, ...]]` or a mix as one flat list.
+pub fn flattened_results<'de, D>(deserializer: D) -> Result<Vec<ObjectCounts>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Entry {
+        One(ObjectCounts),
+        Many(Vec<Entry>),
+    }
+    fn push(entry: Entry, into: &mut Vec<ObjectCounts>) {
+        match entry {
+            Entry::One(counts) => into.push(counts),
+            Entry::Many(entries) => entries.into_iter().for_each(|e| push(e, into)),
+        }
+    }
+    let entries = Option::<Vec<Entry>>::deserialize(deserializer)?.unwrap_or_default();
+    let mut flat = Vec::with_capacity(entries.len());
+    entries.into_iter().for_each(|e| push(e, &mut flat));
+    Ok(flat)
 }
 
 /// A bucket and prefix for manifests.
@@ -171,10 +210,16 @@ pub struct ManifestObject {
 pub struct LauncherOutput {
     /// This page's number, 1-based across the whole run.
     pub page: u64,
-    /// Objects in this page's manifest.
+    /// Objects in this page's two manifests.
     pub item_count: u64,
-    /// The manifest: a JSON array of [`WorkItem`].
+    /// The objects bigger than `smallObjectBytes`, each for a worker of its own: a JSON array
+    /// of [`WorkItem`].
     pub manifest: ManifestObject,
+    /// The small objects, handed out several per worker invocation: a JSON array of
+    /// [`WorkItem`].
+    pub batch_manifest: ManifestObject,
+    /// Objects in `batchManifest`.
+    pub batched_count: u64,
     /// Where the listing continues; absent when it is done.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub continuation_token: Option<String>,
@@ -266,29 +311,22 @@ pub async fn list_page(
     };
 
     let page = input.totals.pages + 1;
+    let (batched, alone): (Vec<&WorkItem>, Vec<&WorkItem>) = items
+        .iter()
+        .partition(|item| u64::try_from(item.size).unwrap_or(0) <= input.small_object_bytes);
+    let folder = format!("{}{}", manifest_location.prefix, input.run_id);
     let manifest = ManifestObject {
         bucket: manifest_location.bucket.clone(),
-        key: format!(
-            "{}{}/page-{page:06}.json",
-            manifest_location.prefix, input.run_id
-        ),
+        key: format!("{folder}/page-{page:06}.json"),
     };
-    let body = serde_json::to_vec(&items).expect("work items always serialise");
-    s3.put_object()
-        .bucket(&manifest.bucket)
-        .key(&manifest.key)
-        .content_type("application/json")
-        .body(ByteStream::from(body))
-        .send()
-        .await
-        .map_err(|e| {
-            s3_error(
-                "PutObject",
-                &manifest.bucket,
-                &format!("{}/{}", manifest.bucket, manifest.key),
-                CallFailure::from_sdk(&e),
-            )
-        })?;
+    let batch_manifest = ManifestObject {
+        bucket: manifest_location.bucket.clone(),
+        key: format!("{folder}/page-{page:06}-batched.json"),
+    };
+    futures::try_join!(
+        write_manifest(s3, &manifest, &alone),
+        write_manifest(s3, &batch_manifest, &batched)
+    )?;
 
     let continuation_token = listing
         .is_truncated()
@@ -308,6 +346,7 @@ pub async fn list_page(
         bucket = %input.bucket,
         page,
         items = items.len(),
+        batched = batched.len(),
         skipped,
         manifest = %manifest.key,
         more = continuation_token.is_some(),
@@ -316,11 +355,38 @@ pub async fn list_page(
     Ok(LauncherOutput {
         page,
         item_count: items.len() as u64,
+        batched_count: batched.len() as u64,
         manifest,
+        batch_manifest,
         has_more: continuation_token.is_some(),
         continuation_token,
         totals,
     })
+}
+
+/// Writes `items` as a JSON array to `manifest`.
+async fn write_manifest(
+    s3: &aws_sdk_s3::Client,
+    manifest: &ManifestObject,
+    items: &[&WorkItem],
+) -> Result<(), IngestError> {
+    let body = serde_json::to_vec(items).expect("work items always serialise");
+    s3.put_object()
+        .bucket(&manifest.bucket)
+        .key(&manifest.key)
+        .content_type("application/json")
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .map_err(|e| {
+            s3_error(
+                "PutObject",
+                &manifest.bucket,
+                &format!("{}/{}", manifest.bucket, manifest.key),
+                CallFailure::from_sdk(&e),
+            )
+        })?;
+    Ok(())
 }
 
 /// The items the ledger does not record as ingested with their listed ETag, with how many
@@ -408,13 +474,14 @@ mod tests {
             .build();
         let (s3, puts) = client_with(listing);
         let request = input(serde_json::json!({
-            "bucket": "src", "prefix": "data/", "runId": "exec-1",
+            "bucket": "src", "prefix": "data/", "runId": "exec-1", "smallObjectBytes": 15,
             "totals": {"pages": 4, "objects": 100, "bytes": 1000, "rows": 7},
-            "results": [{"rows": 10, "retries": 1, "badRows": 0}, {"rows": 5, "retries": 0, "badRows": 2}]
+            "results": [[{"rows": 10, "retries": 1, "badRows": 0}], [{"rows": 5, "retries": 0, "badRows": 2}]]
         }));
         let out = list_page(&s3, &request).await.unwrap();
         assert_eq!(out.page, 5);
         assert_eq!(out.item_count, 2);
+        assert_eq!(out.batched_count, 1);
         assert!(out.has_more);
         assert_eq!(out.continuation_token.as_deref(), Some("token-2"));
         assert_eq!(
@@ -430,12 +497,31 @@ mod tests {
             }
         );
         assert_eq!(out.manifest.key, "ingest-manifests/exec-1/page-000005.json");
-        let puts = puts.lock().unwrap();
-        assert_eq!(puts.len(), 1);
-        let items: Vec<WorkItem> = serde_json::from_slice(&puts[0].1).unwrap();
-        let keys: Vec<_> = items.iter().map(|i| i.key.as_str()).collect();
-        assert_eq!(keys, ["data/a.csv", "data/b.csv"]);
-        assert_eq!(items[0].etag, "\"etag-data/a.csv\"");
+        assert_eq!(
+            out.batch_manifest.key,
+            "ingest-manifests/exec-1/page-000005-batched.json"
+        );
+        let mut puts = puts.lock().unwrap().clone();
+        // By key: the batched manifest's name sorts first.
+        puts.sort();
+        let keys_in = |body: &[u8]| {
+            let items: Vec<WorkItem> = serde_json::from_slice(body).unwrap();
+            items
+                .into_iter()
+                .map(|i| (i.key, i.etag))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(puts.len(), 2);
+        assert_eq!(
+            keys_in(&puts[1].1),
+            [("data/b.csv".to_owned(), "\"etag-data/b.csv\"".to_owned())],
+            "the object over smallObjectBytes goes alone"
+        );
+        assert_eq!(
+            keys_in(&puts[0].1),
+            [("data/a.csv".to_owned(), "\"etag-data/a.csv\"".to_owned())],
+            "the small object goes to the batched manifest"
+        );
     }
 
     #[tokio::test]
@@ -504,10 +590,18 @@ mod tests {
         let output = LauncherOutput {
             page: 123_456,
             item_count: 1000,
+            batched_count: 1000,
             manifest: ManifestObject {
                 bucket: "b".repeat(63),
                 key: format!(
                     "{DEFAULT_MANIFEST_PREFIX}{}/page-123456.json",
+                    "r".repeat(80)
+                ),
+            },
+            batch_manifest: ManifestObject {
+                bucket: "b".repeat(63),
+                key: format!(
+                    "{DEFAULT_MANIFEST_PREFIX}{}/page-123456-batched.json",
                     "r".repeat(80)
                 ),
             },

@@ -68,7 +68,7 @@ pub struct StartValidation {
     #[serde(default)]
     pub totals: Totals,
     /// The last page's per-object results, folded into the totals.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::launcher::flattened_results")]
     pub results: Vec<ObjectCounts>,
     /// Whether the run's rows carry their identity (`_src`, `_row`).
     #[serde(default)]
@@ -77,7 +77,20 @@ pub struct StartValidation {
     /// given, the validation compares every object's rows with the ledger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_object: Option<PerObject>,
+    /// Seconds `start` waits for the content and checks it itself before it hands the
+    /// polling over to the state machine (default 10; 0: return at once). Most contents
+    /// finish in well under a second, and a Lambda waiting that long costs less than the
+    /// Wait and Check states it saves.
+    #[serde(default = "default_wait_seconds")]
+    pub wait_seconds: u64,
 }
+
+fn default_wait_seconds() -> u64 {
+    DEFAULT_WAIT_SECONDS
+}
+
+/// How long `start` waits for the content unless told otherwise.
+pub const DEFAULT_WAIT_SECONDS: u64 = 10;
 
 /// The `check` action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,6 +138,9 @@ pub struct StartOutput {
     pub totals: Totals,
     /// Set when `check` compares object by object with the ledger (`null` otherwise).
     pub per_object: Option<Box<PerObject>>,
+    /// The check `start` made itself after waiting (`state` CREATING when the content was not
+    /// done within `waitSeconds`: the state machine polls with `check` from there).
+    pub check: CheckOutput,
 }
 
 /// Output of `check`.
@@ -133,8 +149,8 @@ pub struct StartOutput {
 pub struct CheckOutput {
     /// `CREATING` (check again later) or `SUCCEEDED`.
     pub state: String,
-    /// Whether every expectation held (absent while CREATING).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Whether every expectation held (`null` while CREATING).
+    #[serde(default)]
     pub passed: Option<bool>,
     /// The expectations.
     #[serde(default)]
@@ -162,9 +178,11 @@ pub async fn handle(
     input: &ValidatorInput,
 ) -> Result<ValidatorOutput, IngestError> {
     match input {
-        ValidatorInput::Start(start) => start_content(&clients.iotanalytics, start)
-            .await
-            .map(ValidatorOutput::Started),
+        ValidatorInput::Start(start) => {
+            let mut started = start_content(&clients.iotanalytics, start).await?;
+            started.check = wait_and_check(clients, &started, start.wait_seconds).await?;
+            Ok(ValidatorOutput::Started(started))
+        }
         ValidatorInput::Check(check) => check_with(&clients.iotanalytics, Some(&clients.s3), check)
             .await
             .map(ValidatorOutput::Checked),
@@ -295,10 +313,50 @@ pub async fn start_content(
         dataset_name: name.clone(),
         version_id,
         sql,
+        check: creating(expected.clone()),
         expected,
         totals,
         per_object,
     })
+}
+
+/// Checks the content `started` describes until it is done or `wait_seconds` have passed,
+/// polling quickly at first (a small datastore's content takes milliseconds).
+async fn wait_and_check(
+    clients: &Clients,
+    started: &StartOutput,
+    wait_seconds: u64,
+) -> Result<CheckOutput, IngestError> {
+    let check = CheckValidation {
+        dataset_name: started.dataset_name.clone(),
+        version_id: started.version_id.clone(),
+        expected: Some(started.expected.clone()),
+        per_object: started.per_object.as_deref().cloned(),
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(wait_seconds);
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        let now = std::time::Instant::now();
+        if now >= until {
+            return Ok(creating(started.expected.clone()));
+        }
+        tokio::time::sleep(pause.min(until - now)).await;
+        let result = check_with(&clients.iotanalytics, Some(&clients.s3), &check).await?;
+        if result.state != "CREATING" {
+            return Ok(result);
+        }
+        pause = (pause * 2).min(std::time::Duration::from_millis(500));
+    }
+}
+
+/// The answer for a content still being created.
+fn creating(expected: BTreeMap<String, Expectation>) -> CheckOutput {
+    CheckOutput {
+        state: "CREATING".to_owned(),
+        passed: None,
+        expected,
+        actual: BTreeMap::new(),
+    }
 }
 
 /// Reads a content version; once it succeeded, downloads its CSV and compares the first row.
@@ -348,14 +406,7 @@ async fn check_with(
                     .to_owned(),
             });
         }
-        _ => {
-            return Ok(CheckOutput {
-                state: "CREATING".to_owned(),
-                passed: None,
-                expected,
-                actual: BTreeMap::new(),
-            });
-        }
+        _ => return Ok(creating(expected)),
     }
     let uri = content
         .entries()
@@ -614,6 +665,7 @@ mod tests {
                 }],
                 row_identity: false,
                 per_object: None,
+                wait_seconds: 0,
             },
         )
         .await
@@ -667,6 +719,7 @@ mod tests {
                 results: Vec::new(),
                 row_identity: false,
                 per_object: None,
+                wait_seconds: 0,
             },
         )
         .await

@@ -5,7 +5,7 @@ use std::path::Path;
 use ingest::handlers::parse_input;
 use ingest::launcher::LauncherInput;
 use ingest::validator::ValidatorInput;
-use ingest::worker::WorkerInput;
+use ingest::worker::{WorkerBatch, WorkerInput};
 
 fn events_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events")
@@ -19,6 +19,8 @@ fn check(file: &Path) -> Result<(), String> {
         serde_json::from_str(&text).map_err(|e| format!("{name}: not JSON: {e}"))?;
     let parsed = if name.starts_with("launcher-") {
         parse_input::<LauncherInput>(event).map(|_| ())
+    } else if name.starts_with("worker-batch") {
+        parse_input::<WorkerBatch>(event).map(|_| ())
     } else if name.starts_with("worker") {
         parse_input::<WorkerInput>(event).map(|_| ())
     } else if name.starts_with("validator-") {

@@ -113,6 +113,23 @@ impl<'a> Claim<'a> {
                     Some(checkpoint)
                 }
                 Decision::Resume(checkpoint) => checkpoint,
+                Decision::AlreadyIngested
+                    if stored
+                        .as_ref()
+                        .is_some_and(|s| s.entry.run_id == input.run_id) =>
+                {
+                    // An earlier attempt of this run finished it, and its output was lost with
+                    // the attempt (a retried batch, a lost response): the rows are this run's.
+                    let entry = &stored.as_ref().expect("decided from an entry").entry;
+                    tracing::info!(key = %input.key, rows = entry.rows, "finished by an earlier attempt of this run");
+                    return Ok(Claimed::Nothing(WorkerOutput {
+                        rows: entry.rows,
+                        batches: entry.batches,
+                        retries: entry.retries,
+                        bad_rows: entry.bad_rows,
+                        ..WorkerOutput::empty(input, Outcome::AlreadyIngested)
+                    }));
+                }
                 Decision::AlreadyIngested | Decision::AlreadySetAside => {
                     let entry = &stored.as_ref().expect("decided from an entry").entry;
                     let outcome = if decision == Decision::AlreadyIngested {

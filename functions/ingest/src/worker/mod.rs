@@ -4,8 +4,9 @@
 //! `ingest` tells one invocation's story (claim, read, send, checkpoint, finish); `io` holds
 //! the input and output types, `claim` the ledger claim protocol, `read_loop` the loop that
 //! turns bytes into batches in flight, `progress` the counts and acknowledged watermark, and
-//! `reader` the S3 object reader.
+//! `reader` the S3 object reader; `batch` runs several small objects in one invocation.
 
+mod batch;
 mod claim;
 mod ingest;
 mod io;
@@ -15,6 +16,7 @@ mod reader;
 #[cfg(test)]
 mod test_support;
 
+pub use batch::{BatchCounts, BatchOutput, OBJECTS_IN_FLIGHT, WorkerBatch, ingest_batch_in};
 pub use ingest::{ingest_object, ingest_object_in};
 pub use io::{
     BadRowPolicy, BadRowReport, Checkpoint, DEFAULT_MAX_IN_FLIGHT, MAX_REPORTED_BAD_ROWS, Outcome,

@@ -1,0 +1,156 @@
+//! A worker invocation on a batch of small objects, as a Distributed Map's `ItemBatcher`
+//! hands them out: several objects at once, each with its own ledger claim, summed into one
+//! result, and the unfinished ones handed back when the time budget runs out.
+//!
+//! Retrying a whole batch is safe and cheap: the ledger answers "already ingested" for the
+//! objects an earlier attempt of the same run finished (counted as this run's rows again, since
+//! the failed attempt's output was lost), and resumes the others from their checkpoints. The
+//! same holds when an Express child workflow runs a batch twice (at-least-once): the second
+//! claim waits on the conditional write of the first, and validation counts distinct rows.
+
+use std::time::SystemTime;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::ingest::ingest_object_in;
+use super::io::{WorkerInput, WorkerOutput};
+use crate::clients::Clients;
+use crate::error::IngestError;
+use crate::launcher::ObjectCounts;
+use crate::pacing::Pacing;
+
+/// Objects of one batch read and sent at once. Small objects spend most of their time on
+/// fixed round trips (ledger claim, GET, ledger write), which overlap well.
+pub const OBJECTS_IN_FLIGHT: usize = 8;
+
+/// Input of a worker invocation on a batch (`events/worker-batch.json`): the ItemBatcher's
+/// `BatchInput` (every [`WorkerInput`] field but the object's own) and `Items` (bucket, key,
+/// ETag and size of each object, as the launcher's batched manifest lists them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct WorkerBatch {
+    /// Settings shared by every object of the batch.
+    #[serde(default)]
+    pub batch_input: Map<String, Value>,
+    /// The objects still to do.
+    pub items: Vec<Map<String, Value>>,
+    /// What earlier invocations on this batch finished, carried by the state machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted: Option<BatchCounts>,
+}
+
+/// Objects finished and their counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BatchCounts {
+    /// Objects finished (ingested, skipped or set aside).
+    pub objects: u64,
+    /// Their counts, summed.
+    #[serde(flatten)]
+    pub counts: ObjectCounts,
+}
+
+/// Output of a worker invocation on a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchOutput {
+    /// Whether every object of the batch is finished.
+    pub done: bool,
+    /// The finished objects' counts, over every invocation on this batch.
+    pub counted: BatchCounts,
+    /// The objects to pass back as `Items` when `done` is false, each with its checkpoint.
+    pub remaining: Vec<Map<String, Value>>,
+}
+
+impl WorkerBatch {
+    /// Each item as a [`WorkerInput`]: the batch's settings, then the item's own fields.
+    fn inputs(&self) -> Result<Vec<WorkerInput>, IngestError> {
+        self.items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let mut merged = self.batch_input.clone();
+                merged.extend(item.iter().map(|(k, v)| (k.clone(), v.clone())));
+                serde_json::from_value(Value::Object(merged)).map_err(|e| {
+                    let key = item.get("key").and_then(Value::as_str).unwrap_or("?");
+                    IngestError::invalid_input(&format!("Items[{index}] ({key})"), e)
+                })
+            })
+            .collect()
+    }
+}
+
+impl BatchCounts {
+    fn add(&mut self, output: &WorkerOutput) {
+        self.objects += 1;
+        self.counts.rows += output.rows;
+        self.counts.retries += output.retries;
+        self.counts.bad_rows += output.bad_rows;
+        self.counts.skipped += output.skipped;
+        self.counts.skipped_rows += output.skipped_rows;
+        self.counts.set_aside += output.set_aside;
+    }
+}
+
+/// Ingests every object of `batch`, [`OBJECTS_IN_FLIGHT`] at a time, until each is done or
+/// `deadline` (minus each input's time margin) comes. The first error (in item order) fails
+/// the invocation after every other object has had its turn, so a retry finds them finished.
+pub async fn ingest_batch_in(
+    clients: &Clients,
+    pacing: &Pacing,
+    batch: &WorkerBatch,
+    deadline: SystemTime,
+) -> Result<BatchOutput, IngestError> {
+    let inputs = batch.inputs()?;
+    let keys: Vec<String> = inputs.iter().map(|input| input.key.clone()).collect();
+    let mut ordered: Vec<Option<Result<WorkerOutput, IngestError>>> =
+        (0..inputs.len()).map(|_| None).collect();
+    // Owned inputs keep the futures free of borrowed closure arguments, which the stream
+    // combinators cannot prove `Send` for.
+    let mut results = futures::stream::iter(inputs.into_iter().enumerate())
+        .map(|(index, input)| async move {
+            let result = ingest_object_in(clients, pacing, &input, deadline).await;
+            (index, result)
+        })
+        .buffer_unordered(OBJECTS_IN_FLIGHT);
+    while let Some((index, result)) = results.next().await {
+        ordered[index] = Some(result);
+    }
+
+    let mut counted = batch.counted.unwrap_or_default();
+    let mut remaining = Vec::new();
+    let mut first_error = None;
+    for (index, result) in ordered.into_iter().enumerate() {
+        match result.expect("every item has a result") {
+            Ok(output) if output.done => counted.add(&output),
+            Ok(output) => {
+                let mut item = batch.items[index].clone();
+                item.insert(
+                    "checkpoint".to_owned(),
+                    serde_json::to_value(&output.checkpoint).expect("checkpoints serialise"),
+                );
+                remaining.push(item);
+            }
+            Err(error) => {
+                tracing::warn!(key = %keys[index], error = %error, "object of the batch failed");
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+    tracing::info!(
+        objects = counted.objects,
+        rows = counted.counts.rows,
+        remaining = remaining.len(),
+        "batch invocation finished"
+    );
+    Ok(BatchOutput {
+        done: remaining.is_empty(),
+        counted,
+        remaining,
+    })
+}

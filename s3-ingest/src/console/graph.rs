@@ -250,7 +250,7 @@ impl Graph {
             "<svg class=\"graph\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" \
              height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" role=\"img\">\
              <defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" \
-             markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\">\
+             markerUnits=\"userSpaceOnUse\" markerWidth=\"9\" markerHeight=\"9\" orient=\"auto-start-reverse\">\
              <path d=\"M 0 0 L 10 5 L 0 10 z\"/></marker></defs>"
         );
         for edge in &self.edges {

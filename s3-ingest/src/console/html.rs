@@ -6,7 +6,13 @@ use std::fmt::Write;
 
 use aws_sdk_sfn::primitives::DateTime;
 use aws_sdk_sfn::primitives::DateTimeFormat as Format;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// What a query value keeps as it is: letters, digits and `-_.~` (RFC 3986's unreserved).
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// JSON longer than this is cut on the page (a page of history stays light).
+const JSON_SHOWN: usize = 16 * 1024;
 
 /// `text` with the five characters that mean something in HTML (in text and in quoted
 /// attributes) replaced by their entities.
@@ -27,7 +33,7 @@ pub fn escape(text: &str) -> String {
 
 /// `value` encoded for a query string.
 pub fn query_value(value: &str) -> String {
-    utf8_percent_encode(value, NON_ALPHANUMERIC).to_string()
+    utf8_percent_encode(value, QUERY_VALUE).to_string()
 }
 
 /// A link (`href` escaped for the attribute) around already escaped `inner_html`.
@@ -66,7 +72,9 @@ pub fn badge(status: &str) -> String {
 
 /// A timestamp as UTC text, or `—` when absent.
 pub fn time(at: Option<&DateTime>) -> String {
-    at.and_then(|t| t.fmt(Format::DateTime).ok())
+    // Whole milliseconds: the stored instants carry float noise below them.
+    at.and_then(|t| t.to_millis().ok())
+        .and_then(|ms| DateTime::from_millis(ms).fmt(Format::DateTime).ok())
         .map_or_else(|| "—".to_owned(), |t| escape(&t.replace('T', " ")))
 }
 
@@ -98,6 +106,17 @@ pub fn json_block(text: &str) -> String {
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or_else(|| text.to_owned());
+    if pretty.len() > JSON_SHOWN {
+        let mut cut = JSON_SHOWN;
+        while !pretty.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        return format!(
+            "<pre class=\"json\">{}\n… ({} bytes in all)</pre>",
+            escape(&pretty[..cut]),
+            pretty.len()
+        );
+    }
     format!("<pre class=\"json\">{}</pre>", escape(&pretty))
 }
 
@@ -169,6 +188,10 @@ mod tests {
             html,
             "<a href=\"/execution?arn=arn%3Aaws%3Astates%3Ax%3A1%3Aexecution%3Am%3Aa%22b%26c\">x</a>"
         );
+        assert_eq!(
+            href("/m", &[("arn", "a-b_c.d~e/f"), ("status", "")]),
+            "/m?arn=a-b_c.d~e%2Ff"
+        );
     }
 
     #[test]
@@ -176,6 +199,10 @@ mod tests {
         let html = json_block(r#"{"key":"<b>"}"#);
         assert!(html.contains("&quot;key&quot;: &quot;&lt;b&gt;&quot;"), "{html}");
         assert_eq!(json_block("<not json>"), "<pre class=\"json\">&lt;not json&gt;</pre>");
+        let long = format!("\"{}\"", "é".repeat(JSON_SHOWN));
+        let cut = json_block(&long);
+        assert!(cut.len() < JSON_SHOWN + 200, "{}", cut.len());
+        assert!(cut.ends_with(&format!("… ({} bytes in all)</pre>", long.len())), "{cut}");
     }
 
     #[test]

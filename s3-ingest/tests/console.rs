@@ -444,7 +444,7 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
         item_arn,
         item_error: item.error().unwrap().to_owned(),
         item_cause: item.cause().unwrap().to_owned(),
-        item_key: item_input["key"].as_str().unwrap().to_owned(),
+        item_key: item_input.pointer("/input/key").and_then(Value::as_str).unwrap().to_owned(),
         set_aside_key,
         set_aside_line,
     }

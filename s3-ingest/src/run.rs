@@ -477,7 +477,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
     let stack = LocalStack::start(args.stack_options(), &args.names()).await?;
     let console = if args.console {
         let sources = crate::console::Sources::of(&stack, &args.ledger_bucket).await;
-        let console = crate::console::start(args.stack_options().bind, args.console_port, sources).await;
+        let console =
+            crate::console::start(args.stack_options().bind, args.console_port, sources).await;
         match console {
             Ok(console) => {
                 eprintln!("console: {}", console.url());

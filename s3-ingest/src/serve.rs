@@ -136,7 +136,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("export {name}={value}");
     }
     println!("export S3_INGEST_CONSOLE_URL={}", console.url());
-    println!("# serving until Ctrl-C or SIGTERM; the console is at {}", console.url());
+    println!(
+        "# serving until Ctrl-C or SIGTERM; the console is at {}",
+        console.url()
+    );
     s3_ingest::run::interrupted().await;
     tracing::info!("shutting down");
     console.shutdown().await;

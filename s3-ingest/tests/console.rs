@@ -62,13 +62,23 @@ impl Browser {
             .args(["--virtual-time-budget=2000", "--dump-dom", url])
             .output()
             .unwrap();
-        assert!(output.status.success(), "chromium --dump-dom {url}: {output:?}");
+        assert!(
+            output.status.success(),
+            "chromium --dump-dom {url}: {output:?}"
+        );
         let dom = String::from_utf8(output.stdout).unwrap();
-        assert!(dom.contains("s3-ingest console"), "not a console page: {url}\n{dom}");
+        assert!(
+            dom.contains("s3-ingest console"),
+            "not a console page: {url}\n{dom}"
+        );
         dom
     }
 
     /// A 1280-pixel-wide screenshot of the page, saved as `name.png`; its path is printed.
+    #[allow(
+        clippy::print_stdout,
+        reason = "the screenshots' paths are for the person running the test"
+    )]
     fn screenshot(&self, url: &str, name: &str, height: u32) -> PathBuf {
         let path = self.shots.join(format!("{name}.png"));
         let output = self
@@ -78,8 +88,15 @@ impl Browser {
             .arg(url)
             .output()
             .unwrap();
-        assert!(output.status.success(), "chromium --screenshot {url}: {output:?}");
-        assert!(std::fs::metadata(&path).unwrap().len() > 1000, "{}", path.display());
+        assert!(
+            output.status.success(),
+            "chromium --screenshot {url}: {output:?}"
+        );
+        assert!(
+            std::fs::metadata(&path).unwrap().len() > 1000,
+            "{}",
+            path.display()
+        );
         println!("screenshot: {}", path.display());
         path
     }
@@ -87,7 +104,9 @@ impl Browser {
 
 /// Text as a browser serialises it in a DOM dump.
 fn text(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Every line the stream prints, as it comes.
@@ -104,7 +123,11 @@ fn lines(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 }
 
 /// Waits for the first line `pick` accepts, returning what it made of it.
-fn wait_for<T>(lines: &mpsc::Receiver<String>, what: &str, mut pick: impl FnMut(&str) -> Option<T>) -> T {
+fn wait_for<T>(
+    lines: &mpsc::Receiver<String>,
+    what: &str,
+    mut pick: impl FnMut(&str) -> Option<T>,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -118,7 +141,10 @@ fn wait_for<T>(lines: &mpsc::Receiver<String>, what: &str, mut pick: impl FnMut(
 }
 
 fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill").args([name, &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -151,7 +177,15 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
 
     // 1. The sample run with --console: the console serves during the run and after it.
     let mut run = Command::new(env!("CARGO_BIN_EXE_s3-ingest"))
-        .args(["run", "--time-scale", "0.05", "--output", "json", "--console", "--data-dir"])
+        .args([
+            "run",
+            "--time-scale",
+            "0.05",
+            "--output",
+            "json",
+            "--console",
+            "--data-dir",
+        ])
         .arg(&data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -160,7 +194,8 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
     let stderr = lines(run.stderr.take().unwrap());
     let mut stdout = run.stdout.take().unwrap();
     let console = wait_for(&stderr, "console URL", |l| {
-        l.strip_prefix("console: http://").map(|rest| format!("http://{}", rest.trim_end_matches('/')))
+        l.strip_prefix("console: http://")
+            .map(|rest| format!("http://{}", rest.trim_end_matches('/')))
     });
     assert!(console.starts_with("http://127.0.0.1:"), "{console}");
     // The execution appears once the bucket is filled; the page shows it while it runs.
@@ -177,7 +212,9 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
         let running = links_to(&during, "/execution").remove(0);
         browser.screenshot(&format!("{console}{running}"), "0-execution-running", 1100);
     }
-    wait_for(&stderr, "still serving", |l| l.contains("still serving").then_some(()));
+    wait_for(&stderr, "still serving", |l| {
+        l.contains("still serving").then_some(())
+    });
     // The summary is printed before the console says it stays; it is one JSON document.
     let mut printed = Vec::new();
     let reader = std::thread::spawn(move || {
@@ -188,12 +225,21 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
     let executions = browser.dom(&format!("{console}/executions"));
     browser.screenshot(&format!("{console}/executions"), "1-executions", 500);
     let execution = links_to(&executions, "/execution").remove(0);
-    assert!(executions.contains("data-status=\"SUCCEEDED\""), "{executions}");
+    assert!(
+        executions.contains("data-status=\"SUCCEEDED\""),
+        "{executions}"
+    );
 
     let page = browser.dom(&format!("{console}{execution}"));
     browser.screenshot(&format!("{console}{execution}"), "2-execution", 1800);
     assert!(page.contains("<svg class=\"graph\""), "{page}");
-    for state in ["Initialize", "List page", "Ingest page", "Summarize", "Ingested and validated"] {
+    for state in [
+        "Initialize",
+        "List page",
+        "Ingest page",
+        "Summarize",
+        "Ingested and validated",
+    ] {
         assert!(
             page.contains(&format!(" visited\" data-state=\"{state}\"")),
             "{state} not marked visited"
@@ -206,10 +252,17 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
     let map_run = links_to(&page, "/map-run").remove(0);
     let page = browser.dom(&format!("{console}{map_run}"));
     browser.screenshot(&format!("{console}{map_run}"), "3-map-run", 900);
-    assert!(page.contains("<td data-count=\"succeeded\">100</td>"), "{page}");
+    assert!(
+        page.contains("<td data-count=\"succeeded\">100</td>"),
+        "{page}"
+    );
     assert!(page.contains("<td data-count=\"total\">100</td>"), "{page}");
     assert!(page.contains("No item failed."));
-    assert_eq!(count(&page, "data-status=\"SUCCEEDED\""), 1 + 25, "the run and a page of items");
+    assert_eq!(
+        count(&page, "data-status=\"SUCCEEDED\""),
+        1 + 25,
+        "the run and a page of items"
+    );
 
     // The ledger, two pages of 50: every object ingested, the rows adding up to the run's.
     let first = browser.dom(&format!("{console}/objects"));
@@ -233,15 +286,21 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
 
     signal(&run, "-INT");
     let status = run.wait().unwrap();
-    let summary: Value = serde_json::from_slice(&reader.join().unwrap()).expect("one JSON document");
+    let summary: Value =
+        serde_json::from_slice(&reader.join().unwrap()).expect("one JSON document");
     assert_eq!(status.code(), Some(0), "{summary}");
     assert_eq!(summary["status"], "SUCCEEDED");
     assert_eq!(summary["objects"], 100);
-    assert_eq!(rows(&first) + rows(&second), summary["rows"].as_u64().unwrap());
+    assert_eq!(
+        rows(&first) + rows(&second),
+        summary["rows"].as_u64().unwrap()
+    );
     // The validation counts distinct rows: as many as the run ingested.
     let counted = summary["rows"].as_u64().unwrap();
     assert!(
-        iota.contains(&format!("data-column=\"distinct_rowids\">distinct_rowids <b>{counted}</b>")),
+        iota.contains(&format!(
+            "data-column=\"distinct_rowids\">distinct_rowids <b>{counted}</b>"
+        )),
         "{iota}"
     );
     assert!(executions.contains(summary["executions"][0].as_str().unwrap()));
@@ -263,31 +322,73 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
         }
         l.starts_with('#').then_some(())
     });
-    let console = env["S3_INGEST_CONSOLE_URL"].trim_end_matches('/').to_owned();
+    let console = env["S3_INGEST_CONSOLE_URL"]
+        .trim_end_matches('/')
+        .to_owned();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let checked = runtime.block_on(failing_runs(&env));
 
     let page = browser.dom(&format!("{console}/executions?status=FAILED"));
-    browser.screenshot(&format!("{console}/executions?status=FAILED"), "6-executions-failed", 500);
+    browser.screenshot(
+        &format!("{console}/executions?status=FAILED"),
+        "6-executions-failed",
+        500,
+    );
     assert!(page.contains(&checked.failed_name), "{page}");
     assert!(!page.contains("data-status=\"SUCCEEDED\""), "{page}");
 
     let url = format!("{console}/execution?arn={}", checked.failed_arn);
     let page = browser.dom(&url);
     browser.screenshot(&url, "7-execution-failed", 1800);
-    assert!(page.contains("failed\" data-state=\"Ingest page\""), "Ingest page marked failed");
+    assert!(
+        page.contains("failed\" data-state=\"Ingest page\""),
+        "Ingest page marked failed"
+    );
     assert!(page.contains("data-status=\"FAILED\""));
-    assert!(page.contains("States.ExceedToleratedFailureThreshold"), "the execution's error");
+    assert!(
+        page.contains("States.ExceedToleratedFailureThreshold"),
+        "the execution's error"
+    );
 
     let url = format!("{console}/map-run?arn={}", checked.map_run_arn);
     let page = browser.dom(&url);
     browser.screenshot(&url, "8-map-run-failed", 1100);
-    assert!(page.contains(&format!("<td data-count=\"failed\">{}</td>", checked.failed_items)), "{page}");
-    assert!(page.contains(&format!("<td data-count=\"succeeded\">{}</td>", checked.succeeded_items)), "{page}");
+    assert!(
+        page.contains(&format!(
+            "<td data-count=\"failed\">{}</td>",
+            checked.failed_items
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "<td data-count=\"succeeded\">{}</td>",
+            checked.succeeded_items
+        )),
+        "{page}"
+    );
     assert!(page.contains("<table id=\"failed-items\">"));
-    assert!(page.contains(&format!("<td class=\"error-name\">{}</td>", text(&checked.item_error))), "{page}");
-    assert!(page.contains(&format!("<td class=\"cause\">{}</td>", text(&checked.item_cause))), "{page}");
-    assert!(page.contains(&format!("<td class=\"key\">{}</td>", text(&checked.item_key))), "{page}");
+    assert!(
+        page.contains(&format!(
+            "<td class=\"error-name\">{}</td>",
+            text(&checked.item_error)
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "<td class=\"cause\">{}</td>",
+            text(&checked.item_cause)
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "<td class=\"key\">{}</td>",
+            text(&checked.item_key)
+        )),
+        "{page}"
+    );
     let child = links_to(&page, "/execution")
         .into_iter()
         .find(|l| l.contains(checked.item_arn.rsplit(':').next().unwrap()))
@@ -307,9 +408,16 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
     );
 
     let page = browser.dom(&format!("{console}/iotanalytics"));
-    browser.screenshot(&format!("{console}/iotanalytics"), "10-iotanalytics-after", 900);
+    browser.screenshot(
+        &format!("{console}/iotanalytics"),
+        "10-iotanalytics-after",
+        900,
+    );
     assert!(page.contains("data-datastore=\"console_datastore\""));
-    assert!(!page.contains("<td>console_channel</td>"), "the deleted channel is gone");
+    assert!(
+        !page.contains("<td>console_channel</td>"),
+        "the deleted channel is gone"
+    );
     assert!(page.contains("<td>bpm_blog_channel</td>"));
 
     signal(&serve, "-TERM");
@@ -345,7 +453,9 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
         .load()
         .await;
     let sfn = aws_sdk_sfn::Client::from_conf(
-        aws_sdk_sfn::config::Builder::from(&config).endpoint_url(&env["AWS_ENDPOINT_URL_SFN"]).build(),
+        aws_sdk_sfn::config::Builder::from(&config)
+            .endpoint_url(&env["AWS_ENDPOINT_URL_SFN"])
+            .build(),
     );
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&config)
@@ -365,7 +475,11 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
     s3.put_object()
         .bucket("bpm-blog-generated-data")
         .key(&set_aside_key)
-        .body(b"deviceid,humidity,location,rowid,temp,timestamp\n1,2,a,900001,4,5\n1,2\n".to_vec().into())
+        .body(
+            b"deviceid,humidity,location,rowid,temp,timestamp\n1,2,a,900001,4,5\n1,2\n"
+                .to_vec()
+                .into(),
+        )
         .send()
         .await
         .unwrap();
@@ -385,10 +499,19 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
         .await
         .unwrap();
     let report_key = report_keys.contents()[0].key().unwrap().to_owned();
-    let report = s3.get_object().bucket("ingest-ledger").key(&report_key).send().await.unwrap();
-    let report: Value = serde_json::from_slice(&report.body.collect().await.unwrap().into_bytes()).unwrap();
+    let report = s3
+        .get_object()
+        .bucket("ingest-ledger")
+        .key(&report_key)
+        .send()
+        .await
+        .unwrap();
+    let report: Value =
+        serde_json::from_slice(&report.body.collect().await.unwrap().into_bytes()).unwrap();
     assert_eq!(report["key"], set_aside_key.as_str());
-    let set_aside_line = report["stoppedAt"]["line"].as_u64().expect("stopped at a line");
+    let set_aside_line = report["stoppedAt"]["line"]
+        .as_u64()
+        .expect("stopped at a line");
 
     // The sample again, into a channel of its own and a ledger prefix of its own, one object at
     // a time; once two are in, the channel is deleted and the next item fails.
@@ -408,19 +531,38 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
     let deadline = Instant::now() + Duration::from_secs(120);
     let map_run_arn = loop {
         assert!(Instant::now() < deadline, "no Map Run with two items done");
-        let runs = sfn.list_map_runs().execution_arn(&failed_arn).send().await.unwrap();
+        let runs = sfn
+            .list_map_runs()
+            .execution_arn(&failed_arn)
+            .send()
+            .await
+            .unwrap();
         if let Some(run) = runs.map_runs().first() {
-            let described = sfn.describe_map_run().map_run_arn(run.map_run_arn()).send().await.unwrap();
+            let described = sfn
+                .describe_map_run()
+                .map_run_arn(run.map_run_arn())
+                .send()
+                .await
+                .unwrap();
             if described.item_counts().is_some_and(|c| c.succeeded() >= 2) {
                 break run.map_run_arn().to_owned();
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    iota.delete_channel().channel_name("console_channel").send().await.unwrap();
+    iota.delete_channel()
+        .channel_name("console_channel")
+        .send()
+        .await
+        .unwrap();
     let status = finished(&sfn, &failed_arn).await;
     assert_eq!(status, ExecutionStatus::Failed);
-    let described = sfn.describe_map_run().map_run_arn(&map_run_arn).send().await.unwrap();
+    let described = sfn
+        .describe_map_run()
+        .map_run_arn(&map_run_arn)
+        .send()
+        .await
+        .unwrap();
     let counts = described.item_counts().unwrap();
     assert!(counts.failed() >= 1, "{counts:?}");
     let failed = sfn
@@ -432,9 +574,19 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
         .unwrap();
     // The page lists failed items newest first, as ListExecutions does: the first is shown.
     let item_arn = failed.executions()[0].execution_arn().to_owned();
-    let item = sfn.describe_execution().execution_arn(&item_arn).send().await.unwrap();
+    let item = sfn
+        .describe_execution()
+        .execution_arn(&item_arn)
+        .send()
+        .await
+        .unwrap();
     let item_input: Value = serde_json::from_str(item.input().unwrap()).unwrap();
-    let name = sfn.describe_execution().execution_arn(&failed_arn).send().await.unwrap();
+    let name = sfn
+        .describe_execution()
+        .execution_arn(&failed_arn)
+        .send()
+        .await
+        .unwrap();
     Checked {
         failed_name: name.name().unwrap().to_owned(),
         failed_arn,
@@ -444,7 +596,11 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
         item_arn,
         item_error: item.error().unwrap().to_owned(),
         item_cause: item.cause().unwrap().to_owned(),
-        item_key: item_input.pointer("/input/key").and_then(Value::as_str).unwrap().to_owned(),
+        item_key: item_input
+            .pointer("/input/key")
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_owned(),
         set_aside_key,
         set_aside_line,
     }
@@ -454,7 +610,12 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
 async fn finished(sfn: &aws_sdk_sfn::Client, arn: &str) -> ExecutionStatus {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let described = sfn.describe_execution().execution_arn(arn).send().await.unwrap();
+        let described = sfn
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .unwrap();
         if described.status() != &ExecutionStatus::Running {
             return described.status().clone();
         }
@@ -462,4 +623,3 @@ async fn finished(sfn: &aws_sdk_sfn::Client, arn: &str) -> ExecutionStatus {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
-

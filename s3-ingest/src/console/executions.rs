@@ -22,7 +22,14 @@ const EVENTS_PAGE: i32 = 100;
 /// Events read for the graph, at most (AWS's own limit on a history).
 const GRAPH_EVENTS: usize = 25_000;
 
-const STATUSES: [&str; 6] = ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE"];
+const STATUSES: [&str; 6] = [
+    "RUNNING",
+    "SUCCEEDED",
+    "FAILED",
+    "TIMED_OUT",
+    "ABORTED",
+    "PENDING_REDRIVE",
+];
 
 /// The list page's query: `?status=FAILED&next=TOKEN`.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -34,7 +41,10 @@ pub(crate) struct ListQuery {
 }
 
 /// Executions of the workflow's state machine, newest first.
-pub(crate) async fn list(State(sources): State<Arc<Sources>>, Query(query): Query<ListQuery>) -> PageResult {
+pub(crate) async fn list(
+    State(sources): State<Arc<Sources>>,
+    Query(query): Query<ListQuery>,
+) -> PageResult {
     let mut request = sources
         .sfn
         .list_executions()
@@ -50,7 +60,13 @@ pub(crate) async fn list(State(sources): State<Arc<Sources>>, Query(query): Quer
     let mut body = String::from("<div class=\"filters\">Status: ");
     body.push_str(&filter_link("/executions", &[], "", &query.status, "all"));
     for status in STATUSES {
-        body.push_str(&filter_link("/executions", &[], status, &query.status, status));
+        body.push_str(&filter_link(
+            "/executions",
+            &[],
+            status,
+            &query.status,
+            status,
+        ));
     }
     body.push_str("</div>");
     body.push_str(
@@ -62,7 +78,11 @@ pub(crate) async fn list(State(sources): State<Arc<Sources>>, Query(query): Quer
             body,
             "<tr data-arn=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(execution.execution_arn()),
-            link("/execution", &[("arn", execution.execution_arn())], &escape(execution.name())),
+            link(
+                "/execution",
+                &[("arn", execution.execution_arn())],
+                &escape(execution.name())
+            ),
             badge(execution.status().as_str()),
             time(Some(execution.start_date())),
             time(execution.stop_date()),
@@ -91,7 +111,11 @@ pub(crate) fn filter_link(
     current: &str,
     label: &str,
 ) -> String {
-    let class = if value == current { " class=\"active\"" } else { "" };
+    let class = if value == current {
+        " class=\"active\""
+    } else {
+        ""
+    };
     let mut params = params.to_vec();
     params.push(("status", value));
     format!(
@@ -110,7 +134,10 @@ pub(crate) struct DetailQuery {
 }
 
 /// One execution.
-pub(crate) async fn detail(State(sources): State<Arc<Sources>>, Query(query): Query<DetailQuery>) -> PageResult {
+pub(crate) async fn detail(
+    State(sources): State<Arc<Sources>>,
+    Query(query): Query<DetailQuery>,
+) -> PageResult {
     let sfn = &sources.sfn;
     let described = sfn
         .describe_execution()
@@ -124,20 +151,37 @@ pub(crate) async fn detail(State(sources): State<Arc<Sources>>, Query(query): Qu
         let _ = write!(body, "<tr><th>{label}</th><td>{value}</td></tr>");
     };
     fact("Status", badge(described.status().as_str()));
-    fact("ARN", format!("<code>{}</code>", escape(described.execution_arn())));
+    fact(
+        "ARN",
+        format!("<code>{}</code>", escape(described.execution_arn())),
+    );
     fact("Started", time(Some(described.start_date())));
     fact("Stopped", time(described.stop_date()));
-    fact("Duration", html::duration(Some(described.start_date()), described.stop_date()));
+    fact(
+        "Duration",
+        html::duration(Some(described.start_date()), described.stop_date()),
+    );
     if let Some(map_run) = described.map_run_arn() {
-        fact("Item of", link("/map-run", &[("arn", map_run)], "its Map Run"));
+        fact(
+            "Item of",
+            link("/map-run", &[("arn", map_run)], "its Map Run"),
+        );
     }
     if let Some(error) = described.error() {
-        fact("Error", format!("<span class=\"error-name\">{}</span>", escape(error)));
+        fact(
+            "Error",
+            format!("<span class=\"error-name\">{}</span>", escape(error)),
+        );
     }
     if let Some(cause) = described.cause() {
-        fact("Cause", format!("<span class=\"cause\">{}</span>", escape(cause)));
+        fact(
+            "Cause",
+            format!("<span class=\"cause\">{}</span>", escape(cause)),
+        );
     }
-    let output: Option<Value> = described.output().and_then(|o| serde_json::from_str(o).ok());
+    let output: Option<Value> = described
+        .output()
+        .and_then(|o| serde_json::from_str(o).ok());
     if let Some(next) = output
         .as_ref()
         .and_then(|o| o.pointer("/continuation/ExecutionArn"))
@@ -145,13 +189,20 @@ pub(crate) async fn detail(State(sources): State<Arc<Sources>>, Query(query): Qu
     {
         fact(
             "Continued as",
-            format!("<span class=\"continuation\">{}</span>", link("/execution", &[("arn", next)], &escape(next))),
+            format!(
+                "<span class=\"continuation\">{}</span>",
+                link("/execution", &[("arn", next)], &escape(next))
+            ),
         );
     }
     body.push_str("</table>");
     for (label, text) in [("Input", described.input()), ("Output", described.output())] {
         if let Some(text) = text {
-            let _ = write!(body, "<details><summary>{label}</summary>{}</details>", html::json_block(text));
+            let _ = write!(
+                body,
+                "<details><summary>{label}</summary>{}</details>",
+                html::json_block(text)
+            );
         }
     }
 
@@ -168,7 +219,11 @@ pub(crate) async fn detail(State(sources): State<Arc<Sources>>, Query(query): Qu
             let _ = write!(
                 body,
                 "<li>{} started {}</li>",
-                link("/map-run", &[("arn", run.map_run_arn())], &escape(run.map_run_arn().rsplit('/').next().unwrap_or_default())),
+                link(
+                    "/map-run",
+                    &[("arn", run.map_run_arn())],
+                    &escape(run.map_run_arn().rsplit('/').next().unwrap_or_default())
+                ),
                 time(Some(run.start_date()))
             );
         }
@@ -306,7 +361,11 @@ fn event_row(event: &HistoryEvent) -> String {
     let mut blocks: Vec<(&str, &str)> = Vec::new();
     let failure = |error: Option<&str>, cause: Option<&str>, summary: &mut String| {
         if let Some(error) = error {
-            let _ = write!(summary, "<span class=\"error-name\">{}</span> ", escape(error));
+            let _ = write!(
+                summary,
+                "<span class=\"error-name\">{}</span> ",
+                escape(error)
+            );
         }
         if let Some(cause) = cause {
             let _ = write!(summary, "<span class=\"cause\">{}</span>", escape(cause));
@@ -327,10 +386,20 @@ fn event_row(event: &HistoryEvent) -> String {
     } else if let Some(d) = event.execution_aborted_event_details() {
         failure(d.error(), d.cause(), &mut summary);
     } else if let Some(d) = event.task_scheduled_event_details() {
-        let _ = write!(summary, "{}:{}", escape(d.resource_type()), escape(d.resource()));
+        let _ = write!(
+            summary,
+            "{}:{}",
+            escape(d.resource_type()),
+            escape(d.resource())
+        );
         blocks.push(("parameters", d.parameters()));
     } else if let Some(d) = event.task_succeeded_event_details() {
-        let _ = write!(summary, "{}:{}", escape(d.resource_type()), escape(d.resource()));
+        let _ = write!(
+            summary,
+            "{}:{}",
+            escape(d.resource_type()),
+            escape(d.resource())
+        );
         if let Some(output) = d.output() {
             blocks.push(("output", output));
             if let Some(next) = started_execution(output) {
@@ -359,13 +428,18 @@ fn event_row(event: &HistoryEvent) -> String {
     }
     let mut details = summary;
     for (label, text) in blocks {
-        let _ = write!(details, "<details><summary>{label}</summary>{}</details>", html::json_block(text));
+        let _ = write!(
+            details,
+            "<details><summary>{label}</summary>{}</details>",
+            html::json_block(text)
+        );
     }
-    let class = if kind.ends_with("Failed") || kind.ends_with("TimedOut") || kind.ends_with("Aborted") {
-        " class=\"failed-event\""
-    } else {
-        ""
-    };
+    let class =
+        if kind.ends_with("Failed") || kind.ends_with("TimedOut") || kind.ends_with("Aborted") {
+            " class=\"failed-event\""
+        } else {
+            ""
+        };
     format!(
         "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{details}</td></tr>",
         event.id(),

@@ -76,11 +76,21 @@ fn transitions(state: &Value) -> Vec<(String, bool)> {
         }
     };
     push(state.get("Next"), false);
-    for rule in state.get("Choices").and_then(Value::as_array).into_iter().flatten() {
+    for rule in state
+        .get("Choices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         push(rule.get("Next"), false);
     }
     push(state.get("Default"), false);
-    for catcher in state.get("Catch").and_then(Value::as_array).into_iter().flatten() {
+    for catcher in state
+        .get("Catch")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         push(catcher.get("Next"), true);
     }
     out
@@ -93,12 +103,20 @@ pub fn layout(machine: &Value) -> Graph {
     let Some(states) = machine.get("States").and_then(Value::as_object) else {
         return Graph::default();
     };
-    let index: HashMap<&str, usize> = states.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = states
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
     let mut nodes: Vec<Node> = states
         .iter()
         .map(|(name, state)| Node {
             name: name.clone(),
-            kind: state.get("Type").and_then(Value::as_str).unwrap_or("?").to_owned(),
+            kind: state
+                .get("Type")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_owned(),
             layer: 0,
             slot: 0,
         })
@@ -107,7 +125,12 @@ pub fn layout(machine: &Value) -> Graph {
     for (i, state) in states.values().enumerate() {
         for (target, catch) in transitions(state) {
             if let Some(&to) = index.get(target.as_str()) {
-                edges.push(Edge { from: i, to, back: false, catch });
+                edges.push(Edge {
+                    from: i,
+                    to,
+                    back: false,
+                    catch,
+                });
             }
         }
     }
@@ -132,7 +155,9 @@ pub fn layout(machine: &Value) -> Graph {
         seen[root] = true;
         on_stack[root] = true;
         while let Some(&mut (node, ref mut cursor)) = stack.last_mut() {
-            let outgoing: Vec<usize> = (0..edges.len()).filter(|&e| edges[e].from == node).collect();
+            let outgoing: Vec<usize> = (0..edges.len())
+                .filter(|&e| edges[e].from == node)
+                .collect();
             if let Some(&e) = outgoing.get(*cursor) {
                 *cursor += 1;
                 let to = edges[e].to;
@@ -202,7 +227,12 @@ pub fn machine_containing<'a>(definition: &'a Value, state: &str) -> Option<&'a 
             .iter()
             .filter_map(|k| s.get(*k))
             .collect();
-        inner.extend(s.get("Branches").and_then(Value::as_array).into_iter().flatten());
+        inner.extend(
+            s.get("Branches")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
         inner.into_iter().find_map(|m| machine_containing(m, state))
     })
 }
@@ -233,7 +263,8 @@ impl Graph {
             .map(|node| {
                 let count = widths[node.layer] as f64;
                 let row_width = count * NODE_WIDTH + (count - 1.0) * GAP_X;
-                let x = MARGIN + (inner - row_width) / 2.0 + node.slot as f64 * (NODE_WIDTH + GAP_X);
+                let x =
+                    MARGIN + (inner - row_width) / 2.0 + node.slot as f64 * (NODE_WIDTH + GAP_X);
                 let y = MARGIN + node.layer as f64 * (NODE_HEIGHT + GAP_Y);
                 (x, y)
             })
@@ -257,7 +288,11 @@ impl Graph {
             let (from, to) = (&self.nodes[edge.from], &self.nodes[edge.to]);
             let taken = marks.taken.contains(&(from.name.clone(), to.name.clone()));
             let mut class = String::from("edge");
-            for (flag, name) in [(taken, " taken"), (edge.back, " back"), (edge.catch, " catch")] {
+            for (flag, name) in [
+                (taken, " taken"),
+                (edge.back, " back"),
+                (edge.catch, " catch"),
+            ] {
                 if flag {
                     class.push_str(name);
                 }
@@ -269,7 +304,9 @@ impl Graph {
                 let (x1, y1) = (fx + NODE_WIDTH, fy + NODE_HEIGHT / 2.0);
                 let (x2, y2) = (tx + NODE_WIDTH, ty + NODE_HEIGHT / 2.0);
                 let bulge = x1.max(x2) + LOOP_ROOM * 0.8;
-                format!("M {x1:.1} {y1:.1} C {bulge:.1} {y1:.1}, {bulge:.1} {y2:.1}, {x2:.1} {y2:.1}")
+                format!(
+                    "M {x1:.1} {y1:.1} C {bulge:.1} {y1:.1}, {bulge:.1} {y2:.1}, {x2:.1} {y2:.1}"
+                )
             } else {
                 let (x1, y1) = (fx + NODE_WIDTH / 2.0, fy + NODE_HEIGHT);
                 let (x2, y2) = (tx + NODE_WIDTH / 2.0, ty);
@@ -374,8 +411,14 @@ mod tests {
             taken: [("Start".to_owned(), "Work".to_owned())].into(),
         };
         let svg = graph.svg(&marks);
-        assert!(svg.contains("class=\"node task visited current failed\" data-state=\"Work\""), "{svg}");
-        assert!(svg.contains("class=\"edge taken\" data-from=\"Start\" data-to=\"Work\""), "{svg}");
+        assert!(
+            svg.contains("class=\"node task visited current failed\" data-state=\"Work\""),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("class=\"edge taken\" data-from=\"Start\" data-to=\"Work\""),
+            "{svg}"
+        );
         assert!(svg.contains("data-state=\"&lt;b&gt;&amp;\""), "{svg}");
         assert!(!svg.contains("<b>&"), "{svg}");
     }

@@ -9,7 +9,11 @@ use aws_sdk_sfn::primitives::DateTimeFormat as Format;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// What a query value keeps as it is: letters, digits and `-_.~` (RFC 3986's unreserved).
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// JSON longer than this is cut on the page (a page of history stays light).
 const JSON_SHOWN: usize = 16 * 1024;
@@ -83,7 +87,9 @@ pub fn duration(start: Option<&DateTime>, stop: Option<&DateTime>) -> String {
     let Some(start) = start else {
         return "—".to_owned();
     };
-    let stop = stop.copied().unwrap_or_else(|| DateTime::from(std::time::SystemTime::now()));
+    let stop = stop
+        .copied()
+        .unwrap_or_else(|| DateTime::from(std::time::SystemTime::now()));
     let millis = stop.to_millis().unwrap_or(0) - start.to_millis().unwrap_or(0);
     format_millis(millis.max(0) as u64)
 }
@@ -149,7 +155,13 @@ pub fn page(title: &str, body: &str) -> String {
 
 /// A "next page" link when the listing has more, and a "first page" link when this is not
 /// the first: S3 and Step Functions tokens only go forwards.
-pub fn pager(path: &str, params: &[(&str, &str)], token_name: &str, this: Option<&str>, next: Option<&str>) -> String {
+pub fn pager(
+    path: &str,
+    params: &[(&str, &str)],
+    token_name: &str,
+    this: Option<&str>,
+    next: Option<&str>,
+) -> String {
     let mut out = String::from("<div class=\"pager\">");
     if this.is_some() {
         out.push_str(&link(path, params, "« first page"));
@@ -197,12 +209,21 @@ mod tests {
     #[test]
     fn json_is_pretty_printed_and_escaped() {
         let html = json_block(r#"{"key":"<b>"}"#);
-        assert!(html.contains("&quot;key&quot;: &quot;&lt;b&gt;&quot;"), "{html}");
-        assert_eq!(json_block("<not json>"), "<pre class=\"json\">&lt;not json&gt;</pre>");
+        assert!(
+            html.contains("&quot;key&quot;: &quot;&lt;b&gt;&quot;"),
+            "{html}"
+        );
+        assert_eq!(
+            json_block("<not json>"),
+            "<pre class=\"json\">&lt;not json&gt;</pre>"
+        );
         let long = format!("\"{}\"", "é".repeat(JSON_SHOWN));
         let cut = json_block(&long);
         assert!(cut.len() < JSON_SHOWN + 200, "{}", cut.len());
-        assert!(cut.ends_with(&format!("… ({} bytes in all)</pre>", long.len())), "{cut}");
+        assert!(
+            cut.ends_with(&format!("… ({} bytes in all)</pre>", long.len())),
+            "{cut}"
+        );
     }
 
     #[test]

@@ -39,7 +39,12 @@ struct Content {
 /// The page.
 pub(crate) async fn page(State(sources): State<Arc<Sources>>) -> PageResult {
     let client = &sources.iotanalytics;
-    let channels = client.list_channels().max_results(250).send().await.context("ListChannels")?;
+    let channels = client
+        .list_channels()
+        .max_results(250)
+        .send()
+        .await
+        .context("ListChannels")?;
     let mut body = String::from(
         "<h2>Channels</h2><table id=\"channels\"><thead><tr><th>Name</th><th>Status</th>\
          <th>Last message</th></tr></thead><tbody>",
@@ -55,14 +60,24 @@ pub(crate) async fn page(State(sources): State<Arc<Sources>>) -> PageResult {
     }
     body.push_str("</tbody></table>");
 
-    let datasets = client.list_datasets().max_results(250).send().await.context("ListDatasets")?;
+    let datasets = client
+        .list_datasets()
+        .max_results(250)
+        .send()
+        .await
+        .context("ListDatasets")?;
     let mut contents = Vec::new();
     for dataset in datasets.dataset_summaries() {
         let name = dataset.dataset_name().unwrap_or_default().to_owned();
         contents.push(latest_content(client, name).await);
     }
 
-    let datastores = client.list_datastores().max_results(250).send().await.context("ListDatastores")?;
+    let datastores = client
+        .list_datastores()
+        .max_results(250)
+        .send()
+        .await
+        .context("ListDatastores")?;
     body.push_str(
         "<h2>Datastores</h2><table id=\"datastores\"><thead><tr><th>Name</th><th>Status</th>\
          <th>Size</th><th>Last message</th><th>Rows (latest dataset content)</th></tr></thead><tbody>",
@@ -85,7 +100,11 @@ pub(crate) async fn page(State(sources): State<Arc<Sources>>) -> PageResult {
             if let Some(rows) = &content.rows
                 && rows.len() == 2
             {
-                let _ = write!(counts, "<div class=\"counts-from\">{}: ", escape(&content.dataset));
+                let _ = write!(
+                    counts,
+                    "<div class=\"counts-from\">{}: ",
+                    escape(&content.dataset)
+                );
                 for (column, value) in rows[0].iter().zip(&rows[1]) {
                     let _ = write!(
                         counts,
@@ -103,7 +122,11 @@ pub(crate) async fn page(State(sources): State<Arc<Sources>>) -> PageResult {
             badge(datastore.status().map(|s| s.as_str()).unwrap_or("?")),
             escape(&size),
             when(datastore.last_message_arrival_time()),
-            if counts.is_empty() { "—".to_owned() } else { counts },
+            if counts.is_empty() {
+                "—".to_owned()
+            } else {
+                counts
+            },
             n = escape(name),
         );
     }
@@ -124,7 +147,11 @@ pub(crate) async fn page(State(sources): State<Arc<Sources>>) -> PageResult {
             n = escape(&content.dataset),
         );
         if let Some(uri) = &content.uri {
-            let _ = write!(body, "<p><a class=\"csv\" href=\"{}\">Download the CSV</a></p>", escape(uri));
+            let _ = write!(
+                body,
+                "<p><a class=\"csv\" href=\"{}\">Download the CSV</a></p>",
+                escape(uri)
+            );
         }
         if let Some(rows) = &content.rows {
             body.push_str("<table class=\"preview\">");
@@ -184,7 +211,10 @@ async fn latest_content(client: &aws_sdk_iotanalytics::Client, dataset: String) 
         content.reason = status.reason().map(str::to_owned);
     }
     content.timestamp = when(latest.timestamp());
-    content.uri = latest.entries().iter().find_map(|e| e.data_uri().map(str::to_owned));
+    content.uri = latest
+        .entries()
+        .iter()
+        .find_map(|e| e.data_uri().map(str::to_owned));
     if let Some(uri) = &content.uri {
         match fetch_loopback(uri).await {
             Ok(text) => content.rows = Some(preview(&text)),
@@ -222,18 +252,32 @@ async fn fetch_loopback(uri: &str) -> anyhow::Result<String> {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(authority).await?;
         stream
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").as_bytes())
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
             .await?;
         let mut response = Vec::new();
-        stream.take(PREVIEW_BYTES).read_to_end(&mut response).await?;
+        stream
+            .take(PREVIEW_BYTES)
+            .read_to_end(&mut response)
+            .await?;
         anyhow::Ok(response)
     };
-    let response = tokio::time::timeout(Duration::from_secs(5), exchange).await.context("timed out")??;
+    let response = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .context("timed out")??;
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text.split_once("\r\n\r\n").context("no HTTP head")?;
-    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{}", head.lines().next().unwrap_or_default());
     anyhow::ensure!(
-        !head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        head.starts_with("HTTP/1.1 200"),
+        "{}",
+        head.lines().next().unwrap_or_default()
+    );
+    anyhow::ensure!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
         "chunked body"
     );
     Ok(body.to_owned())

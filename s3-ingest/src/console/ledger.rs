@@ -38,7 +38,11 @@ async fn read_page<T: DeserializeOwned>(
     token: &str,
     limit: i32,
 ) -> anyhow::Result<(Vec<(String, anyhow::Result<T>)>, Option<String>)> {
-    let mut request = s3.list_objects_v2().bucket(bucket).prefix(prefix).max_keys(limit);
+    let mut request = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .max_keys(limit);
     if !token.is_empty() {
         request = request.continuation_token(token);
     }
@@ -46,10 +50,25 @@ async fn read_page<T: DeserializeOwned>(
         .send()
         .await
         .with_context(|| format!("ListObjectsV2 s3://{bucket}/{prefix}"))?;
-    let keys: Vec<String> = listed.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
+    let keys: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
     let bodies = futures::future::join_all(keys.iter().map(|key| async move {
-        let object = s3.get_object().bucket(bucket).key(key).send().await.context("GetObject")?;
-        let bytes = object.body.collect().await.context("reading the object")?.into_bytes();
+        let object = s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .context("GetObject")?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .context("reading the object")?
+            .into_bytes();
         serde_json::from_slice::<T>(&bytes).context("parsing the object")
     }))
     .await;
@@ -70,7 +89,10 @@ fn state_name(state: EntryState) -> &'static str {
 }
 
 /// The objects and the reports.
-pub(crate) async fn objects(State(sources): State<Arc<Sources>>, Query(query): Query<ObjectsQuery>) -> PageResult {
+pub(crate) async fn objects(
+    State(sources): State<Arc<Sources>>,
+    Query(query): Query<ObjectsQuery>,
+) -> PageResult {
     let ledger = &sources.ledger;
     let (entries, next) = read_page::<LedgerEntry>(
         &sources.s3,
@@ -81,10 +103,70 @@ pub(crate) async fn objects(State(sources): State<Arc<Sources>>, Query(query): Q
     )
     .await?;
     let mut body = format!(
-        "<p>The ledger in <code>s3://{}/{}</code>, {OBJECTS_PAGE} objects a page.</p>",
+        "<p>The ledger in <code>s3://{}/{}</code>: set-aside reports first, then every object.</p>",
         escape(&ledger.bucket),
         escape(&ledger.prefix)
     );
+    let (reports, reports_next) = read_page::<ObjectReport>(
+        &sources.s3,
+        &ledger.bucket,
+        &format!("{}reports/", ledger.prefix),
+        &query.reports,
+        REPORTS_PAGE,
+    )
+    .await?;
+    body.push_str(
+        "<h2>Set aside (reports, by key and line)</h2><table id=\"reports\"><thead><tr><th>Object</th><th>Line</th><th>Row</th>\
+         <th>Why</th></tr></thead><tbody>",
+    );
+    for (report_key, report) in &reports {
+        let Ok(report) = report else {
+            let _ = write!(
+                body,
+                "<tr><td colspan=\"4\" class=\"error\">unreadable report {}</td></tr>",
+                escape(report_key)
+            );
+            continue;
+        };
+        let object = format!("s3://{}/{}", report.bucket, report.key);
+        let lines = report
+            .stopped_at
+            .iter()
+            .map(|s| (s, "object stopped: "))
+            .chain(report.bad_rows.iter().take(ROWS_SHOWN).map(|r| (r, "")));
+        for (row, prefix) in lines {
+            let _ = write!(
+                body,
+                "<tr><td class=\"key\">{}</td><td>{}</td><td>{}</td><td class=\"cause\">{}{}</td></tr>",
+                escape(&object),
+                row.line,
+                row.row,
+                prefix,
+                escape(&row.reason)
+            );
+        }
+        if report.bad_rows.len() > ROWS_SHOWN {
+            let _ = write!(
+                body,
+                "<tr><td class=\"key\">{}</td><td colspan=\"3\">… and {} more rows in <code>{}</code></td></tr>",
+                escape(&object),
+                report.bad_rows.len() - ROWS_SHOWN,
+                escape(report_key)
+            );
+        }
+    }
+    if reports.is_empty() {
+        body.push_str("<tr><td colspan=\"4\" class=\"empty\">Nothing set aside.</td></tr>");
+    }
+    body.push_str("</tbody></table>");
+    body.push_str(&html::pager(
+        "/objects",
+        &[("next", &query.next)],
+        "reports",
+        (!query.reports.is_empty()).then_some(query.reports.as_str()),
+        reports_next.as_deref(),
+    ));
+    let _ = write!(body, "<h2>Objects (the ledger, {OBJECTS_PAGE} a page)</h2>");
     body.push_str(
         "<table id=\"objects\"><thead><tr><th>Object</th><th>State</th><th>Rows</th><th>Bad rows</th>\
          <th>Re-sends</th><th>Run</th><th>Updated</th><th>Reason</th></tr></thead><tbody>",
@@ -130,58 +212,5 @@ pub(crate) async fn objects(State(sources): State<Arc<Sources>>, Query(query): Q
         next.as_deref(),
     ));
 
-    let (reports, reports_next) = read_page::<ObjectReport>(
-        &sources.s3,
-        &ledger.bucket,
-        &format!("{}reports/", ledger.prefix),
-        &query.reports,
-        REPORTS_PAGE,
-    )
-    .await?;
-    body.push_str(
-        "<h2>Set aside</h2><table id=\"reports\"><thead><tr><th>Object</th><th>Line</th><th>Row</th>\
-         <th>Why</th></tr></thead><tbody>",
-    );
-    for (report_key, report) in &reports {
-        let Ok(report) = report else {
-            let _ = write!(body, "<tr><td colspan=\"4\" class=\"error\">unreadable report {}</td></tr>", escape(report_key));
-            continue;
-        };
-        let object = format!("s3://{}/{}", report.bucket, report.key);
-        let lines = report.stopped_at.iter().map(|s| (s, "object stopped: ")).chain(
-            report.bad_rows.iter().take(ROWS_SHOWN).map(|r| (r, "")),
-        );
-        for (row, prefix) in lines {
-            let _ = write!(
-                body,
-                "<tr><td class=\"key\">{}</td><td>{}</td><td>{}</td><td class=\"cause\">{}{}</td></tr>",
-                escape(&object),
-                row.line,
-                row.row,
-                prefix,
-                escape(&row.reason)
-            );
-        }
-        if report.bad_rows.len() > ROWS_SHOWN {
-            let _ = write!(
-                body,
-                "<tr><td class=\"key\">{}</td><td colspan=\"3\">… and {} more rows in <code>{}</code></td></tr>",
-                escape(&object),
-                report.bad_rows.len() - ROWS_SHOWN,
-                escape(report_key)
-            );
-        }
-    }
-    if reports.is_empty() {
-        body.push_str("<tr><td colspan=\"4\" class=\"empty\">Nothing set aside.</td></tr>");
-    }
-    body.push_str("</tbody></table>");
-    body.push_str(&html::pager(
-        "/objects",
-        &[("next", &query.next)],
-        "reports",
-        (!query.reports.is_empty()).then_some(query.reports.as_str()),
-        reports_next.as_deref(),
-    ));
     Ok(Html(html::page("Objects", &body)))
 }

@@ -43,7 +43,10 @@ struct Item {
 }
 
 /// The Map Run.
-pub(crate) async fn page(State(sources): State<Arc<Sources>>, Query(query): Query<MapRunQuery>) -> PageResult {
+pub(crate) async fn page(
+    State(sources): State<Arc<Sources>>,
+    Query(query): Query<MapRunQuery>,
+) -> PageResult {
     let sfn = &sources.sfn;
     let run = sfn
         .describe_map_run()
@@ -58,7 +61,11 @@ pub(crate) async fn page(State(sources): State<Arc<Sources>>, Query(query): Quer
          <tr><th>Started</th><td>{}</td></tr><tr><th>Stopped</th><td>{}</td></tr>\
          <tr><th>Max concurrency</th><td>{}</td></tr><tr><th>Tolerated failures</th><td>{}% or {}</td></tr></table>",
         badge(run.status().as_str()),
-        link("/execution", &[("arn", run.execution_arn())], &escape(run.execution_arn())),
+        link(
+            "/execution",
+            &[("arn", run.execution_arn())],
+            &escape(run.execution_arn())
+        ),
         time(Some(run.start_date())),
         time(run.stop_date()),
         run.max_concurrency(),
@@ -93,11 +100,16 @@ pub(crate) async fn page(State(sources): State<Arc<Sources>>, Query(query): Quer
         for (name, count) in rows {
             let _ = write!(body, "<td data-count=\"{name}\">{count}</td>");
         }
-        let _ = write!(body, "<td data-count=\"total\">{}</td></tr></table>", counts.total());
+        let _ = write!(
+            body,
+            "<td data-count=\"total\">{}</td></tr></table>",
+            counts.total()
+        );
     }
 
     // The failed items first: what a user opens this page for.
-    let (failed, failed_next) = items(sfn, &query.arn, Some("FAILED"), &query.failed, FAILED_PAGE).await?;
+    let (failed, failed_next) =
+        items(sfn, &query.arn, Some("FAILED"), &query.failed, FAILED_PAGE).await?;
     let _ = write!(body, "<h2>Failed items</h2>");
     if failed.is_empty() {
         body.push_str("<p class=\"empty\">No item failed.</p>");
@@ -128,8 +140,20 @@ pub(crate) async fn page(State(sources): State<Arc<Sources>>, Query(query): Quer
 
     // Every item, by status.
     body.push_str("<h2>Item executions</h2><div class=\"filters\">Status: ");
-    for (value, label) in [("", "all"), ("RUNNING", "RUNNING"), ("SUCCEEDED", "SUCCEEDED"), ("FAILED", "FAILED"), ("ABORTED", "ABORTED")] {
-        body.push_str(&filter_link("/map-run", &[("arn", &query.arn)], value, &query.status, label));
+    for (value, label) in [
+        ("", "all"),
+        ("RUNNING", "RUNNING"),
+        ("SUCCEEDED", "SUCCEEDED"),
+        ("FAILED", "FAILED"),
+        ("ABORTED", "ABORTED"),
+    ] {
+        body.push_str(&filter_link(
+            "/map-run",
+            &[("arn", &query.arn)],
+            value,
+            &query.status,
+            label,
+        ));
     }
     body.push_str("</div>");
     let status = (!query.status.is_empty()).then_some(query.status.as_str());
@@ -146,7 +170,11 @@ pub(crate) async fn page(State(sources): State<Arc<Sources>>, Query(query): Quer
             badge(&item.status),
             time(item.start.as_ref()),
             html::duration(item.start.as_ref(), item.stop.as_ref()),
-            link("/execution", &[("arn", &item.arn)], &escape(item.arn.rsplit(':').next().unwrap_or_default())),
+            link(
+                "/execution",
+                &[("arn", &item.arn)],
+                &escape(item.arn.rsplit(':').next().unwrap_or_default())
+            ),
         );
     }
     body.push_str("</tbody></table>");
@@ -169,20 +197,25 @@ async fn items(
     token: &str,
     limit: i32,
 ) -> anyhow::Result<(Vec<Item>, Option<String>)> {
-    let mut request = sfn.list_executions().map_run_arn(map_run).max_results(limit);
+    let mut request = sfn
+        .list_executions()
+        .map_run_arn(map_run)
+        .max_results(limit);
     if let Some(status) = status {
         request = request.status_filter(ExecutionStatus::from(status));
     }
     if !token.is_empty() {
         request = request.next_token(token);
     }
-    let listed = request.send().await.context("ListExecutions of the Map Run")?;
-    let described = futures::future::join_all(
-        listed
-            .executions()
-            .iter()
-            .map(|e| sfn.describe_execution().execution_arn(e.execution_arn()).send()),
-    )
+    let listed = request
+        .send()
+        .await
+        .context("ListExecutions of the Map Run")?;
+    let described = futures::future::join_all(listed.executions().iter().map(|e| {
+        sfn.describe_execution()
+            .execution_arn(e.execution_arn())
+            .send()
+    }))
     .await;
     let mut items = Vec::new();
     for (summary, described) in listed.executions().iter().zip(described) {
@@ -196,8 +229,14 @@ async fn items(
             arn: summary.execution_arn().to_owned(),
             status: summary.status().as_str().to_owned(),
             key,
-            error: described.as_ref().and_then(|d| d.error()).map(str::to_owned),
-            cause: described.as_ref().and_then(|d| d.cause()).map(str::to_owned),
+            error: described
+                .as_ref()
+                .and_then(|d| d.error())
+                .map(str::to_owned),
+            cause: described
+                .as_ref()
+                .and_then(|d| d.cause())
+                .map(str::to_owned),
             start: Some(*summary.start_date()),
             stop: summary.stop_date().copied(),
         });

@@ -85,7 +85,10 @@ impl RunningConsole {
 /// Starts the console on `bind:port` (0: a free port). `bind` must be loopback: the console
 /// shows data and has no login.
 pub async fn start(bind: IpAddr, port: u16, sources: Sources) -> anyhow::Result<RunningConsole> {
-    anyhow::ensure!(bind.is_loopback(), "the console binds to loopback only, not {bind}");
+    anyhow::ensure!(
+        bind.is_loopback(),
+        "the console binds to loopback only, not {bind}"
+    );
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(bind, port))
         .await
         .with_context(|| format!("binding the console to {bind}:{port}"))?;
@@ -126,7 +129,12 @@ pub fn router(sources: Arc<Sources>) -> Router {
         )
         .route(
             "/static/console.js",
-            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS) }),
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    JS,
+                )
+            }),
         )
         .with_state(sources)
 }
@@ -147,7 +155,11 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let causes: Vec<String> = self.0.chain().map(|c| html::escape(&c.to_string())).collect();
+        let causes: Vec<String> = self
+            .0
+            .chain()
+            .map(|c| html::escape(&c.to_string()))
+            .collect();
         let body = format!("<p class=\"error\">{}</p>", causes.join("<br>caused by: "));
         (StatusCode::BAD_GATEWAY, Html(html::page("Error", &body))).into_response()
     }
@@ -176,5 +188,9 @@ async fn live(State(sources): State<Arc<Sources>>) -> Result<Response, Failure> 
         .map(|e| format!("{}={}", e.name(), e.status().as_str()))
         .collect();
     let body = serde_json::json!({"running": running, "fingerprint": fingerprint.join(",")});
-    Ok(([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response())
 }

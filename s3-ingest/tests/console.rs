@@ -419,6 +419,15 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
         "the deleted channel is gone"
     );
     assert!(page.contains("<td>bpm_blog_channel</td>"));
+    // The set-aside run validated with the row identity, one count per object: the sample's
+    // and the one row of the ragged object that went in before its bad line.
+    let stored = summary["rows"].as_u64().unwrap() + checked.set_aside_rows;
+    assert!(
+        page.contains(&format!(
+            "data-column=\"sum of stored over 101 rows\">sum of stored over 101 rows <b>{stored}</b>"
+        )),
+        "{page}"
+    );
 
     signal(&serve, "-TERM");
     assert!(serve.wait().unwrap().success());
@@ -437,6 +446,7 @@ struct Checked {
     item_key: String,
     set_aside_key: String,
     set_aside_line: u64,
+    set_aside_rows: u64,
 }
 
 async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checked {
@@ -512,6 +522,21 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
     let set_aside_line = report["stoppedAt"]["line"]
         .as_u64()
         .expect("stopped at a line");
+    let ledger = ingest::ledger::LedgerLocation {
+        bucket: "ingest-ledger".to_owned(),
+        prefix: ingest::ledger::DEFAULT_LEDGER_PREFIX.to_owned(),
+    };
+    let entry = s3
+        .get_object()
+        .bucket("ingest-ledger")
+        .key(ledger.entry_key("bpm-blog-generated-data", &set_aside_key))
+        .send()
+        .await
+        .unwrap();
+    let entry: Value =
+        serde_json::from_slice(&entry.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(entry["state"], "setAside");
+    let set_aside_rows = entry["rows"].as_u64().unwrap();
 
     // The sample again, into a channel of its own and a ledger prefix of its own, one object at
     // a time; once two are in, the channel is deleted and the next item fails.
@@ -603,6 +628,7 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
             .to_owned(),
         set_aside_key,
         set_aside_line,
+        set_aside_rows,
     }
 }
 

@@ -16,8 +16,8 @@ use super::{PageResult, Sources};
 
 /// Rows of a content shown on the page.
 const PREVIEW_ROWS: usize = 10;
-/// Bytes of a content read for its preview.
-const PREVIEW_BYTES: u64 = 256 * 1024;
+/// Bytes of a content read: its preview, and its counts when it is no longer than this.
+const CONTENT_BYTES: u64 = 4 * 1024 * 1024;
 
 /// An IoT Analytics timestamp as text.
 fn when(at: Option<&aws_sdk_iotanalytics::primitives::DateTime>) -> String {
@@ -34,6 +34,7 @@ struct Content {
     timestamp: String,
     uri: Option<String>,
     rows: Option<Vec<Vec<String>>>,
+    counts: Vec<(String, String)>,
 }
 
 /// The page.
@@ -97,24 +98,23 @@ pub(crate) async fn page(State(sources): State<Arc<Sources>>) -> PageResult {
         // datastore found the last time they ran.
         let mut counts = String::new();
         for content in contents.iter().filter(|c| c.sql.contains(name)) {
-            if let Some(rows) = &content.rows
-                && rows.len() == 2
-            {
+            if content.counts.is_empty() {
+                continue;
+            }
+            let _ = write!(
+                counts,
+                "<div class=\"counts-from\">{}: ",
+                escape(&content.dataset)
+            );
+            for (label, value) in &content.counts {
                 let _ = write!(
                     counts,
-                    "<div class=\"counts-from\">{}: ",
-                    escape(&content.dataset)
+                    "<span class=\"count\" data-column=\"{l}\">{l} <b>{v}</b></span> ",
+                    l = escape(label),
+                    v = escape(value)
                 );
-                for (column, value) in rows[0].iter().zip(&rows[1]) {
-                    let _ = write!(
-                        counts,
-                        "<span class=\"count\" data-column=\"{c}\">{c} <b>{v}</b></span> ",
-                        c = escape(column),
-                        v = escape(value)
-                    );
-                }
-                counts.push_str("</div>");
             }
+            counts.push_str("</div>");
         }
         let _ = write!(
             body,
@@ -196,6 +196,7 @@ async fn latest_content(client: &aws_sdk_iotanalytics::Client, dataset: String) 
         timestamp: String::new(),
         uri: None,
         rows: None,
+        counts: Vec::new(),
     };
     let Ok(latest) = client
         .get_dataset_content()
@@ -217,11 +218,49 @@ async fn latest_content(client: &aws_sdk_iotanalytics::Client, dataset: String) 
         .find_map(|e| e.data_uri().map(str::to_owned));
     if let Some(uri) = &content.uri {
         match fetch_loopback(uri).await {
-            Ok(text) => content.rows = Some(preview(&text)),
+            Ok(text) => {
+                content.rows = Some(preview(&text));
+                if text.len() as u64 <= CONTENT_BYTES {
+                    content.counts = counts(&text);
+                }
+            }
             Err(error) => tracing::debug!(%error, "no preview of {uri}"),
         }
     }
     content
+}
+
+/// The counts a content holds: each column of a one-row result (`distinct_rowids 56570`), or
+/// the sum of each whole-number column of a longer one (`sum of stored over 100 rows 56570`,
+/// the row-identity validation's per-object counts).
+pub(crate) fn counts(text: &str) -> Vec<(String, String)> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().filter_map(Result::ok).collect();
+    let Some((header, data)) = rows.split_first() else {
+        return Vec::new();
+    };
+    if data.len() == 1 {
+        return header
+            .iter()
+            .zip(data[0].iter())
+            .map(|(h, v)| (h.to_owned(), v.to_owned()))
+            .collect();
+    }
+    header
+        .iter()
+        .enumerate()
+        .filter_map(|(i, column)| {
+            let values: Option<Vec<u64>> = data.iter().map(|r| r.get(i)?.parse().ok()).collect();
+            let sum: u64 = values.filter(|v| !v.is_empty())?.iter().sum();
+            Some((
+                format!("sum of {column} over {} rows", data.len()),
+                sum.to_string(),
+            ))
+        })
+        .collect()
 }
 
 /// The first rows of a CSV text, the header first.
@@ -259,7 +298,7 @@ async fn fetch_loopback(uri: &str) -> anyhow::Result<String> {
             .await?;
         let mut response = Vec::new();
         stream
-            .take(PREVIEW_BYTES)
+            .take(CONTENT_BYTES + 1)
             .read_to_end(&mut response)
             .await?;
         anyhow::Ok(response)
@@ -297,5 +336,21 @@ mod tests {
         assert_eq!(rows.len(), PREVIEW_ROWS + 1);
         assert_eq!(rows[0], ["a", "b,c"]);
         assert_eq!(rows[1], ["0", "x"]);
+    }
+
+    #[test]
+    fn a_one_row_result_counts_by_column_and_a_longer_one_sums_its_whole_numbers() {
+        assert_eq!(
+            counts("locations,distinct_rowids\n2,56570\n"),
+            [
+                ("locations".to_owned(), "2".to_owned()),
+                ("distinct_rowids".to_owned(), "56570".to_owned())
+            ]
+        );
+        assert_eq!(
+            counts("source,stored,share\nab12,566,0.5\n99cd,4,0.5\n"),
+            [("sum of stored over 2 rows".to_owned(), "570".to_owned())]
+        );
+        assert!(counts("a\n").is_empty());
     }
 }

@@ -87,7 +87,7 @@ pub struct RunArgs {
     pub output: crate::output::OutputFormat,
     /// Serve the read-only web console on loopback while the run goes (its URL is printed on
     /// stderr), and keep serving it after the run ends until Ctrl-C; the exit code is still
-    /// the run's. Without --console nothing is served once the run ends.
+    /// the run's. Without it, no console is served.
     #[arg(long)]
     pub console: bool,
     /// Port of the console with --console (0 picks a free one).

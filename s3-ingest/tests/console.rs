@@ -55,17 +55,24 @@ impl Browser {
         command
     }
 
+    /// Runs the browser with `args`, once more if it fails (a headless browser on a loaded
+    /// machine sometimes exits early); its output.
+    fn run(&self, args: &[String]) -> std::process::Output {
+        let mut output = self.args().args(args).output().unwrap();
+        if !output.status.success() {
+            output = self.args().args(args).output().unwrap();
+        }
+        assert!(output.status.success(), "chromium {args:?}: {output:?}");
+        output
+    }
+
     /// The page's DOM after its script has run (two seconds of virtual time).
     fn dom(&self, url: &str) -> String {
-        let output = self
-            .args()
-            .args(["--virtual-time-budget=2000", "--dump-dom", url])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "chromium --dump-dom {url}: {output:?}"
-        );
+        let output = self.run(&[
+            "--virtual-time-budget=2000".to_owned(),
+            "--dump-dom".to_owned(),
+            url.to_owned(),
+        ]);
         let dom = String::from_utf8(output.stdout).unwrap();
         assert!(
             dom.contains("s3-ingest console"),
@@ -81,17 +88,11 @@ impl Browser {
     )]
     fn screenshot(&self, url: &str, name: &str, height: u32) -> PathBuf {
         let path = self.shots.join(format!("{name}.png"));
-        let output = self
-            .args()
-            .arg(format!("--window-size=1280,{height}"))
-            .arg(format!("--screenshot={}", path.display()))
-            .arg(url)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "chromium --screenshot {url}: {output:?}"
-        );
+        self.run(&[
+            format!("--window-size=1280,{height}"),
+            format!("--screenshot={}", path.display()),
+            url.to_owned(),
+        ]);
         assert!(
             std::fs::metadata(&path).unwrap().len() > 1000,
             "{}",

@@ -2,6 +2,7 @@
 //! three embedded endpoints, the in-process Lambda service that runs the workflow's
 //! functions, and the run that drives them.
 
+pub mod console;
 pub mod control;
 pub mod lambda;
 pub mod output;

@@ -475,11 +475,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
     args.check()?;
     let _lock = crate::recovery::lock_data_dir(&args.data_dir)?;
     let stack = LocalStack::start(args.stack_options(), &args.names()).await?;
+    let console = if args.console {
+        let sources = crate::console::Sources::of(&stack, &args.ledger_bucket).await;
+        let console =
+            crate::console::start(args.stack_options().bind, args.console_port, sources).await;
+        match console {
+            Ok(console) => {
+                eprintln!("console: {}", console.url());
+                Some(console)
+            }
+            Err(error) => {
+                stack.shutdown().await;
+                return Err(error);
+            }
+        }
+    } else {
+        None
+    };
     let text = args.output == crate::output::OutputFormat::Text;
     let show_progress = text && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let report = run_until(&stack, &args, show_progress, interrupted()).await;
-    stack.shutdown().await;
-    let report = report?;
+    let report = match report {
+        Ok(report) => report,
+        Err(error) => {
+            if let Some(console) = console {
+                console.shutdown().await;
+            }
+            stack.shutdown().await;
+            return Err(error);
+        }
+    };
     let status = ExitStatus::of(&report, args.allow_empty);
     if text {
         print!("{}", summary(&report));
@@ -489,6 +514,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
     } else {
         println!("{:#}", crate::summary::summary_json(&report, status));
     }
+    if let Some(console) = console {
+        // The run is over; the console stays for looking at it until the user is done.
+        std::io::Write::flush(&mut std::io::stdout())?;
+        eprintln!("console: still serving {} until Ctrl-C", console.url());
+        interrupted().await;
+        console.shutdown().await;
+    }
+    stack.shutdown().await;
     Ok(status)
 }
 

@@ -85,6 +85,14 @@ pub struct RunArgs {
     /// How to print the summary: text, or one JSON document (no progress display).
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::output::OutputFormat,
+    /// Serve the read-only web console on loopback while the run goes (its URL is printed on
+    /// stderr), and keep serving it after the run ends until Ctrl-C; the exit code is still
+    /// the run's. Without it, no console is served.
+    #[arg(long)]
+    pub console: bool,
+    /// Port of the console with --console (0 picks a free one).
+    #[arg(long, default_value_t = 0, requires = "console")]
+    pub console_port: u16,
 }
 
 impl RunArgs {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 use iotanalytics_service::FaultConfig;
+use s3_ingest::console::Sources;
 use s3_ingest::stack::{LocalStack, StackOptions, WorkflowNames};
 
 /// Options of `serve`.
@@ -30,6 +31,10 @@ pub struct ServeArgs {
     /// Step Functions port (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     pub stepfunctions_port: u16,
+    /// Port of the read-only web console (0 picks a free one); its URL is printed as
+    /// S3_INGEST_CONSOLE_URL.
+    #[arg(long, default_value_t = 0)]
+    pub console_port: u16,
     /// Region printed for clients and used in ARNs.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
@@ -119,12 +124,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         bail!("--access-key-id and --secret-access-key go together");
     }
     let stack = LocalStack::start(args.stack_options(), &WorkflowNames::default()).await?;
+    let sources = Sources::of(&stack, s3_ingest::stack::DEFAULT_LEDGER_BUCKET).await;
+    let console = match s3_ingest::console::start(args.bind, args.console_port, sources).await {
+        Ok(console) => console,
+        Err(error) => {
+            stack.shutdown().await;
+            return Err(error);
+        }
+    };
     for (name, value) in stack.exports() {
         println!("export {name}={value}");
     }
-    println!("# serving until Ctrl-C or SIGTERM");
+    println!("export S3_INGEST_CONSOLE_URL={}", console.url());
+    println!(
+        "# serving until Ctrl-C or SIGTERM; the console is at {}",
+        console.url()
+    );
     s3_ingest::run::interrupted().await;
     tracing::info!("shutting down");
+    console.shutdown().await;
     stack.shutdown().await;
     Ok(())
 }

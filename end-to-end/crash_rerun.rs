@@ -148,6 +148,7 @@ async fn first_row(stack: &LocalStack, sql: &str) -> BTreeMap<String, String> {
             results: Vec::new(),
             row_identity: false,
             per_object: None,
+            wait_seconds: 0,
         },
     )
     .await

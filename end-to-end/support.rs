@@ -169,6 +169,7 @@ impl TestStack {
                 results: Vec::new(),
                 row_identity: false,
                 per_object: None,
+                wait_seconds: 0,
             },
         )
         .await?;

@@ -8,7 +8,7 @@ use crate::definition::fields::{
     NumberOr, Res, err, known_fields, number_or, reference_path, root_path,
 };
 use crate::definition::machine::{Machine, MachineKind, parse_machine};
-use crate::definition::template::{Template, template};
+use crate::definition::template::{Template, query_template, template};
 use crate::jsonpath::Path;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -43,6 +43,8 @@ pub(crate) struct MapSpec {
     /// `ProcessorConfig.ExecutionType: EXPRESS`: children run as Express executions.
     pub express: bool,
     pub items_path: Option<Path>,
+    /// JSONata: Items, an array or an expression that gives one.
+    pub items: Option<Template>,
     pub item_selector: Option<Template>,
     pub item_reader: Option<ItemReader>,
     pub max_concurrency: Option<NumberOr>,
@@ -60,9 +62,15 @@ pub(crate) struct ItemReader {
     pub max_items: Option<NumberOr>,
 }
 
-/// Parses a Map state's own fields.
-pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>) -> Res<MapSpec> {
-    let processor_json = match (obj.get("ItemProcessor"), obj.get("Iterator")) {
+/// Parses a Map state's own fields; `jsonata` is the state's QueryLanguage, `machine_jsonata`
+/// the one its processor's states inherit.
+pub(in crate::definition) fn parse_map(
+    s: Option<&str>,
+    obj: &Map<String, Value>,
+    jsonata: bool,
+    machine_jsonata: bool,
+) -> Res<MapSpec> {
+    let mut processor_json = match (obj.get("ItemProcessor"), obj.get("Iterator")) {
         (Some(_), Some(_)) => {
             return err(s, "Iterator", "cannot be used together with ItemProcessor");
         }
@@ -70,7 +78,25 @@ pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>
         (None, None) => return err(s, "ItemProcessor", "is required"),
     };
     let (distributed, express) = is_distributed(s, &processor_json)?;
-    let processor = parse_machine(&processor_json, s, MachineKind::Processor)?;
+    let processor = parse_machine(&processor_json, s, MachineKind::Processor, machine_jsonata)?;
+    // A distributed child is parsed from this text alone: it keeps the language it inherits.
+    if machine_jsonata
+        && let Some(p) = processor_json.as_object_mut()
+        && !p.contains_key("QueryLanguage")
+    {
+        p.insert("QueryLanguage".into(), "JSONata".into());
+    }
+    if jsonata {
+        for key in ["ItemReader", "ItemBatcher", "ResultWriter"] {
+            if obj.contains_key(key) {
+                return err(
+                    s,
+                    key,
+                    "is not supported in a JSONata Map state by the local executor",
+                );
+            }
+        }
+    }
     let distributed_only = [
         "ItemReader",
         "ItemBatcher",
@@ -92,6 +118,7 @@ pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>
         return err(s, "ItemSelector", "cannot be used together with Parameters");
     }
     let item_selector = match (obj.get("ItemSelector"), obj.get("Parameters")) {
+        (Some(v), _) if jsonata => Some(query_template(s, "ItemSelector", v)?),
         (Some(v), _) => Some(template(s, "ItemSelector", v, true)?),
         (None, Some(v)) => Some(template(s, "Parameters", v, true)?),
         _ => None,
@@ -122,6 +149,10 @@ pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>
         distributed,
         express,
         items_path,
+        items: obj
+            .get("Items")
+            .map(|v| query_template(s, "Items", v))
+            .transpose()?,
         item_selector,
         item_reader,
         max_concurrency: number_or(s, obj, "MaxConcurrency", 0.0, 10_000.0)?,

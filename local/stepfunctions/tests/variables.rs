@@ -320,3 +320,32 @@ async fn a_redriven_execution_keeps_the_variables_assigned_before_the_failed_sta
     assert_eq!(*d.status(), ExecutionStatus::Succeeded, "{:?}", d.cause());
     assert_eq!(output(&d), json!({"kept": "before", "rows": 10}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_exited_event_records_the_assigned_variables_as_json_text() {
+    let h = harness().await;
+    let definition = jsonata(
+        "A",
+        json!({"A": {"Type": "Pass", "Assign": {"n": 1, "s": "text", "o": {"k": [true]}}, "End": true}}),
+    );
+    let arn = h.create("history", &definition).await;
+    let execution = h.start(&arn, &json!({})).await;
+    h.wait(&execution).await;
+    let exited = h
+        .history(&execution)
+        .await
+        .into_iter()
+        .find_map(|e| e.state_exited_event_details().cloned())
+        .expect("exited");
+    let assigned = exited.assigned_variables().expect("assignedVariables");
+    assert_eq!(assigned.get("n").map(String::as_str), Some("1"));
+    assert_eq!(assigned.get("s").map(String::as_str), Some("\"text\""));
+    assert_eq!(
+        assigned.get("o").map(String::as_str),
+        Some("{\"k\":[true]}")
+    );
+    assert_eq!(
+        exited.assigned_variables_details().map(|d| d.truncated()),
+        Some(false)
+    );
+}

@@ -68,7 +68,7 @@ impl Run {
                 )?,
             ),
         };
-        let output = self.leave(state, &output, context)?;
+        let output = self.leave(state, &output, context, &assigned)?;
         Ok((Transition::Next(next.clone(), output), assigned))
     }
 }

@@ -33,7 +33,7 @@ impl Run {
                 tracking_start(self.attempt(state, &raw, &context, top, mode.take())).await;
             let error = match result {
                 Ok((output, assigned)) => {
-                    self.exited(state, &output)?;
+                    self.exited(state, &output, &assigned)?;
                     return Ok((Self::transition(state, output), assigned));
                 }
                 Err(error) => error.located(&state.name, entered.1),
@@ -83,7 +83,7 @@ impl Run {
                         apply_result_path(catcher.result_path.as_ref(), &raw, error_output)?;
                     (output, assigned)
                 };
-                self.exited(state, &output)?;
+                self.exited(state, &output, &assigned)?;
                 return Ok((Transition::Next(catcher.next.clone(), output), assigned));
             }
             return Err(error);

@@ -134,20 +134,32 @@ impl Run {
         })
     }
 
-    /// Records StateExited, once the output is known to fit the payload limit.
-    pub(super) fn exited(&self, state: &State, output: &Value) -> Result<(), StatesError> {
+    /// Records StateExited, once the output is known to fit the payload limit, with the
+    /// variables the state assigned (each as JSON text, as AWS records them).
+    pub(super) fn exited(
+        &self,
+        state: &State,
+        output: &Value,
+        assigned: &Assigned,
+    ) -> Result<(), StatesError> {
         check_payload(output, || {
             format!(
                 "The state/task output of {:?} exceeds the 256 KiB limit",
                 state.name
             )
         })?;
+        let mut details = json!({"name": state.name, "output": output.to_string(), "outputDetails": {"truncated": false}});
+        if let Some(assigned) = assigned {
+            let texts: Map<String, Value> = assigned
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.to_string())))
+                .collect();
+            details["assignedVariables"] = Value::Object(texts);
+            details["assignedVariablesDetails"] = json!({"truncated": false});
+        }
         self.event(
             &format!("{}StateExited", state.event_prefix()),
-            Some((
-                "stateExitedEventDetails",
-                json!({"name": state.name, "output": output.to_string(), "outputDetails": {"truncated": false}}),
-            )),
+            Some(("stateExitedEventDetails", details)),
         )
     }
 
@@ -191,9 +203,10 @@ impl Run {
         state: &State,
         effective: &Value,
         context: &Value,
+        assigned: &Assigned,
     ) -> Result<Value, StatesError> {
         let output = output_path(state, effective, context)?;
-        self.exited(state, &output)?;
+        self.exited(state, &output, assigned)?;
         Ok(output)
     }
 

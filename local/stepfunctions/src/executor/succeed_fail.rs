@@ -23,7 +23,7 @@ impl Run {
             })?,
             false => effective,
         };
-        let output = self.leave(state, &effective, context)?;
+        let output = self.leave(state, &effective, context, &None)?;
         Ok(Transition::End(output))
     }
 }

@@ -81,7 +81,7 @@ impl Run {
                 )?,
             ),
         };
-        let output = self.leave(state, &output, context)?;
+        let output = self.leave(state, &output, context, &assigned)?;
         Ok((Self::transition(state, output), assigned))
     }
 }

@@ -434,3 +434,57 @@ async fn aws_functions_partition_range_hash_random_uuid_and_parse_are_available(
         })
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_distributed_map_takes_item_reader_and_result_writer_arguments_and_batch_input_expressions()
+ {
+    let h = harness().await;
+    let items: Vec<Value> = (0..3).map(|i| json!({"id": i})).collect();
+    h.resources.objects.lock().unwrap().insert(
+        ("bucket".into(), "pages/1.json".into()),
+        serde_json::to_vec(&items).unwrap(),
+    );
+    let definition = machine(
+        "M",
+        json!({"M": {"Type": "Map", "End": true,
+            "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
+                           "ReaderConfig": {"InputType": "JSON", "MaxItems": "{% $states.input.max %}"},
+                           "Arguments": {"Bucket": "bucket", "Key": "{% $states.input.key %}"}},
+            "ItemBatcher": {"MaxItemsPerBatch": 2, "BatchInput": {"page": "{% $states.input.key %}"}},
+            "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+                             "Arguments": {"Bucket": "bucket", "Prefix": "{% 'out/' & $states.input.run %}"}},
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "Count", "States": {"Count": {"Type": "Pass", "End": true,
+                    "Output": {"page": "{% $states.input.BatchInput.page %}", "n": "{% $count($states.input.Items) %}"}}}},
+            "Output": "{% $states.result.ResultWriterDetails %}"
+        }}),
+    );
+    let out = succeeds(
+        &h,
+        "dmap",
+        &definition,
+        json!({"key": "pages/1.json", "max": 3, "run": "r1"}),
+    )
+    .await;
+    assert_eq!(out["Bucket"], json!("bucket"));
+    let manifest_key = out["Key"].as_str().unwrap();
+    assert!(manifest_key.starts_with("out/r1/"), "{manifest_key}");
+    let manifest = h.resources.json_object("bucket", manifest_key);
+    let succeeded = manifest["ResultFiles"]["SUCCEEDED"][0]["Key"]
+        .as_str()
+        .unwrap();
+    let results = h.resources.json_object("bucket", succeeded);
+    let outputs: Vec<Value> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str(r["Output"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            json!({"page": "pages/1.json", "n": 2}),
+            json!({"page": "pages/1.json", "n": 1})
+        ]
+    );
+}

@@ -86,17 +86,7 @@ pub(in crate::definition) fn parse_map(
     {
         p.insert("QueryLanguage".into(), "JSONata".into());
     }
-    if jsonata {
-        for key in ["ItemReader", "ItemBatcher", "ResultWriter"] {
-            if obj.contains_key(key) {
-                return err(
-                    s,
-                    key,
-                    "is not supported in a JSONata Map state by the local executor",
-                );
-            }
-        }
-    }
+
     let distributed_only = [
         "ItemReader",
         "ItemBatcher",
@@ -125,15 +115,15 @@ pub(in crate::definition) fn parse_map(
     };
     let item_reader = obj
         .get("ItemReader")
-        .map(|reader| parse_item_reader(s, reader))
+        .map(|reader| parse_item_reader(s, reader, jsonata))
         .transpose()?;
     let batcher = obj
         .get("ItemBatcher")
-        .map(|b| parse_item_batcher(s, b))
+        .map(|b| parse_item_batcher(s, b, jsonata))
         .transpose()?;
     let result_writer = obj
         .get("ResultWriter")
-        .map(|w| parse_result_writer(s, w))
+        .map(|w| parse_result_writer(s, w, jsonata))
         .transpose()?;
     let label = obj.get("Label").map(|l| parse_label(s, l)).transpose()?;
     let items_path = match obj.get("ItemsPath") {
@@ -205,8 +195,10 @@ fn is_distributed(s: Option<&str>, processor_json: &Value) -> Res<(bool, bool)> 
     Ok((distributed, express && distributed))
 }
 
-/// ItemReader: a JSON array read from S3 with s3:getObject, Bucket and Key in Parameters.
-fn parse_item_reader(s: Option<&str>, reader: &Value) -> Res<ItemReader> {
+/// ItemReader: a JSON array read from S3 with s3:getObject, Bucket and Key in Parameters (in
+/// a JSONata state: Arguments).
+fn parse_item_reader(s: Option<&str>, reader: &Value, jsonata: bool) -> Res<ItemReader> {
+    let field = if jsonata { "Arguments" } else { "Parameters" };
     let Some(reader) = reader.as_object() else {
         return err(s, "ItemReader", "must be an object");
     };
@@ -221,7 +213,7 @@ fn parse_item_reader(s: Option<&str>, reader: &Value) -> Res<ItemReader> {
                     "only arn:aws:states:::s3:getObject is supported",
                 );
             }
-            "Parameters" => {}
+            key if key == field => {}
             "ReaderConfig" => {
                 let Some(config) = value.as_object() else {
                     return err(s, "ItemReader.ReaderConfig", "must be an object");
@@ -251,24 +243,19 @@ fn parse_item_reader(s: Option<&str>, reader: &Value) -> Res<ItemReader> {
     if !reader.contains_key("ReaderConfig") {
         return err(s, "ItemReader.ReaderConfig", "is required (InputType JSON)");
     }
-    let parameters = template(
-        s,
-        "ItemReader.Parameters",
-        reader.get("Parameters").unwrap_or(&Value::Null),
-        true,
-    )?;
+    let value = reader.get(field).unwrap_or(&Value::Null);
+    let parameters = match jsonata {
+        true => query_template(s, "ItemReader.Arguments", value)?,
+        false => template(s, "ItemReader.Parameters", value, true)?,
+    };
     let keys = parameters.keys();
     for key in &keys {
         if !["Bucket", "Key"].contains(key) {
-            return err(
-                s,
-                &format!("ItemReader.Parameters.{key}"),
-                "is not supported",
-            );
+            return err(s, &format!("ItemReader.{field}.{key}"), "is not supported");
         }
     }
     if keys.len() != 2 {
-        return err(s, "ItemReader.Parameters", "needs Bucket and Key");
+        return err(s, &format!("ItemReader.{field}"), "needs Bucket and Key");
     }
     Ok(ItemReader {
         parameters,

@@ -41,6 +41,13 @@ impl Query {
         if source.is_empty() {
             return Err("the JSONata expression is empty".into());
         }
+        // AWS's JSONata has every function of the language but $eval ($parse replaces it).
+        if source
+            .match_indices("$eval")
+            .any(|(at, _)| source[at + 5..].trim_start().starts_with('('))
+        {
+            return Err("$eval is not available in Step Functions (use $parse)".into());
+        }
         let expr = Expression::compile(&source)
             .map_err(|e| format!("invalid JSONata expression: {} ({})", e.message(), e.code()))?;
         Ok(Query {
@@ -201,6 +208,13 @@ mod tests {
             error.cause,
             "The JSONata expression '$states.input.missing' specified for the field 'Output' returned nothing (undefined)."
         );
+    }
+
+    #[test]
+    fn eval_is_refused_as_aws_has_no_eval() {
+        let error = Query::compile("$eval('1 + 1')").unwrap_err();
+        assert!(error.contains("$parse"), "{error}");
+        assert!(Query::compile("$evaluate").is_ok());
     }
 
     #[test]

@@ -230,6 +230,20 @@ mod tests {
         Path::parse(path).unwrap().select(&input, &json!({}))
     }
 
+    #[tokio::test]
+    async fn a_dollar_name_path_reads_the_variable_of_the_current_scope() {
+        let mut vars = Map::new();
+        vars.insert("cfg".into(), json!({"n": [1, 2]}));
+        let path = Path::parse("$cfg.n[1]").unwrap();
+        let read = crate::variables::scoped(std::sync::Arc::new(vars), async {
+            path.select(&json!({}), &json!({}))
+        })
+        .await;
+        assert_eq!(read, Some(json!(2)));
+        assert_eq!(path.select(&json!({"cfg": 1}), &json!({})), None);
+        assert!(Path::parse_reference("$cfg.n").is_err());
+    }
+
     #[test]
     fn errors_quote_definite_paths_in_bracket_notation() {
         let bracketed = |p: &str| Path::parse(p).unwrap().bracketed();

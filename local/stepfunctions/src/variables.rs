@@ -91,7 +91,6 @@ pub(crate) fn valid_name(name: &str) -> bool {
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && name != "states"
-        && name.len() <= 80
 }
 
 #[cfg(test)]

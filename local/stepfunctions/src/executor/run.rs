@@ -72,7 +72,8 @@ impl Run {
         Box::pin(async move {
             let mut name = start;
             let mut input = input;
-            let mut vars = vars;
+            // Shared with each state's scope without a copy; copied only when a state assigns.
+            let mut vars = Arc::new(vars);
             loop {
                 let Some(state) = machine.states.get(&name).cloned() else {
                     return Err(StatesError::runtime(format!(
@@ -85,7 +86,7 @@ impl Run {
                         // Re-entering the checkpoint state (resume, redrive) keeps what it left.
                         Some(c) if c.state == name => {
                             c.input = input.clone();
-                            c.variables = vars.clone();
+                            c.variables = (*vars).clone();
                         }
                         _ => {
                             r.open_map_run = None;
@@ -93,7 +94,7 @@ impl Run {
                                 state: name.clone(),
                                 input: input.clone(),
                                 iterations: None,
-                                variables: vars.clone(),
+                                variables: (*vars).clone(),
                             });
                         }
                     }
@@ -112,15 +113,14 @@ impl Run {
                     format!("The state/task input of {name:?} exceeds the 256 KiB limit")
                 })?;
                 let top_mode = if top { self.take_mode() } else { None };
-                let scope = Arc::new(vars.clone());
                 let (transition, assigned) = variables::scoped(
-                    scope,
+                    Arc::clone(&vars),
                     self.run_state(&state, input, (entered, entered_id), top, top_mode),
                 )
                 .await
                 .map_err(|e| e.located(&name, entered_id))?;
                 if let Some(assigned) = assigned {
-                    variables::apply(&mut vars, assigned)
+                    variables::apply(Arc::make_mut(&mut vars), assigned)
                         .map_err(|e| e.located(&name, entered_id))?;
                 }
                 match transition {

@@ -3,6 +3,7 @@
 
 use crate::definition::{Op, Operand, Rule, Template, parse_timestamp};
 use crate::error::StatesError;
+use crate::jsonata;
 use crate::jsonpath::Path;
 use serde_json::{Map, Value};
 
@@ -39,11 +40,33 @@ fn truncate(value: &Value) -> String {
     text
 }
 
-/// Evaluates a payload template against `input` and the context object.
+/// Evaluates a payload template against `input` and the context object; a JSONata
+/// expression in it sees `$states.input` and `$states.context`.
 pub(crate) fn render(
     template: &Template,
     input: &Value,
     context: &Value,
+    field: &str,
+) -> Result<Value, StatesError> {
+    render_with(template, input, context, None, field)
+}
+
+/// Evaluates a template of a JSONata state with `states` as `$states` (which then carries the
+/// result or error output where the field may read them).
+pub(crate) fn render_query(
+    template: &Template,
+    states: &Value,
+    field: &str,
+) -> Result<Value, StatesError> {
+    let empty = Value::Null;
+    render_with(template, &empty, &empty, Some(states), field)
+}
+
+fn render_with(
+    template: &Template,
+    input: &Value,
+    context: &Value,
+    states: Option<&Value>,
     field: &str,
 ) -> Result<Value, StatesError> {
     Ok(match template {
@@ -56,17 +79,28 @@ pub(crate) fn render(
             ))
         })?,
         Template::Call(call) => call.eval(input, context)?,
+        Template::Query(query) => match states {
+            Some(states) => query.value(states, field)?,
+            None => query.value(&jsonata::states(input, context, None, None), field)?,
+        },
         Template::Object(entries) => {
             let mut out = Map::new();
             for (key, value) in entries {
-                out.insert(key.clone(), render(value, input, context, key)?);
+                let name = match states {
+                    Some(_) => format!("{field}.{key}"),
+                    None => key.clone(),
+                };
+                out.insert(
+                    key.clone(),
+                    render_with(value, input, context, states, &name)?,
+                );
             }
             Value::Object(out)
         }
         Template::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|i| render(i, input, context, field))
+                .map(|i| render_with(i, input, context, states, field))
                 .collect::<Result<_, _>>()?,
         ),
     })
@@ -146,6 +180,8 @@ pub(crate) fn evaluate(rule: &Rule, input: &Value, context: &Value) -> Result<bo
             };
             compare(*op, &value, &other)
         }
+        // A JSONata state's Condition is evaluated by the Choice state itself.
+        Rule::Condition(_) => false,
     })
 }
 

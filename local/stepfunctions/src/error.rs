@@ -176,6 +176,7 @@ impl StatesError {
                 | "States.IntrinsicFailure"
                 | "States.ResultPathMatchFailure"
                 | "States.ParameterPathFailure"
+                | "States.QueryEvaluationError"
         );
         if !raised_by_interpreter || self.cause.starts_with(PREFIX) {
             return self;

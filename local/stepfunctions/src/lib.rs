@@ -12,10 +12,12 @@ mod definition;
 mod error;
 mod executor;
 mod intrinsics;
+mod jsonata;
 mod jsonpath;
 mod resources;
 mod sigv4;
 mod store;
+mod variables;
 
 pub use definition::{Definition, substitute};
 pub use error::{Error, StatesError};

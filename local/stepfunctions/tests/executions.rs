@@ -511,14 +511,14 @@ async fn unsupported_fields_are_rejected_naming_the_state_and_field() {
             "ResultWriter",
         ),
         (
-            json!({"QueryLanguage": "JSONata", "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}),
-            "",
-            "QueryLanguage",
+            json!({"QueryLanguage": "JSONata", "StartAt": "P", "States": {"P": {"Type": "Pass", "Parameters": {}, "End": true}}}),
+            "\"P\"",
+            "Parameters",
         ),
         (
-            json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Assign": {"x": 1}, "End": true}}}),
+            json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Output": {"x": 1}, "End": true}}}),
             "\"P\"",
-            "Assign",
+            "Output",
         ),
         (
             json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ToleratedFailureCount": 1, "ItemProcessor": {"StartAt": "P",

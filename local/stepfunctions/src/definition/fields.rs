@@ -4,6 +4,7 @@
 
 use crate::error::Error;
 use crate::intrinsics::{self, Call};
+use crate::jsonata::{Query, expression_text};
 use crate::jsonpath::Path;
 use serde_json::{Map, Value};
 
@@ -21,6 +22,8 @@ pub(crate) enum Expr {
     Static(String),
     Path(Path),
     Call(Call),
+    /// A JSONata expression (in a JSONata state).
+    Query(Query),
 }
 
 /// A number given literally or by a reference path (Map's MaxConcurrency and friends).
@@ -28,6 +31,18 @@ pub(crate) enum Expr {
 pub(crate) enum NumberOr {
     Value(f64),
     Path(Path),
+    /// A JSONata expression (in a JSONata state).
+    Query(Query),
+}
+
+/// The expression of a `{% ... %}` string, compiled, or `None` for any other value.
+pub(super) fn query_of(s: Option<&str>, field: &str, v: &Value) -> Res<Option<Query>> {
+    match v.as_str().and_then(expression_text) {
+        Some(inner) => Query::compile(inner)
+            .map(Some)
+            .map_err(|e| Error::definition(s, field, e)),
+        None => Ok(None),
+    }
 }
 
 /// `$`, the path a missing InputPath, OutputPath, ResultPath or ItemsPath stands for.
@@ -83,9 +98,13 @@ pub(super) fn expr_field(
     obj: &Map<String, Value>,
     literal: &str,
     path: &str,
+    jsonata: bool,
 ) -> Res<Option<Expr>> {
     match (obj.get(literal), obj.get(path)) {
         (Some(_), Some(_)) => err(s, path, format!("cannot be used together with {literal}")),
+        (Some(v), None) if jsonata && query_of(s, literal, v)?.is_some() => {
+            Ok(query_of(s, literal, v)?.map(Expr::Query))
+        }
         (Some(Value::String(v)), None) => Ok(Some(Expr::Static(v.clone()))),
         (Some(_), None) => err(s, literal, "must be a string"),
         (None, Some(Value::String(v))) => {
@@ -122,6 +141,9 @@ pub(super) fn number_or(
             &path_field,
             format!("cannot be used together with {field}"),
         ),
+        (Some(v), None) if query_of(s, field, v)?.is_some() => {
+            Ok(query_of(s, field, v)?.map(NumberOr::Query))
+        }
         (Some(v), None) => match v.as_f64() {
             Some(n) if n >= min && n <= max => Ok(Some(NumberOr::Value(n))),
             _ => err(s, field, format!("must be a number from {min} to {max}")),

@@ -25,8 +25,15 @@ pub(super) enum MachineKind {
     Processor,
 }
 
-/// Parses a machine; `parent` is the state a branch or processor belongs to.
-pub(super) fn parse_machine(json: &Value, parent: Option<&str>, kind: MachineKind) -> Res<Machine> {
+/// Parses a machine; `parent` is the state a branch or processor belongs to, and
+/// `inherited_jsonata` the QueryLanguage of the machine it is in (states of a branch or
+/// processor take the top-level machine's language).
+pub(super) fn parse_machine(
+    json: &Value,
+    parent: Option<&str>,
+    kind: MachineKind,
+    inherited_jsonata: bool,
+) -> Res<Machine> {
     let field_prefix = match kind {
         MachineKind::Top => "",
         MachineKind::Branch => "Branches.",
@@ -49,7 +56,14 @@ pub(super) fn parse_machine(json: &Value, parent: Option<&str>, kind: MachineKin
             "QueryLanguage",
         ],
         MachineKind::Branch => &["Comment", "StartAt", "States"],
-        MachineKind::Processor => &["Comment", "StartAt", "States", "ProcessorConfig"],
+        // QueryLanguage is how a Distributed Map's child, parsed on its own, keeps its parent's.
+        MachineKind::Processor => &[
+            "Comment",
+            "StartAt",
+            "States",
+            "ProcessorConfig",
+            "QueryLanguage",
+        ],
     };
     known_fields(parent, obj, allowed, field_prefix, "is not supported here")?;
     if let Some(version) = obj.get("Version")
@@ -57,15 +71,12 @@ pub(super) fn parse_machine(json: &Value, parent: Option<&str>, kind: MachineKin
     {
         return err(None, "Version", "only \"1.0\" exists");
     }
-    if let Some(lang) = obj.get("QueryLanguage")
-        && lang != "JSONPath"
-    {
-        return err(
-            None,
-            "QueryLanguage",
-            "only JSONPath is supported by the local executor (JSONata is not)",
-        );
-    }
+    let jsonata = match obj.get("QueryLanguage").map(|v| v.as_str()) {
+        None => inherited_jsonata,
+        Some(Some("JSONata")) => true,
+        Some(Some("JSONPath")) => false,
+        _ => return err(None, "QueryLanguage", "must be JSONPath or JSONata"),
+    };
     let timeout_seconds = obj
         .get("TimeoutSeconds")
         .map(|v| positive_integer(None, "TimeoutSeconds", v))
@@ -104,7 +115,10 @@ pub(super) fn parse_machine(json: &Value, parent: Option<&str>, kind: MachineKin
                 "state names must be 1 to 80 characters",
             );
         }
-        states.insert(name.clone(), Arc::new(parse_state(name, state_json)?));
+        states.insert(
+            name.clone(),
+            Arc::new(parse_state(name, state_json, jsonata)?),
+        );
     }
     if !states.contains_key(&start_at) {
         return err(

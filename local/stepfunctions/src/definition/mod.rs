@@ -18,7 +18,7 @@ mod validation;
 pub(crate) use fields::{Expr, NumberOr, parse_timestamp};
 pub(crate) use machine::Machine;
 pub(crate) use retry_catch::Retrier;
-pub(crate) use state::{Kind, State};
+pub(crate) use state::{Choice, Kind, State};
 pub(crate) use states::choice::{Op, Operand, Rule};
 pub(crate) use states::distributed::{MAX_BATCH_BYTES, Transformation};
 pub(crate) use states::map::MapSpec;
@@ -56,7 +56,7 @@ impl Definition {
                 format!("the definition is not valid JSON: {e}"),
             )
         })?;
-        let machine = parse_machine(&json, None, MachineKind::Top)?;
+        let machine = parse_machine(&json, None, MachineKind::Top, false)?;
         Ok(Definition {
             machine: Arc::new(machine),
             text: text.to_string(),
@@ -99,7 +99,7 @@ pub fn substitute(text: &str, substitutions: &HashMap<String, String>) -> Result
 
 /// Parses a Map item processor on its own (a distributed child execution's definition).
 pub(crate) fn parse_processor(json: &Value) -> Result<Arc<Machine>, Error> {
-    parse_machine(json, None, MachineKind::Processor).map(Arc::new)
+    parse_machine(json, None, MachineKind::Processor, false).map(Arc::new)
 }
 
 #[cfg(test)]

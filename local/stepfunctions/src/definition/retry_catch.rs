@@ -3,6 +3,7 @@
 //! that States.ALL stands alone in the last entry.
 
 use super::fields::{Res, err, known_fields, positive_integer, result_path, string_list};
+use super::template::{Template, assign_template, query_template};
 use crate::error::Error;
 use crate::jsonpath::Path;
 use serde_json::{Map, Value};
@@ -24,6 +25,10 @@ pub(crate) struct Catcher {
     pub error_equals: Vec<String>,
     pub result_path: Option<Path>,
     pub next: String,
+    /// The variables the catcher sets.
+    pub assign: Option<Template>,
+    /// JSONata: the output the catcher passes on (the error output by default).
+    pub output: Option<Template>,
 }
 
 /// States.ALL must be alone in its ErrorEquals, and in the last retrier or catcher.
@@ -128,25 +133,30 @@ pub(super) fn parse_retry(s: Option<&str>, v: &Value) -> Res<Vec<Retrier>> {
 }
 
 /// Parses a Catch array.
-pub(super) fn parse_catch(s: Option<&str>, v: &Value) -> Res<Vec<Catcher>> {
-    let allowed = ["ErrorEquals", "Next", "ResultPath", "Comment"];
-    parse_entries(
-        s,
-        "Catch",
-        "Catcher",
-        &allowed,
-        v,
-        |obj, error_equals, f| {
-            let next = obj
-                .get("Next")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Error::definition(s, f("Next"), "is required"))?
-                .to_string();
-            Ok(Catcher {
-                error_equals,
-                result_path: result_path(s, &f("ResultPath"), obj.get("ResultPath"))?,
-                next,
-            })
-        },
-    )
+pub(super) fn parse_catch(s: Option<&str>, v: &Value, jsonata: bool) -> Res<Vec<Catcher>> {
+    let allowed: &[&str] = if jsonata {
+        &["ErrorEquals", "Next", "Output", "Assign", "Comment"]
+    } else {
+        &["ErrorEquals", "Next", "ResultPath", "Assign", "Comment"]
+    };
+    parse_entries(s, "Catch", "Catcher", allowed, v, |obj, error_equals, f| {
+        let next = obj
+            .get("Next")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::definition(s, f("Next"), "is required"))?
+            .to_string();
+        Ok(Catcher {
+            error_equals,
+            result_path: result_path(s, &f("ResultPath"), obj.get("ResultPath"))?,
+            next,
+            assign: obj
+                .get("Assign")
+                .map(|v| assign_template(s, &f("Assign"), v, jsonata))
+                .transpose()?,
+            output: obj
+                .get("Output")
+                .map(|v| query_template(s, &f("Output"), v))
+                .transpose()?,
+        })
+    })
 }

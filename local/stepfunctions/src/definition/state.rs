@@ -1,13 +1,15 @@
-//! One state: the fields every state type shares (Type, Comment, Next/End, InputPath,
-//! OutputPath, ResultPath, Parameters, ResultSelector, Retry, Catch), which fields each type
-//! allows, and the dispatch to the parser of each type's own fields.
+//! One state: the fields every state type shares (Type, Comment, QueryLanguage, Next/End,
+//! InputPath, OutputPath, ResultPath, Parameters, ResultSelector, Arguments, Output, Assign,
+//! Retry, Catch), which fields each type allows in each query language, and the dispatch to the
+//! parser of each type's own fields.
 
 use super::fields::{Expr, Res, err, expr_field, path_field, result_path};
 use super::machine::Machine;
 use super::retry_catch::{Catcher, Retrier, parse_catch, parse_retry};
 use super::states::{self, choice::Rule, map::MapSpec, task::Resource, wait::WaitFor};
-use super::template::{Template, template};
+use super::template::{Template, assign_template, query_template, template};
 use crate::error::Error;
+use crate::jsonata::Query;
 use crate::jsonpath::Path;
 use serde_json::Value;
 use std::sync::Arc;
@@ -27,6 +29,14 @@ pub(crate) struct State {
     pub next: Option<String>,
     pub retry: Vec<Retrier>,
     pub catch: Vec<Catcher>,
+    /// Whether the state's QueryLanguage is JSONata (its own, or the machine's).
+    pub jsonata: bool,
+    /// JSONata: the input of the work (Task, Parallel).
+    pub arguments: Option<Template>,
+    /// JSONata: the state's output.
+    pub output: Option<Template>,
+    /// The variables the state sets (both languages).
+    pub assign: Option<Template>,
 }
 
 impl State {
@@ -55,9 +65,11 @@ pub(crate) enum Kind {
         resource: Resource,
         timeout_seconds: Option<u64>,
         timeout_seconds_path: Option<Path>,
+        /// JSONata: TimeoutSeconds given as an expression.
+        timeout_query: Option<Query>,
     },
     Choice {
-        choices: Vec<(Rule, String)>,
+        choices: Vec<Choice>,
         default: Option<String>,
     },
     Wait(WaitFor),
@@ -72,8 +84,38 @@ pub(crate) enum Kind {
     },
 }
 
+/// One Choice rule with where it leads, and (for a rule that matches) the variables it sets
+/// and, in a JSONata state, the output it gives.
+#[derive(Debug)]
+pub(crate) struct Choice {
+    pub rule: Rule,
+    pub next: String,
+    pub assign: Option<Template>,
+    pub output: Option<Template>,
+}
+
 /// Fields every state may have.
 const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
+/// Fields only a JSONPath state may have.
+const JSONPATH_ONLY: &[&str] = &[
+    "InputPath",
+    "OutputPath",
+    "ResultPath",
+    "Parameters",
+    "ResultSelector",
+    "Result",
+    "ItemsPath",
+    "SecondsPath",
+    "TimestampPath",
+    "TimeoutSecondsPath",
+    "ErrorPath",
+    "CausePath",
+    "MaxConcurrencyPath",
+    "ToleratedFailurePercentagePath",
+    "ToleratedFailureCountPath",
+];
+/// Fields only a JSONata state may have.
+const JSONATA_ONLY: &[&str] = &["Arguments", "Output", "Items"];
 /// Fields of a state that moves on to another: Next or End, and its input and output paths.
 const FLOW: &[&str] = &["Next", "End", "InputPath", "OutputPath"];
 /// Fields of a state that does work: its parameters, result processing, Retry and Catch.
@@ -88,20 +130,40 @@ const WORK: &[&str] = &[
 /// The fields a state type allows besides [`COMMON`], or `None` for an unsupported type.
 fn allowed_fields(kind: &str) -> Option<&'static [&'static [&'static str]]> {
     Some(match kind {
-        "Pass" => &[FLOW, &["ResultPath", "Parameters", "Result"]],
-        "Task" => &[FLOW, WORK, states::task::FIELDS],
-        "Choice" => &[&["Choices", "Default", "InputPath", "OutputPath"]],
-        "Wait" => &[FLOW, states::wait::FIELDS],
-        "Succeed" => &[&["InputPath", "OutputPath"]],
+        "Pass" => &[
+            FLOW,
+            &["ResultPath", "Parameters", "Result", "Output", "Assign"],
+        ],
+        "Task" => &[
+            FLOW,
+            WORK,
+            states::task::FIELDS,
+            &["Arguments", "Output", "Assign"],
+        ],
+        "Choice" => &[&[
+            "Choices",
+            "Default",
+            "InputPath",
+            "OutputPath",
+            "Output",
+            "Assign",
+        ]],
+        "Wait" => &[FLOW, states::wait::FIELDS, &["Output", "Assign"]],
+        "Succeed" => &[&["InputPath", "OutputPath", "Output"]],
         "Fail" => &[&["Error", "Cause", "ErrorPath", "CausePath"]],
-        "Parallel" => &[FLOW, WORK, &["Branches"]],
-        "Map" => &[FLOW, WORK, states::map::FIELDS],
+        "Parallel" => &[FLOW, WORK, &["Branches", "Arguments", "Output", "Assign"]],
+        "Map" => &[
+            FLOW,
+            WORK,
+            states::map::FIELDS,
+            &["Items", "Output", "Assign"],
+        ],
         _ => return None,
     })
 }
 
-/// Parses the state `name`.
-pub(super) fn parse_state(name: &str, json: &Value) -> Res<State> {
+/// Parses the state `name`; `machine_jsonata` is the machine's QueryLanguage.
+pub(super) fn parse_state(name: &str, json: &Value, machine_jsonata: bool) -> Res<State> {
     let s = Some(name);
     let Some(obj) = json.as_object() else {
         return err(s, "(state)", "must be an object");
@@ -127,10 +189,31 @@ pub(super) fn parse_state(name: &str, json: &Value) -> Res<State> {
             );
         }
     }
-    if let Some(lang) = obj.get("QueryLanguage")
-        && lang != "JSONPath"
-    {
-        return err(s, "QueryLanguage", "only JSONPath is supported");
+    let jsonata = match obj.get("QueryLanguage").map(|v| v.as_str()) {
+        None => machine_jsonata,
+        Some(Some("JSONata")) => true,
+        // AWS: a state cannot go back to JSONPath in a JSONata machine.
+        Some(Some("JSONPath")) if machine_jsonata => {
+            return err(
+                s,
+                "QueryLanguage",
+                "a state cannot use JSONPath when the state machine's QueryLanguage is JSONata",
+            );
+        }
+        Some(Some("JSONPath")) => false,
+        _ => return err(s, "QueryLanguage", "must be JSONPath or JSONata"),
+    };
+    for key in obj.keys() {
+        if jsonata && JSONPATH_ONLY.contains(&key.as_str()) {
+            return err(
+                s,
+                key,
+                "is a JSONPath field and cannot be used in a JSONata state (use Arguments, Output and Assign)",
+            );
+        }
+        if !jsonata && JSONATA_ONLY.contains(&key.as_str()) {
+            return err(s, key, "can only be used in a JSONata state");
+        }
     }
     if let Some(comment) = obj.get("Comment")
         && !comment.is_string()
@@ -180,24 +263,40 @@ pub(super) fn parse_state(name: &str, json: &Value) -> Res<State> {
     };
     let catch = match obj.get("Catch") {
         None => Vec::new(),
-        Some(v) => parse_catch(s, v)?,
+        Some(v) => parse_catch(s, v, jsonata)?,
     };
+    let query = |field: &str| {
+        obj.get(field)
+            .map(|v| query_template(s, field, v))
+            .transpose()
+    };
+    let arguments = query("Arguments")?;
+    let output = query("Output")?;
+    let assign = obj
+        .get("Assign")
+        .map(|v| assign_template(s, "Assign", v, jsonata))
+        .transpose()?;
     let kind = match kind_name {
         "Pass" => Kind::Pass {
             result: obj.get("Result").cloned(),
         },
-        "Task" => states::task::parse_task(s, obj)?,
-        "Choice" => states::choice::parse_choice(s, obj)?,
+        "Task" => states::task::parse_task(s, obj, jsonata)?,
+        "Choice" => states::choice::parse_choice(s, obj, jsonata)?,
         "Wait" => states::wait::parse_wait(s, obj)?,
         "Succeed" => Kind::Succeed,
         "Fail" => Kind::Fail {
-            error: expr_field(s, obj, "Error", "ErrorPath")?,
-            cause: expr_field(s, obj, "Cause", "CausePath")?,
+            error: expr_field(s, obj, "Error", "ErrorPath", jsonata)?,
+            cause: expr_field(s, obj, "Cause", "CausePath", jsonata)?,
         },
         "Parallel" => Kind::Parallel {
-            branches: states::parallel::parse_branches(s, obj)?,
+            branches: states::parallel::parse_branches(s, obj, machine_jsonata)?,
         },
-        "Map" => Kind::Map(Box::new(states::map::parse_map(s, obj)?)),
+        "Map" => Kind::Map(Box::new(states::map::parse_map(
+            s,
+            obj,
+            jsonata,
+            machine_jsonata,
+        )?)),
         _ => unreachable!("checked by allowed_fields"),
     };
     Ok(State {
@@ -211,5 +310,9 @@ pub(super) fn parse_state(name: &str, json: &Value) -> Res<State> {
         next,
         retry,
         catch,
+        jsonata,
+        arguments,
+        output,
+        assign,
     })
 }

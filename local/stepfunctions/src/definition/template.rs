@@ -1,11 +1,14 @@
 //! Payload templates (Parameters, ResultSelector, ItemSelector, ItemReader.Parameters,
 //! ItemBatcher.BatchInput): keys ending in `.$` take a path or an intrinsic function, the rest
-//! is copied.
+//! is copied. In a JSONata state every `{% ... %}` string is an expression instead, and Assign
+//! names the variables it sets.
 
 use super::fields::{Res, err};
 use crate::error::Error;
 use crate::intrinsics::{self, Call};
+use crate::jsonata::{Query, expression_text};
 use crate::jsonpath::Path;
+use crate::variables;
 use serde_json::Value;
 
 /// evaluated, everything else is copied.
@@ -16,6 +19,8 @@ pub(crate) enum Template {
     Call(Call),
     Object(Vec<(String, Template)>),
     Array(Vec<Template>),
+    /// A `{% ... %}` string of a JSONata state.
+    Query(Query),
 }
 
 /// Parses a payload template; `field` is the dotted name used in errors.
@@ -58,6 +63,67 @@ pub(super) fn template(s: Option<&str>, field: &str, v: &Value, top: bool) -> Re
         )),
         other if top => err(s, field, format!("must be an object, not {other}")),
         other => Ok(Template::Static(other.clone())),
+    }
+}
+
+/// Parses a field of a JSONata state: any JSON value, in which every string that is a whole
+/// `{% ... %}` is compiled as a JSONata expression.
+pub(crate) fn query_template(s: Option<&str>, field: &str, v: &Value) -> Res<Template> {
+    Ok(match v {
+        Value::String(text) => match expression_text(text) {
+            Some(inner) => {
+                Template::Query(Query::compile(inner).map_err(|e| Error::definition(s, field, e))?)
+            }
+            None => Template::Static(v.clone()),
+        },
+        Value::Object(map) => Template::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), query_template(s, &format!("{field}.{k}"), v)?)))
+                .collect::<Res<_>>()?,
+        ),
+        Value::Array(items) => Template::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| query_template(s, &format!("{field}[{i}]"), v))
+                .collect::<Res<_>>()?,
+        ),
+        other => Template::Static(other.clone()),
+    })
+}
+
+/// Parses an Assign field: an object of variable names (with `.$` in a JSONPath state for a
+/// path or intrinsic) or, in a JSONata state, one expression that gives that object.
+pub(crate) fn assign_template(
+    s: Option<&str>,
+    field: &str,
+    v: &Value,
+    jsonata: bool,
+) -> Res<Template> {
+    if jsonata && let Value::String(_) = v {
+        return query_template(s, field, v);
+    }
+    let Some(map) = v.as_object() else {
+        return err(s, field, "must be an object of variable names and values");
+    };
+    for key in map.keys() {
+        let name = if jsonata {
+            key.as_str()
+        } else {
+            key.strip_suffix(".$").unwrap_or(key)
+        };
+        if !variables::valid_name(name) {
+            return err(
+                s,
+                &format!("{field}.{key}"),
+                "is not a valid variable name (a letter or '_', then letters, digits or '_'; not 'states')",
+            );
+        }
+    }
+    if jsonata {
+        query_template(s, field, v)
+    } else {
+        template(s, field, v, true)
     }
 }
 

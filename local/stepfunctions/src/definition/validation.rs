@@ -24,8 +24,8 @@ pub(super) fn check_transitions(start_at: &str, states: &HashMap<String, Arc<Sta
             targets.push(("Catch.Next", &catcher.next));
         }
         if let Kind::Choice { choices, default } = &state.kind {
-            for (_, next) in choices {
-                targets.push(("Choices.Next", next));
+            for choice in choices {
+                targets.push(("Choices.Next", &choice.next));
             }
             if let Some(default) = default {
                 targets.push(("Default", default));

@@ -26,13 +26,18 @@ impl Engine {
         cancel: CancellationToken,
     ) -> Outcome {
         *lock(&entry.cancel) = cancel.clone();
-        let (start_state, input, base_context, sm_arn, sm_name) = {
+        let (start_state, input, vars, base_context, sm_arn, sm_name) = {
             let r = entry.lock();
-            let (state, input) = match (&r.checkpoint, mode) {
+            // A resume or redrive starts with the variables the checkpoint state saw.
+            let (state, input, vars) = match (&r.checkpoint, mode) {
                 (Some(c), StartMode::Resume | StartMode::Redrive) => {
-                    (c.state.clone(), c.input.clone())
+                    (c.state.clone(), c.input.clone(), c.variables.clone())
                 }
-                _ => (machine.start_at.clone(), r.input.clone()),
+                _ => (
+                    machine.start_at.clone(),
+                    r.input.clone(),
+                    Default::default(),
+                ),
             };
             let mut execution = json!({
                 "Id": r.arn,
@@ -52,6 +57,7 @@ impl Engine {
             (
                 state,
                 input,
+                vars,
                 context,
                 r.state_machine_arn.clone(),
                 r.state_machine_name.clone(),
@@ -77,7 +83,7 @@ impl Engine {
         }
         let outcome = tokio::select! {
             // A panic in a host's Resources must fail this execution, not leave it RUNNING.
-            result = std::panic::AssertUnwindSafe(run.run_states(&machine, start_state, input, true)).catch_unwind() => match result {
+            result = std::panic::AssertUnwindSafe(run.run_states(&machine, start_state, input, true, vars)).catch_unwind() => match result {
                 Ok(Ok(output)) => Outcome::Succeeded(output),
                 Ok(Err(error)) => Outcome::Failed(error),
                 Err(panic) => {

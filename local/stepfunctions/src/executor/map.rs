@@ -7,7 +7,9 @@ use super::run::Run;
 use crate::dataflow::{render, select_path};
 use crate::definition::{MapSpec, NumberOr, State};
 use crate::error::StatesError;
+use crate::jsonata::{self, wrong_type};
 use crate::store::lock;
+use crate::variables;
 use futures::stream::StreamExt;
 use serde_json::{Value, json};
 use std::sync::Mutex;
@@ -29,6 +31,13 @@ pub(super) fn resolve_number(
                 p.as_str()
             ))),
         },
+        Some(NumberOr::Query(q)) => {
+            let v = q.value(&jsonata::states(input, context, None, None), field)?;
+            match v.as_f64() {
+                Some(n) if n >= 0.0 => Ok(Some(n)),
+                _ => Err(wrong_type(Some(q), field, "number", &v)),
+            }
+        }
     }
 }
 
@@ -50,12 +59,18 @@ fn item_input(
     }
 }
 
-/// The items ItemsPath selects, which must be an array.
+/// The items ItemsPath selects (or, in a JSONata state, Items gives), which must be an array.
 pub(super) fn items_from_path(
     spec: &MapSpec,
     effective: &Value,
     context: &Value,
 ) -> Result<Vec<Value>, StatesError> {
+    if let Some(template) = &spec.items {
+        return match render(template, effective, context, "Items")? {
+            Value::Array(items) => Ok(items),
+            other => Err(wrong_type(None, "Items", "array", &other)),
+        };
+    }
     let items = select_path(spec.items_path.as_ref(), effective, context, "ItemsPath")?;
     match items {
         Value::Array(items) => Ok(items),
@@ -124,6 +139,9 @@ impl Run {
             limit
         };
         let name = state.name.clone();
+        // Each iteration reads the outer variables; what it assigns stays inside it.
+        let outer_vars = variables::current();
+        let outer_vars = &outer_vars;
         // Iterations started and not finished: aborted when another one fails.
         let in_flight: Mutex<std::collections::BTreeSet<usize>> = Mutex::default();
         let in_flight = &in_flight;
@@ -144,6 +162,7 @@ impl Run {
                         spec.processor.start_at.clone(),
                         input,
                         false,
+                        (**outer_vars).clone(),
                     )
                     .await
                 {

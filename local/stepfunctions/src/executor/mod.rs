@@ -1,6 +1,7 @@
 //! The interpreter: the [`Engine`] the API server and the in-process handle share, and the
 //! modules that run executions state by state, one module per state type and per concern.
 
+mod assign;
 mod batching;
 mod choice;
 mod distributed_map;

@@ -6,6 +6,7 @@ use super::iterations::IterationResults;
 use super::run::Run;
 use crate::definition::{Machine, State};
 use crate::error::StatesError;
+use crate::variables;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::Value;
 use std::sync::Arc;
@@ -28,10 +29,12 @@ impl Run {
             .filter(|(i, _)| results.is_pending(*i))
             .map(|(i, branch)| {
                 let input = input.clone();
+                // A branch reads the outer variables; what it assigns stays inside it.
+                let vars = (*variables::current()).clone();
                 async move {
                     (
                         i,
-                        self.run_states(branch, branch.start_at.clone(), input, false)
+                        self.run_states(branch, branch.start_at.clone(), input, false, vars)
                             .await,
                     )
                 }

@@ -3,11 +3,13 @@
 //! then the first matching catcher sends the error output to its Next.
 
 use super::StartMode;
+use super::assign::{self, Assigned, Source};
 use super::history::tracking_start;
 use super::run::{Run, Transition};
 use crate::dataflow::apply_result_path;
 use crate::definition::{Kind, Retrier, State};
 use crate::error::StatesError;
+use crate::jsonata;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -21,7 +23,7 @@ impl Run {
         entered: (DateTime<Utc>, u64),
         top: bool,
         mut mode: Option<StartMode>,
-    ) -> Result<Transition, StatesError> {
+    ) -> Result<(Transition, Assigned), StatesError> {
         let mut attempts = vec![0u32; state.retry.len()];
         let mut retry_count = 0;
         let is_task = matches!(state.kind, Kind::Task { .. });
@@ -30,9 +32,9 @@ impl Run {
             let (result, started) =
                 tracking_start(self.attempt(state, &raw, &context, top, mode.take())).await;
             let error = match result {
-                Ok(output) => {
-                    self.exited(state, &output)?;
-                    return Ok(Self::transition(state, output));
+                Ok((output, assigned)) => {
+                    self.exited(state, &output, &assigned)?;
+                    return Ok((Self::transition(state, output), assigned));
                 }
                 Err(error) => error.located(&state.name, entered.1),
             };
@@ -59,10 +61,30 @@ impl Run {
                 return Err(error);
             }
             if let Some(catcher) = state.catch.iter().find(|c| error.matches(&c.error_equals)) {
-                let output =
-                    apply_result_path(catcher.result_path.as_ref(), &raw, error.to_output())?;
-                self.exited(state, &output)?;
-                return Ok(Transition::Next(catcher.next.clone(), output));
+                // A caught error sets the catcher's variables, not the state's.
+                let error_output = error.to_output();
+                let (output, assigned) = if state.jsonata {
+                    let states = jsonata::states(&raw, &context, None, Some(&error_output));
+                    (
+                        assign::output_of(catcher.output.as_ref(), &states, || {
+                            error_output.clone()
+                        })?,
+                        assign::evaluate(catcher.assign.as_ref(), Source::Jsonata(&states))?,
+                    )
+                } else {
+                    let assigned = assign::evaluate(
+                        catcher.assign.as_ref(),
+                        Source::Path {
+                            value: &error_output,
+                            context: &context,
+                        },
+                    )?;
+                    let output =
+                        apply_result_path(catcher.result_path.as_ref(), &raw, error_output)?;
+                    (output, assigned)
+                };
+                self.exited(state, &output, &assigned)?;
+                return Ok((Transition::Next(catcher.next.clone(), output), assigned));
             }
             return Err(error);
         }

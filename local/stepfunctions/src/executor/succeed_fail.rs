@@ -1,9 +1,11 @@
 //! The states that end an execution: Succeed passes its input on as the output, Fail ends it
 //! with an error and cause, given literally, by a path or by an intrinsic function.
 
+use super::assign;
 use super::run::{Run, Transition, input_path};
 use crate::definition::{Expr, State};
 use crate::error::StatesError;
+use crate::jsonata::{self, wrong_type};
 use serde_json::Value;
 
 impl Run {
@@ -15,7 +17,13 @@ impl Run {
         context: &Value,
     ) -> Result<Transition, StatesError> {
         let effective = input_path(state, raw, context)?;
-        let output = self.leave(state, &effective, context)?;
+        let effective = match state.jsonata {
+            true => assign::output(state, &jsonata::states(raw, context, None, None), || {
+                raw.clone()
+            })?,
+            false => effective,
+        };
+        let output = self.leave(state, &effective, context, &None)?;
         Ok(Transition::End(output))
     }
 }
@@ -45,6 +53,17 @@ pub(super) fn fail_error(
                 Value::String(s) => s,
                 other => other.to_string(),
             },
+            Some(Expr::Query(q)) => {
+                let field = if field == "ErrorPath" {
+                    "Error"
+                } else {
+                    "Cause"
+                };
+                match q.value(&jsonata::states(raw, context, None, None), field)? {
+                    Value::String(s) => s,
+                    other => return Err(wrong_type(Some(q), field, "string", &other)),
+                }
+            }
         })
     };
     Ok(StatesError::new(

@@ -1,10 +1,12 @@
 //! The Wait state: a number of seconds or a timestamp, given literally or by a path; the delay
 //! is scaled by the engine's `time_scale`.
 
+use super::assign::{self, Assigned, Source};
 use super::now;
 use super::run::{Run, Transition, input_path};
 use crate::definition::{State, WaitFor, parse_timestamp};
 use crate::error::StatesError;
+use crate::jsonata::{self, wrong_type};
 use chrono::Utc;
 use serde_json::Value;
 
@@ -16,9 +18,25 @@ impl Run {
         wait: &WaitFor,
         raw: &Value,
         context: &Value,
-    ) -> Result<Transition, StatesError> {
+    ) -> Result<(Transition, Assigned), StatesError> {
         let effective = input_path(state, raw, context)?;
+        let states = state
+            .jsonata
+            .then(|| jsonata::states(raw, context, None, None));
         let seconds = match wait {
+            WaitFor::SecondsQuery(q) => {
+                let v = q.value(states.as_ref().unwrap_or(&Value::Null), "Seconds")?;
+                v.as_u64()
+                    .ok_or_else(|| wrong_type(Some(q), "Seconds", "integer", &v))?
+                    as f64
+            }
+            WaitFor::TimestampQuery(q) => {
+                let v = q.value(states.as_ref().unwrap_or(&Value::Null), "Timestamp")?;
+                match v.as_str().and_then(parse_timestamp) {
+                    Some(t) => until(&t),
+                    None => return Err(wrong_type(Some(q), "Timestamp", "timestamp", &v)),
+                }
+            }
             WaitFor::Seconds(n) => *n as f64,
             WaitFor::SecondsPath(p) => match p.select(&effective, context).and_then(|v| v.as_u64())
             {
@@ -47,8 +65,24 @@ impl Run {
             }
         };
         self.engine.sleep(seconds, &self.cancel).await;
-        let output = self.leave(state, &effective, context)?;
-        Ok(Self::transition(state, output))
+        let (output, assigned) = match &states {
+            Some(states) => (
+                assign::output(state, states, || raw.clone())?,
+                assign::evaluate(state.assign.as_ref(), Source::Jsonata(states))?,
+            ),
+            None => (
+                effective.clone(),
+                assign::evaluate(
+                    state.assign.as_ref(),
+                    Source::Path {
+                        value: &effective,
+                        context,
+                    },
+                )?,
+            ),
+        };
+        let output = self.leave(state, &output, context, &assigned)?;
+        Ok((Self::transition(state, output), assigned))
     }
 }
 

@@ -54,11 +54,13 @@ enum CmpOp {
     Ge,
 }
 
-/// A parsed JSONPath, rooted either at the state input (`$`) or the context object (`$$`).
+/// A parsed JSONPath, rooted at the state input (`$`), the context object (`$$`) or a
+/// workflow variable (`$name`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Path {
     text: String,
     context: bool,
+    variable: Option<String>,
     segments: Vec<Segment>,
 }
 
@@ -72,11 +74,23 @@ impl Path {
         } else {
             return Err(format!("the path {text:?} does not start with '$'"));
         };
+        // `$name` reads the workflow variable `name`.
+        let name_len = if context {
+            0
+        } else {
+            rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len())
+        };
+        let (variable, rest) = match name_len {
+            0 => (None, rest),
+            n => (Some(rest[..n].to_string()), &rest[n..]),
+        };
         let segments =
             parse_segments(rest).map_err(|e| format!("invalid JSONPath {text:?}: {e}"))?;
         Ok(Path {
             text: text.to_string(),
             context,
+            variable,
             segments,
         })
     }
@@ -84,9 +98,9 @@ impl Path {
     /// Parses a reference path (only `.name`, `['name']` and `[n]` steps), as `ResultPath` needs.
     pub fn parse_reference(text: &str) -> Result<Path, String> {
         let path = Path::parse(text)?;
-        if path.context {
+        if path.context || path.variable.is_some() {
             return Err(format!(
-                "the reference path {text:?} cannot refer to the context object"
+                "the reference path {text:?} cannot refer to the context object or a variable"
             ));
         }
         if !path.is_definite() {
@@ -105,7 +119,10 @@ impl Path {
     /// The path in the bracket notation AWS quotes in its errors (`$['a']['b'][0]`); paths with
     /// wildcards, slices or filters are given as written.
     pub fn bracketed(&self) -> String {
-        let mut out = String::from(if self.context { "$$" } else { "$" });
+        let mut out = match &self.variable {
+            Some(name) => format!("${name}"),
+            None => String::from(if self.context { "$$" } else { "$" }),
+        };
         for segment in &self.segments {
             match segment {
                 Segment::Field(name) => out.push_str(&format!("['{name}']")),
@@ -128,10 +145,19 @@ impl Path {
             .all(|s| matches!(s, Segment::Field(_) | Segment::Index(_)))
     }
 
-    /// Selects from `input` (or `context` for `$$` paths). A definite path that matches nothing
-    /// is `None`; an indefinite path always answers an array (possibly empty).
+    /// Selects from `input` (or `context` for `$$` paths, or the variable of the current
+    /// scope). A definite path that matches nothing is `None`; an indefinite path always
+    /// answers an array (possibly empty).
     pub fn select(&self, input: &Value, context: &Value) -> Option<Value> {
-        let root = if self.context { context } else { input };
+        let variable;
+        let root = match &self.variable {
+            Some(name) => {
+                variable = crate::variables::lookup(name)?;
+                &variable
+            }
+            None if self.context => context,
+            None => input,
+        };
         let found = walk(root, &self.segments);
         if self.is_definite() {
             found.into_iter().next().cloned()
@@ -202,6 +228,20 @@ mod tests {
 
     fn sel(path: &str, input: Value) -> Option<Value> {
         Path::parse(path).unwrap().select(&input, &json!({}))
+    }
+
+    #[tokio::test]
+    async fn a_dollar_name_path_reads_the_variable_of_the_current_scope() {
+        let mut vars = Map::new();
+        vars.insert("cfg".into(), json!({"n": [1, 2]}));
+        let path = Path::parse("$cfg.n[1]").unwrap();
+        let read = crate::variables::scoped(std::sync::Arc::new(vars), async {
+            path.select(&json!({}), &json!({}))
+        })
+        .await;
+        assert_eq!(read, Some(json!(2)));
+        assert_eq!(path.select(&json!({"cfg": 1}), &json!({})), None);
+        assert!(Path::parse_reference("$cfg.n").is_err());
     }
 
     #[test]

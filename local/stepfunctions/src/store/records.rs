@@ -108,6 +108,9 @@ pub struct Checkpoint {
     /// For an inline Map or Parallel state: what its iterations or branches returned so far.
     #[serde(default)]
     pub iterations: Option<Iterations>,
+    /// The workflow variables when the state was entered.
+    #[serde(default)]
+    pub variables: serde_json::Map<String, Value>,
 }
 
 /// Per-iteration results of the top-level inline Map or Parallel state at the checkpoint, so

@@ -1,9 +1,12 @@
 //! The Choice state's own fields: Choices (rules, each with its Next) and Default. A rule is
 //! And, Or, Not or one comparison of Variable with a literal or a path.
 
-use crate::definition::fields::{Res, err, parse_timestamp};
+use crate::definition::fields::{Res, err, known_fields, parse_timestamp, query_of};
+use crate::definition::state::Choice;
 use crate::definition::state::Kind;
+use crate::definition::template::{assign_template, query_template};
 use crate::error::Error;
+use crate::jsonata::Query;
 use crate::jsonpath::Path;
 use serde_json::{Map, Value};
 
@@ -18,6 +21,8 @@ pub(crate) enum Rule {
         op: Op,
         operand: Operand,
     },
+    /// JSONata: a Condition expression that must give a boolean.
+    Condition(Query),
 }
 
 /// The right-hand side of a comparison.
@@ -82,8 +87,12 @@ const OPS: &[(&str, Op)] = &[
     ("IsTimestamp", Op::IsTimestamp),
 ];
 
-/// Parses a Choice state's own fields.
-pub(in crate::definition) fn parse_choice(s: Option<&str>, obj: &Map<String, Value>) -> Res<Kind> {
+/// Parses a Choice state's own fields; a JSONata state's rules are Conditions.
+pub(in crate::definition) fn parse_choice(
+    s: Option<&str>,
+    obj: &Map<String, Value>,
+    jsonata: bool,
+) -> Res<Kind> {
     let Some(items) = obj.get("Choices").and_then(Value::as_array) else {
         return err(s, "Choices", "is required and must be an array");
     };
@@ -103,7 +112,26 @@ pub(in crate::definition) fn parse_choice(s: Option<&str>, obj: &Map<String, Val
                 "is required in a top-level choice rule",
             );
         };
-        choices.push((parse_rule(s, &field, rule_obj, true)?, next.to_string()));
+        let assign = rule_obj
+            .get("Assign")
+            .map(|v| assign_template(s, &format!("{field}.Assign"), v, jsonata))
+            .transpose()?;
+        let rule = if jsonata {
+            parse_condition(s, &field, rule_obj)?
+        } else {
+            let mut rule_obj = rule_obj.clone();
+            rule_obj.remove("Assign");
+            parse_rule(s, &field, &rule_obj, true)?
+        };
+        choices.push(Choice {
+            rule,
+            next: next.to_string(),
+            assign,
+            output: rule_obj
+                .get("Output")
+                .map(|v| query_template(s, &format!("{field}.Output"), v))
+                .transpose()?,
+        });
     }
     let default = match obj.get("Default") {
         None => None,
@@ -111,6 +139,29 @@ pub(in crate::definition) fn parse_choice(s: Option<&str>, obj: &Map<String, Val
         Some(_) => return err(s, "Default", "must be a string"),
     };
     Ok(Kind::Choice { choices, default })
+}
+
+/// Parses a JSONata rule: a Condition, its Next, and optionally Assign, Output and Comment.
+fn parse_condition(s: Option<&str>, field: &str, obj: &Map<String, Value>) -> Res<Rule> {
+    known_fields(
+        s,
+        obj,
+        &["Condition", "Next", "Assign", "Output", "Comment"],
+        &format!("{field}."),
+        "is not a field of a JSONata choice rule (use Condition)",
+    )?;
+    let f = format!("{field}.Condition");
+    match obj.get("Condition") {
+        Some(Value::Bool(b)) => Ok(Rule::Condition(
+            Query::compile(if *b { "true" } else { "false" })
+                .map_err(|e| Error::definition(s, &f, e))?,
+        )),
+        Some(v) => match query_of(s, &f, v)? {
+            Some(query) => Ok(Rule::Condition(query)),
+            None => err(s, &f, "must be a JSONata expression {% ... %} or a boolean"),
+        },
+        None => err(s, &f, "is required in a JSONata choice rule"),
+    }
 }
 
 /// Parses one rule; `top` rules carry the Next of their choice.

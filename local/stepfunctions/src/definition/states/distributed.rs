@@ -3,7 +3,7 @@
 //! to S3.
 
 use crate::definition::fields::{NumberOr, Res, err, known_fields, number_or};
-use crate::definition::template::{Template, template};
+use crate::definition::template::{Template, query_template, template};
 use serde_json::Value;
 
 /// The largest input a child execution takes, and so the largest batch (256 KiB).
@@ -39,7 +39,7 @@ pub(crate) struct ResultWriter {
 }
 
 /// ItemBatcher: MaxItemsPerBatch and/or MaxInputBytesPerBatch (or their paths), BatchInput.
-pub(super) fn parse_item_batcher(s: Option<&str>, b: &Value) -> Res<ItemBatcher> {
+pub(super) fn parse_item_batcher(s: Option<&str>, b: &Value, jsonata: bool) -> Res<ItemBatcher> {
     let Some(b) = b.as_object() else {
         return err(s, "ItemBatcher", "must be an object");
     };
@@ -70,21 +70,25 @@ pub(super) fn parse_item_batcher(s: Option<&str>, b: &Value) -> Res<ItemBatcher>
         max_bytes,
         batch_input: b
             .get("BatchInput")
-            .map(|v| template(s, "ItemBatcher.BatchInput", v, true))
+            .map(|v| match jsonata {
+                true => query_template(s, "ItemBatcher.BatchInput", v),
+                false => template(s, "ItemBatcher.BatchInput", v, true),
+            })
             .transpose()?,
     })
 }
 
 /// ResultWriter: Resource `arn:aws:states:::s3:putObject` with Parameters Bucket and Prefix,
 /// and an optional WriterConfig (Transformation, OutputType).
-pub(super) fn parse_result_writer(s: Option<&str>, w: &Value) -> Res<ResultWriter> {
+/// In a JSONata state its Parameters are called Arguments, as in an ItemReader.
+pub(super) fn parse_result_writer(s: Option<&str>, w: &Value, jsonata: bool) -> Res<ResultWriter> {
     let Some(w) = w.as_object() else {
         return err(s, "ResultWriter", "must be an object");
     };
     known_fields(
         s,
         w,
-        &["Resource", "Parameters", "WriterConfig"],
+        &["Resource", "Parameters", "Arguments", "WriterConfig"],
         "ResultWriter.",
         "is not supported",
     )?;
@@ -107,10 +111,18 @@ pub(super) fn parse_result_writer(s: Option<&str>, w: &Value) -> Res<ResultWrite
             );
         }
     }
-    let Some(parameters) = w.get("Parameters") else {
-        return err(s, "ResultWriter.Parameters", "needs Bucket (and Prefix)");
+    let field = if jsonata { "Arguments" } else { "Parameters" };
+    let Some(parameters) = w.get(field) else {
+        return err(
+            s,
+            &format!("ResultWriter.{field}"),
+            "needs Bucket (and Prefix)",
+        );
     };
-    let parameters = template(s, "ResultWriter.Parameters", parameters, true)?;
+    let parameters = match jsonata {
+        true => query_template(s, "ResultWriter.Arguments", parameters)?,
+        false => template(s, "ResultWriter.Parameters", parameters, true)?,
+    };
     let keys = parameters.keys();
     if let Some(key) = keys.iter().find(|k| !["Bucket", "Prefix"].contains(k)) {
         return err(

@@ -8,7 +8,7 @@ use crate::definition::fields::{
     NumberOr, Res, err, known_fields, number_or, reference_path, root_path,
 };
 use crate::definition::machine::{Machine, MachineKind, parse_machine};
-use crate::definition::template::{Template, template};
+use crate::definition::template::{Template, query_template, template};
 use crate::jsonpath::Path;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -43,6 +43,8 @@ pub(crate) struct MapSpec {
     /// `ProcessorConfig.ExecutionType: EXPRESS`: children run as Express executions.
     pub express: bool,
     pub items_path: Option<Path>,
+    /// JSONata: Items, an array or an expression that gives one.
+    pub items: Option<Template>,
     pub item_selector: Option<Template>,
     pub item_reader: Option<ItemReader>,
     pub max_concurrency: Option<NumberOr>,
@@ -60,9 +62,15 @@ pub(crate) struct ItemReader {
     pub max_items: Option<NumberOr>,
 }
 
-/// Parses a Map state's own fields.
-pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>) -> Res<MapSpec> {
-    let processor_json = match (obj.get("ItemProcessor"), obj.get("Iterator")) {
+/// Parses a Map state's own fields; `jsonata` is the state's QueryLanguage, `machine_jsonata`
+/// the one its processor's states inherit.
+pub(in crate::definition) fn parse_map(
+    s: Option<&str>,
+    obj: &Map<String, Value>,
+    jsonata: bool,
+    machine_jsonata: bool,
+) -> Res<MapSpec> {
+    let mut processor_json = match (obj.get("ItemProcessor"), obj.get("Iterator")) {
         (Some(_), Some(_)) => {
             return err(s, "Iterator", "cannot be used together with ItemProcessor");
         }
@@ -70,7 +78,15 @@ pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>
         (None, None) => return err(s, "ItemProcessor", "is required"),
     };
     let (distributed, express) = is_distributed(s, &processor_json)?;
-    let processor = parse_machine(&processor_json, s, MachineKind::Processor)?;
+    let processor = parse_machine(&processor_json, s, MachineKind::Processor, machine_jsonata)?;
+    // A distributed child is parsed from this text alone: it keeps the language it inherits.
+    if machine_jsonata
+        && let Some(p) = processor_json.as_object_mut()
+        && !p.contains_key("QueryLanguage")
+    {
+        p.insert("QueryLanguage".into(), "JSONata".into());
+    }
+
     let distributed_only = [
         "ItemReader",
         "ItemBatcher",
@@ -92,21 +108,22 @@ pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>
         return err(s, "ItemSelector", "cannot be used together with Parameters");
     }
     let item_selector = match (obj.get("ItemSelector"), obj.get("Parameters")) {
+        (Some(v), _) if jsonata => Some(query_template(s, "ItemSelector", v)?),
         (Some(v), _) => Some(template(s, "ItemSelector", v, true)?),
         (None, Some(v)) => Some(template(s, "Parameters", v, true)?),
         _ => None,
     };
     let item_reader = obj
         .get("ItemReader")
-        .map(|reader| parse_item_reader(s, reader))
+        .map(|reader| parse_item_reader(s, reader, jsonata))
         .transpose()?;
     let batcher = obj
         .get("ItemBatcher")
-        .map(|b| parse_item_batcher(s, b))
+        .map(|b| parse_item_batcher(s, b, jsonata))
         .transpose()?;
     let result_writer = obj
         .get("ResultWriter")
-        .map(|w| parse_result_writer(s, w))
+        .map(|w| parse_result_writer(s, w, jsonata))
         .transpose()?;
     let label = obj.get("Label").map(|l| parse_label(s, l)).transpose()?;
     let items_path = match obj.get("ItemsPath") {
@@ -122,6 +139,10 @@ pub(in crate::definition) fn parse_map(s: Option<&str>, obj: &Map<String, Value>
         distributed,
         express,
         items_path,
+        items: obj
+            .get("Items")
+            .map(|v| query_template(s, "Items", v))
+            .transpose()?,
         item_selector,
         item_reader,
         max_concurrency: number_or(s, obj, "MaxConcurrency", 0.0, 10_000.0)?,
@@ -174,8 +195,10 @@ fn is_distributed(s: Option<&str>, processor_json: &Value) -> Res<(bool, bool)> 
     Ok((distributed, express && distributed))
 }
 
-/// ItemReader: a JSON array read from S3 with s3:getObject, Bucket and Key in Parameters.
-fn parse_item_reader(s: Option<&str>, reader: &Value) -> Res<ItemReader> {
+/// ItemReader: a JSON array read from S3 with s3:getObject, Bucket and Key in Parameters (in
+/// a JSONata state: Arguments).
+fn parse_item_reader(s: Option<&str>, reader: &Value, jsonata: bool) -> Res<ItemReader> {
+    let field = if jsonata { "Arguments" } else { "Parameters" };
     let Some(reader) = reader.as_object() else {
         return err(s, "ItemReader", "must be an object");
     };
@@ -190,7 +213,7 @@ fn parse_item_reader(s: Option<&str>, reader: &Value) -> Res<ItemReader> {
                     "only arn:aws:states:::s3:getObject is supported",
                 );
             }
-            "Parameters" => {}
+            key if key == field => {}
             "ReaderConfig" => {
                 let Some(config) = value.as_object() else {
                     return err(s, "ItemReader.ReaderConfig", "must be an object");
@@ -220,24 +243,19 @@ fn parse_item_reader(s: Option<&str>, reader: &Value) -> Res<ItemReader> {
     if !reader.contains_key("ReaderConfig") {
         return err(s, "ItemReader.ReaderConfig", "is required (InputType JSON)");
     }
-    let parameters = template(
-        s,
-        "ItemReader.Parameters",
-        reader.get("Parameters").unwrap_or(&Value::Null),
-        true,
-    )?;
+    let value = reader.get(field).unwrap_or(&Value::Null);
+    let parameters = match jsonata {
+        true => query_template(s, "ItemReader.Arguments", value)?,
+        false => template(s, "ItemReader.Parameters", value, true)?,
+    };
     let keys = parameters.keys();
     for key in &keys {
         if !["Bucket", "Key"].contains(key) {
-            return err(
-                s,
-                &format!("ItemReader.Parameters.{key}"),
-                "is not supported",
-            );
+            return err(s, &format!("ItemReader.{field}.{key}"), "is not supported");
         }
     }
     if keys.len() != 2 {
-        return err(s, "ItemReader.Parameters", "needs Bucket and Key");
+        return err(s, &format!("ItemReader.{field}"), "needs Bucket and Key");
     }
     Ok(ItemReader {
         parameters,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 pub(in crate::definition) fn parse_branches(
     s: Option<&str>,
     obj: &Map<String, Value>,
+    machine_jsonata: bool,
 ) -> Res<Vec<Arc<Machine>>> {
     let Some(branches) = obj.get("Branches").and_then(Value::as_array) else {
         return err(s, "Branches", "is required and must be an array");
@@ -18,6 +19,6 @@ pub(in crate::definition) fn parse_branches(
     }
     branches
         .iter()
-        .map(|b| parse_machine(b, s, MachineKind::Branch).map(Arc::new))
+        .map(|b| parse_machine(b, s, MachineKind::Branch, machine_jsonata).map(Arc::new))
         .collect()
 }

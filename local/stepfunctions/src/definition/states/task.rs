@@ -1,7 +1,7 @@
 //! The Task state's own fields: the Resource (the integrations this executor runs), the
 //! Parameters each integration accepts, and TimeoutSeconds or TimeoutSecondsPath.
 
-use crate::definition::fields::{Res, err, positive_integer, reference_path};
+use crate::definition::fields::{Res, err, positive_integer, query_of, reference_path};
 use crate::definition::state::Kind;
 use serde_json::{Map, Value};
 
@@ -21,7 +21,11 @@ pub(crate) enum Resource {
 }
 
 /// Parses a Task state's own fields.
-pub(in crate::definition) fn parse_task(s: Option<&str>, obj: &Map<String, Value>) -> Res<Kind> {
+pub(in crate::definition) fn parse_task(
+    s: Option<&str>,
+    obj: &Map<String, Value>,
+    jsonata: bool,
+) -> Res<Kind> {
     let Some(resource) = obj.get("Resource").and_then(Value::as_str) else {
         return err(s, "Resource", "is required and must be a string");
     };
@@ -48,17 +52,19 @@ pub(in crate::definition) fn parse_task(s: Option<&str>, obj: &Map<String, Value
             );
         }
     };
-    let parameters = obj.get("Parameters");
+    // A JSONata state gives the same fields in Arguments (without `.$` keys).
+    let field = if jsonata { "Arguments" } else { "Parameters" };
+    let parameters = obj.get(field);
     if let Some(allowed) = allowed_params {
         let Some(params) = parameters.and_then(Value::as_object) else {
-            return err(s, "Parameters", "is required for this resource");
+            return err(s, field, "is required for this resource");
         };
         for key in params.keys() {
             let bare = key.strip_suffix(".$").unwrap_or(key);
-            if !allowed.contains(&bare) {
+            if !allowed.contains(&bare) || (jsonata && bare != key) {
                 return err(
                     s,
-                    &format!("Parameters.{key}"),
+                    &format!("{field}.{key}"),
                     "is not supported for this resource by the local executor",
                 );
             }
@@ -69,20 +75,25 @@ pub(in crate::definition) fn parse_task(s: Option<&str>, obj: &Map<String, Value
             "StateMachineArn"
         };
         if !params.contains_key(required) && !params.contains_key(&format!("{required}.$")) {
-            return err(s, &format!("Parameters.{required}"), "is required");
+            return err(s, &format!("{field}.{required}"), "is required");
         }
         if let Some(Value::String(kind)) = params.get("InvocationType")
             && kind != "RequestResponse"
         {
             return err(
                 s,
-                "Parameters.InvocationType",
+                &format!("{field}.InvocationType"),
                 "only RequestResponse is supported locally",
             );
         }
     }
+    let timeout_query = match obj.get("TimeoutSeconds") {
+        Some(v) if jsonata => query_of(s, "TimeoutSeconds", v)?,
+        _ => None,
+    };
     let timeout_seconds = obj
         .get("TimeoutSeconds")
+        .filter(|_| timeout_query.is_none())
         .map(|v| positive_integer(s, "TimeoutSeconds", v))
         .transpose()?;
     let timeout_seconds_path = obj
@@ -100,5 +111,6 @@ pub(in crate::definition) fn parse_task(s: Option<&str>, obj: &Map<String, Value
         resource,
         timeout_seconds,
         timeout_seconds_path,
+        timeout_query,
     })
 }

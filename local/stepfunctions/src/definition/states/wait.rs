@@ -1,8 +1,9 @@
 //! The Wait state's own fields: exactly one of Seconds, SecondsPath, Timestamp, TimestampPath.
 
-use crate::definition::fields::{Res, err, parse_timestamp, reference_path};
+use crate::definition::fields::{Res, err, parse_timestamp, query_of, reference_path};
 use crate::definition::state::Kind;
 use crate::error::Error;
+use crate::jsonata::Query;
 use crate::jsonpath::Path;
 use serde_json::{Map, Value};
 
@@ -17,6 +18,10 @@ pub(crate) enum WaitFor {
     SecondsPath(Path),
     Timestamp(chrono::DateTime<chrono::FixedOffset>),
     TimestampPath(Path),
+    /// JSONata: Seconds given as an expression.
+    SecondsQuery(Query),
+    /// JSONata: Timestamp given as an expression.
+    TimestampQuery(Query),
 }
 
 /// Parses a Wait state's own fields.
@@ -34,6 +39,13 @@ pub(in crate::definition) fn parse_wait(s: Option<&str>, obj: &Map<String, Value
         );
     }
     let v = &obj[present[0]];
+    if let Some(query) = query_of(s, present[0], v)? {
+        return Ok(Kind::Wait(match present[0] {
+            "Seconds" => WaitFor::SecondsQuery(query),
+            "Timestamp" => WaitFor::TimestampQuery(query),
+            other => return err(s, other, "takes a path, not a JSONata expression"),
+        }));
+    }
     Ok(Kind::Wait(match present[0] {
         "Seconds" => WaitFor::Seconds(
             v.as_u64()

@@ -106,8 +106,10 @@ async fn crashed_and_timed_out_invocations_resume_from_their_ledger_checkpoint()
     let (stored, distinct) = test.stored_and_distinct().await.unwrap();
     assert_eq!(distinct, TOTAL_ROWS, "rows lost");
     // A cut-short invocation resumes after its last checkpoint: at most the batches
-    // acknowledged since (fewer than `checkpoint_every`) and those in flight go twice.
-    let bound = cut_short * (checkpoint_every + IN_FLIGHT) * 100;
+    // acknowledged since (fewer than `checkpoint_every`) and those in flight go twice, for
+    // each of the objects it had in progress (several, on a batch of small objects).
+    let objects = ingest::worker::OBJECTS_IN_FLIGHT as u64;
+    let bound = cut_short * objects * (checkpoint_every + IN_FLIGHT) * 100;
     eprintln!(
         "{cut_short} invocations cut short ({} crashes, {} timeouts): {} rows stored twice, bound {bound}",
         test.stack.activity.crashes.load(Ordering::Relaxed),

@@ -162,7 +162,7 @@ pub async fn status(args: ExecutionArgs) -> anyhow::Result<()> {
 pub struct FailedItem {
     /// The child execution.
     pub execution_arn: String,
-    /// The object's key, when the item names one.
+    /// The object's key (or a batch's keys), when the item names them.
     pub key: Option<String>,
     /// The item's error name.
     pub error: String,
@@ -205,7 +205,7 @@ pub async fn failed_items(
             let key = described
                 .input()
                 .and_then(|input| serde_json::from_str::<Value>(input).ok())
-                .and_then(|input| input.get("key").and_then(Value::as_str).map(str::to_owned));
+                .and_then(|input| item_objects(&input));
             items.push(FailedItem {
                 execution_arn: child.execution_arn().to_owned(),
                 key,
@@ -270,8 +270,58 @@ pub async fn redrive(args: ExecutionArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Keys a batch names beyond this many are counted, not listed.
+const BATCH_KEYS_SHOWN: usize = 3;
+
+/// The object a Map item is about, from its input: its `key` at the top or one level down
+/// (`{"input": {"key": ...}}`), or a batch's keys (`{"Items": [{"key": ...}, ...]}`), the first
+/// few named and the rest counted.
+pub fn item_objects(input: &Value) -> Option<String> {
+    if let Some(items) = input.get("Items").and_then(Value::as_array) {
+        let keys: Vec<&str> = items
+            .iter()
+            .filter_map(|item| item.get("key").and_then(Value::as_str))
+            .collect();
+        return match keys.len() {
+            0 => None,
+            n if n <= BATCH_KEYS_SHOWN => Some(keys.join(", ")),
+            n => Some(format!(
+                "{} and {} more",
+                keys[..BATCH_KEYS_SHOWN].join(", "),
+                n - BATCH_KEYS_SHOWN
+            )),
+        };
+    }
+    input
+        .get("key")
+        .or_else(|| input.as_object()?.values().find_map(|v| v.get("key")))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_item_names_its_object_or_its_batchs_objects() {
+        use serde_json::json;
+        assert_eq!(
+            super::item_objects(&json!({"key": "a.csv"})).as_deref(),
+            Some("a.csv")
+        );
+        assert_eq!(
+            super::item_objects(&json!({"input": {"key": "b.csv"}})).as_deref(),
+            Some("b.csv")
+        );
+        let batch = json!({"BatchInput": {}, "Items": [
+            {"key": "1.csv"}, {"key": "2.csv"}, {"key": "3.csv"}, {"key": "4.csv"}, {"key": "5.csv"}
+        ]});
+        assert_eq!(
+            super::item_objects(&batch).as_deref(),
+            Some("1.csv, 2.csv, 3.csv and 2 more")
+        );
+        assert_eq!(super::item_objects(&json!({"Items": []})), None);
+    }
+
     use super::*;
 
     #[test]

@@ -69,7 +69,13 @@ impl RunReport {
 /// See [`RunReport::duplicate_bound`].
 pub fn duplicate_bound(args: &RunArgs) -> u64 {
     let batches = args.checkpoint_every + ingest::worker::DEFAULT_MAX_IN_FLIGHT as u64 + 1;
-    u64::from(args.concurrency) * batches * ingest::batches::MAX_BATCH_MESSAGES as u64
+    // A worker invocation on a batch of small objects has several of them in progress.
+    let objects = if args.small_object_bytes > 0 {
+        ingest::worker::OBJECTS_IN_FLIGHT as u64
+    } else {
+        1
+    };
+    u64::from(args.concurrency) * objects * batches * ingest::batches::MAX_BATCH_MESSAGES as u64
 }
 
 /// One entry of the run's reports.
@@ -126,6 +132,8 @@ pub fn execution_input(args: &RunArgs) -> Value {
         "pageSize": args.page_size,
         "pagesPerExecution": args.pages_per_execution,
         "checkpointEvery": args.checkpoint_every,
+        "smallObjectBytes": args.small_object_bytes,
+        "objectsPerBatch": args.objects_per_batch,
         "rowIdentity": !args.no_row_identity,
         "validationPollSeconds": 1,
     });

@@ -44,9 +44,16 @@ pub struct RunArgs {
     /// this many batches (plus those in flight) are sent again.
     #[arg(long, default_value_t = 10)]
     pub checkpoint_every: u64,
-    /// Objects ingested at once (the Distributed Map's MaxConcurrency).
+    /// Worker invocations at once (each Distributed Map's MaxConcurrency).
     #[arg(long, default_value_t = 10)]
     pub concurrency: u32,
+    /// Objects of at most this many bytes are ingested in batches, several per worker
+    /// invocation in Express child workflows; bigger ones alone (0: every object alone).
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+    pub small_object_bytes: u64,
+    /// Small objects per worker invocation (the ItemBatcher's MaxItemsPerBatch).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub objects_per_batch: u32,
     /// Messages per second for the whole run, shared by the concurrent workers (0: unpaced).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = parse_rate)]
     pub rate: u32,

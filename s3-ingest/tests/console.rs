@@ -182,6 +182,9 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
             "run",
             "--time-scale",
             "0.05",
+            // One object per Map item, so the Map Run's items are the sample's objects.
+            "--small-object-bytes",
+            "0",
             "--output",
             "json",
             "--console",
@@ -237,7 +240,8 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
     for state in [
         "Initialize",
         "List page",
-        "Ingest page",
+        "Ingest small objects",
+        "Ingest large objects",
         "Summarize",
         "Ingested and validated",
     ] {
@@ -247,10 +251,23 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
         );
     }
     assert!(!page.contains(" failed\" data-state="), "no state failed");
-    assert!(page.contains("class=\"edge taken\" data-from=\"List page\" data-to=\"Ingest page\""));
+    for (from, to) in [
+        ("List page", "Ingest small objects"),
+        ("Ingest small objects", "Ingest large objects"),
+    ] {
+        assert!(
+            page.contains(&format!(
+                "class=\"edge taken\" data-from=\"{from}\" data-to=\"{to}\""
+            )),
+            "{from} → {to} not marked taken"
+        );
+    }
     assert!(page.contains("ExecutionStarted") && page.contains("MapRunStarted"));
 
-    let map_run = links_to(&page, "/map-run").remove(0);
+    let map_run = links_to(&page, "/map-run")
+        .into_iter()
+        .find(|link| link.contains("IngestLargeObjects"))
+        .expect("a link to the large objects' Map Run");
     let page = browser.dom(&format!("{console}{map_run}"));
     browser.screenshot(&format!("{console}{map_run}"), "3-map-run", 900);
     assert!(
@@ -342,8 +359,8 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
     let page = browser.dom(&url);
     browser.screenshot(&url, "7-execution-failed", 1800);
     assert!(
-        page.contains("failed\" data-state=\"Ingest page\""),
-        "Ingest page marked failed"
+        page.contains("failed\" data-state=\"Ingest large objects\""),
+        "Ingest large objects marked failed"
     );
     assert!(page.contains("data-status=\"FAILED\""));
     assert!(
@@ -545,6 +562,7 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
         "channelName": "console_channel", "pipelineName": "console_pipeline",
         "datastoreName": "console_datastore", "maxConcurrency": 1, "rate": 2000,
         "prefix": "", "ledger": {"bucket": "ingest-ledger", "prefix": "console-test/"},
+        "smallObjectBytes": 0,
     });
     let started = sfn
         .start_execution()
@@ -563,7 +581,11 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
             .send()
             .await
             .unwrap();
-        if let Some(run) = runs.map_runs().first() {
+        let large = runs
+            .map_runs()
+            .iter()
+            .find(|run| run.map_run_arn().contains("IngestLargeObjects"));
+        if let Some(run) = large {
             let described = sfn
                 .describe_map_run()
                 .map_run_arn(run.map_run_arn())

@@ -224,7 +224,7 @@ async fn items(
             .as_ref()
             .and_then(|d| d.input())
             .and_then(|input| serde_json::from_str::<Value>(input).ok())
-            .and_then(|input| object_key(&input));
+            .and_then(|input| crate::control::item_objects(&input));
         items.push(Item {
             arn: summary.execution_arn().to_owned(),
             status: summary.status().as_str().to_owned(),
@@ -242,13 +242,4 @@ async fn items(
         });
     }
     Ok((items, listed.next_token().map(str::to_owned)))
-}
-
-/// The object an item is about: its `key` field, at the top or one level down.
-fn object_key(input: &Value) -> Option<String> {
-    input
-        .get("key")
-        .or_else(|| input.as_object()?.values().find_map(|v| v.get("key")))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
 }

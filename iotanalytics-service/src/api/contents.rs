@@ -42,7 +42,7 @@ async fn create_dataset_content(
     let version_id = uuid::Uuid::new_v4().to_string();
     let sql = svc
         .backend
-        .update(&name, |def: &mut DatasetDef| {
+        .modify(&name, |def: &mut DatasetDef| {
             let t = now();
             // One per second per dataset, counted from the newest content's creation, so
             // every instance of the service applies the same quota.
@@ -72,8 +72,7 @@ async fn create_dataset_content(
             });
             Ok(sql)
         })
-        .await?
-        .ok_or_else(|| Error::not_found("dataset", &name))?;
+        .await?;
     tracing::info!(dataset = %name, version = %version_id, "dataset content started");
     let started = match &svc.engine {
         Engine::DataFusion(engine) => {
@@ -219,11 +218,7 @@ async fn refresh(svc: &Service, mut def: DatasetDef) -> Result<DatasetDef, Error
 }
 
 async fn dataset(svc: &Service, name: &str) -> Result<DatasetDef, Error> {
-    let def = svc
-        .backend
-        .get::<DatasetDef>(name)
-        .await?
-        .ok_or_else(|| Error::not_found("dataset", name))?;
+    let def = svc.backend.require::<DatasetDef>(name).await?;
     refresh(svc, def).await
 }
 
@@ -358,15 +353,14 @@ async fn delete_dataset_content(
     let version = query.version_id.unwrap_or_else(|| "$LATEST".into());
     let removed = svc
         .backend
-        .update(&name, |def: &mut DatasetDef| {
+        .modify(&name, |def: &mut DatasetDef| {
             let content = find_version(def, &version)
                 .cloned()
                 .ok_or_else(|| no_version(&name, &version))?;
             def.contents.retain(|c| c.version_id != content.version_id);
             Ok(content)
         })
-        .await?
-        .ok_or_else(|| Error::not_found("dataset", &name))?;
+        .await?;
     svc.engine
         .cancel(
             &name,

@@ -33,7 +33,7 @@ mod recover;
 mod writer;
 
 use compaction::run_compactor;
-pub use read::{read_all, tail_lines};
+pub use read::{lines_between, read_all, tail_lines};
 use recover::recover;
 use writer::Writer;
 

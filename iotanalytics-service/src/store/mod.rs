@@ -199,6 +199,16 @@ impl Backend {
         }
     }
 
+    /// Removes a channel's or datastore's data that arrived before `cutoff` (seconds since the
+    /// epoch): on S3 each batch's objects, on the filesystem whole segments; returns how many
+    /// objects or segments went.
+    pub async fn expire(&self, kind: Kind, name: &str, cutoff: f64) -> Result<u64, Error> {
+        match self {
+            Backend::Fs(b) => b.expire(kind, name, cutoff).await,
+            Backend::S3(b) => b.expire(kind, name, cutoff).await,
+        }
+    }
+
     /// Whether messages can be sent to this channel.
     pub async fn channel_exists(&self, channel: &str) -> Result<bool, Error> {
         match self {

@@ -285,6 +285,34 @@ impl S3Backend {
         Ok(out)
     }
 
+    /// Deletes the data objects of a channel or datastore that arrived before `cutoff`
+    /// (seconds since the epoch); returns how many went. Whole `dt=` partitions go as their
+    /// last object does.
+    pub(in crate::store) async fn expire(
+        &self,
+        kind: Kind,
+        name: &str,
+        cutoff: f64,
+    ) -> Result<u64, Error> {
+        let expired: Vec<String> = self
+            .objects(&self.data_prefix(kind, name))
+            .await?
+            .into_iter()
+            .filter(|(key, _)| arrival_of(key).is_some_and(|t| t < cutoff))
+            .map(|(key, _)| key)
+            .collect();
+        let n = expired.len() as u64;
+        futures::stream::iter(expired)
+            .map(|key| async move { self.delete_key(&key).await })
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
+        if n > 0 {
+            tracing::info!(%name, objects = n, "expired objects removed");
+        }
+        Ok(n)
+    }
+
     pub(in crate::store) async fn drop_data(&self, kind: Kind, name: &str) -> Result<(), Error> {
         let objects = self.objects(&self.data_prefix(kind, name)).await?;
         futures::stream::iter(objects)

@@ -211,6 +211,12 @@ enum Cmd {
         name: String,
         ack: oneshot::Sender<Result<(), Error>>,
     },
+    Expire {
+        kind: Kind,
+        name: String,
+        cutoff: SystemTime,
+        ack: oneshot::Sender<Result<u64, Error>>,
+    },
     Shutdown,
 }
 
@@ -389,6 +395,20 @@ impl Store {
         self.send(Cmd::Drop {
             kind,
             name: name.to_owned(),
+            ack,
+        })?;
+        rx.await
+            .map_err(|_| Error::InternalFailure("the storage writer has stopped".into()))?
+    }
+
+    /// Removes the segments of a log whose last write is before `cutoff` (the active segment
+    /// too, sealed first, when it is that old); returns how many went.
+    pub async fn expire(&self, kind: Kind, name: &str, cutoff: SystemTime) -> Result<u64, Error> {
+        let (ack, rx) = oneshot::channel();
+        self.send(Cmd::Expire {
+            kind,
+            name: name.to_owned(),
+            cutoff,
             ack,
         })?;
         rx.await

@@ -96,7 +96,9 @@ fn lex(text: &str) -> Result<Vec<Tok>, Error> {
         let c = chars[i];
         if c.is_whitespace() {
             i += 1;
-        } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
             let start = i;
             while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
                 i += 1;
@@ -120,10 +122,14 @@ fn lex(text: &str) -> Result<Vec<Tok>, Error> {
             } else {
                 s.parse().map(Num::Int).ok()
             };
-            toks.push(Tok::Num(n.ok_or_else(|| invalid(text, format!("bad number '{s}'")))?));
+            toks.push(Tok::Num(
+                n.ok_or_else(|| invalid(text, format!("bad number '{s}'")))?,
+            ));
         } else if c.is_ascii_alphabetic() || c == '_' {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == '.') {
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == '.')
+            {
                 i += 1;
             }
             toks.push(Tok::Ident(chars[start..i].iter().collect()));
@@ -215,7 +221,10 @@ impl Parser<'_> {
                             break;
                         }
                         if !self.eat(',') {
-                            return Err(invalid(self.text, format!("expected ',' or ')' in {name}(…)")));
+                            return Err(invalid(
+                                self.text,
+                                format!("expected ',' or ')' in {name}(…)"),
+                            ));
                         }
                     }
                 }
@@ -245,7 +254,10 @@ pub fn parse(text: &str) -> Result<Expr, Error> {
     };
     let e = p.sum()?;
     if let Some(t) = p.peek() {
-        return Err(invalid(text, format!("unexpected {t:?} after the expression")));
+        return Err(invalid(
+            text,
+            format!("unexpected {t:?} after the expression"),
+        ));
     }
     Ok(e)
 }
@@ -256,13 +268,18 @@ fn attr(message: &Map<String, Value>, path: &[String]) -> Option<Num> {
         v = v.get(key)?;
     }
     match v {
-        Value::Number(n) => n.as_i64().map(Num::Int).or_else(|| n.as_f64().map(Num::Dec)),
+        Value::Number(n) => n
+            .as_i64()
+            .map(Num::Int)
+            .or_else(|| n.as_f64().map(Num::Dec)),
         Value::String(s) => {
             let s = s.trim();
-            s.parse::<i64>()
-                .map(Num::Int)
-                .ok()
-                .or_else(|| s.parse::<f64>().ok().filter(|f| f.is_finite()).map(Num::Dec))
+            s.parse::<i64>().map(Num::Int).ok().or_else(|| {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .map(Num::Dec)
+            })
         }
         _ => None,
     }
@@ -304,7 +321,13 @@ fn call(name: &str, args: &[Num]) -> Option<Num> {
         "ceil" => Some(Num::Int(f.ceil() as i64)),
         // IoT SQL rounds half away from zero: round(-1.5) = -2.
         "round" => Some(Num::Int(f.round() as i64)),
-        "sign" => Some(Num::Int(if f > 0.0 { 1 } else if f < 0.0 { -1 } else { 0 })),
+        "sign" => Some(Num::Int(if f > 0.0 {
+            1
+        } else if f < 0.0 {
+            -1
+        } else {
+            0
+        })),
         "mod" => arith('%', x, args[1]),
         "power" => dec(f.powf(args[1].f())),
         "atan2" => dec(f.atan2(args[1].f())),
@@ -413,7 +436,15 @@ mod tests {
 
     #[test]
     fn malformed_expressions_and_unknown_functions_are_refused() {
-        for bad in ["", "(1 + 2", "1 +", "foo(1)", "abs(1, 2)", "temp $ 2", "1 2"] {
+        for bad in [
+            "",
+            "(1 + 2",
+            "1 +",
+            "foo(1)",
+            "abs(1, 2)",
+            "temp $ 2",
+            "1 2",
+        ] {
             assert!(parse(bad).is_err(), "'{bad}' was accepted");
         }
     }

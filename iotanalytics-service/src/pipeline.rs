@@ -58,7 +58,9 @@ fn parse_filter(text: &str) -> Result<Expr, Error> {
 /// What this service says about an activity kind it does not run.
 fn refusal(kind: &str) -> Option<String> {
     let why = match kind {
-        "lambda" => "it invokes an AWS Lambda function, and this service does not call other AWS services",
+        "lambda" => {
+            "it invokes an AWS Lambda function, and this service does not call other AWS services"
+        }
         "deviceRegistryEnrich" => {
             "it reads the AWS IoT device registry, and this service does not call other AWS services"
         }
@@ -112,11 +114,15 @@ fn step(kind: &str, body: &Map<String, Value>) -> Result<Step, Error> {
                     .collect(),
             )
         }
-        "filter" => Step::Filter(Box::new(parse_filter(str_field(body, "filter", "filter")?)?)),
+        "filter" => Step::Filter(Box::new(parse_filter(str_field(
+            body, "filter", "filter",
+        )?)?)),
         "math" => {
             let attribute = str_field(body, "math", "attribute")?;
             if attribute.is_empty() {
-                return Err(invalid("The math activity's 'attribute' must not be empty".into()));
+                return Err(invalid(
+                    "The math activity's 'attribute' must not be empty".into(),
+                ));
             }
             Step::Math(
                 attribute.to_owned(),
@@ -179,13 +185,12 @@ fn apply_step(step: &Step, message: &mut Map<String, Value>) -> bool {
             }
         }
         Step::Filter(expr) => return matches!(eval(expr, message), Scalar::Bool(true)),
-        Step::Math(attribute, expr) => match crate::math::eval(expr, message) {
+        Step::Math(attribute, expr) => {
             // An expression with no value (a missing attribute) leaves the message as it was.
-            Some(v) => {
+            if let Some(v) = crate::math::eval(expr, message) {
                 message.insert(attribute.clone(), v);
             }
-            None => {}
-        },
+        }
     }
     true
 }

@@ -23,12 +23,16 @@ fn now_secs() -> f64 {
 pub async fn sweep(backend: &Backend, clock: RetentionClock) -> Result<u64, Error> {
     let mut targets: Vec<(Kind, String, u64)> = Vec::new();
     for c in backend.list::<ChannelDef>().await? {
-        if let Some(days) = retention_days(&c.retention_period).filter(|_| !is_customer_managed(&c.storage)) {
+        if let Some(days) =
+            retention_days(&c.retention_period).filter(|_| !is_customer_managed(&c.storage))
+        {
             targets.push((Kind::Channel, c.name, days));
         }
     }
     for d in backend.list::<DatastoreDef>().await? {
-        if let Some(days) = retention_days(&d.retention_period).filter(|_| !is_customer_managed(&d.storage)) {
+        if let Some(days) =
+            retention_days(&d.retention_period).filter(|_| !is_customer_managed(&d.storage))
+        {
             targets.push((Kind::Datastore, d.name, days));
         }
     }

@@ -52,8 +52,11 @@ pub fn retention_days(value: &Value) -> Option<u64> {
 
 /// Checks a list of tags: 1–50 of them, keys and values 1–256 characters, keys unique.
 pub fn parse_tags(value: &Value) -> Result<Vec<Tag>, Error> {
-    let tags: Vec<Tag> = serde_json::from_value(value.clone())
-        .map_err(|e| invalid(format!("tags must be a list of {{key, value}} objects: {e}")))?;
+    let tags: Vec<Tag> = serde_json::from_value(value.clone()).map_err(|e| {
+        invalid(format!(
+            "tags must be a list of {{key, value}} objects: {e}"
+        ))
+    })?;
     if tags.is_empty() || tags.len() > MAX_TAGS {
         return Err(invalid(format!(
             "tags must hold between 1 and {MAX_TAGS} tags, got {}",
@@ -150,7 +153,11 @@ pub fn check_storage(field: &str, value: &Value, allowed: &[&str]) -> Result<(),
     let obj = value
         .as_object()
         .ok_or_else(|| invalid(format!("{field} must be an object")))?;
-    let set: Vec<&String> = obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect();
+    let set: Vec<&String> = obj
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, _)| k)
+        .collect();
     if set.len() != 1 || !allowed.contains(&set[0].as_str()) {
         return Err(invalid(format!(
             "{field} takes exactly one of {}",
@@ -159,7 +166,9 @@ pub fn check_storage(field: &str, value: &Value, allowed: &[&str]) -> Result<(),
     }
     if let Some(c) = obj.get("customerManagedS3") {
         if c.get("bucket").and_then(Value::as_str).is_none() {
-            return Err(invalid(format!("{field}.customerManagedS3.bucket is required")));
+            return Err(invalid(format!(
+                "{field}.customerManagedS3.bucket is required"
+            )));
         }
         let role = c.get("roleArn").and_then(Value::as_str).unwrap_or_default();
         check_role_arn(&format!("{field}.customerManagedS3.roleArn"), role)?;
@@ -169,7 +178,9 @@ pub fn check_storage(field: &str, value: &Value, allowed: &[&str]) -> Result<(),
 
 /// Whether a stored storage choice is customer-managed (its retention cannot be updated).
 pub fn is_customer_managed(storage: &Value) -> bool {
-    storage.get("customerManagedS3").is_some_and(|v| !v.is_null())
+    storage
+        .get("customerManagedS3")
+        .is_some_and(|v| !v.is_null())
         || storage
             .get("iotSiteWiseMultiLayerStorage")
             .is_some_and(|v| !v.is_null())
@@ -191,8 +202,14 @@ mod tests {
 
     #[test]
     fn retention_takes_unlimited_or_a_positive_number_of_days() {
-        assert_eq!(check_retention("r", &json!({"unlimited": true})).unwrap(), None);
-        assert_eq!(check_retention("r", &json!({"numberOfDays": 3})).unwrap(), Some(3));
+        assert_eq!(
+            check_retention("r", &json!({"unlimited": true})).unwrap(),
+            None
+        );
+        assert_eq!(
+            check_retention("r", &json!({"numberOfDays": 3})).unwrap(),
+            Some(3)
+        );
         assert_eq!(
             check_retention("r", &json!({"unlimited": false, "numberOfDays": 3})).unwrap(),
             Some(3)
@@ -211,11 +228,18 @@ mod tests {
     #[test]
     fn tags_replace_values_by_key_and_stop_at_fifty() {
         let mut tags = parse_tags(&json!([{"key": "a", "value": "1"}])).unwrap();
-        merge_tags(&mut tags, &parse_tags(&json!([{"key": "a", "value": "2"}, {"key": "b", "value": "3"}])).unwrap()).unwrap();
+        merge_tags(
+            &mut tags,
+            &parse_tags(&json!([{"key": "a", "value": "2"}, {"key": "b", "value": "3"}])).unwrap(),
+        )
+        .unwrap();
         assert_eq!(tags.len(), 2);
         assert_eq!(tags[0].value, "2");
         let many: Vec<Tag> = (0..49)
-            .map(|i| Tag { key: format!("k{i}"), value: "v".into() })
+            .map(|i| Tag {
+                key: format!("k{i}"),
+                value: "v".into(),
+            })
             .collect();
         let err = merge_tags(&mut tags, &many).unwrap_err();
         assert_eq!(err.code(), "LimitExceededException");
@@ -227,7 +251,9 @@ mod tests {
         assert!(parse_tags(&json!([])).is_err());
         assert!(parse_tags(&json!([{"key": "", "value": "v"}])).is_err());
         assert!(parse_tags(&json!([{"key": "k", "value": ""}])).is_err());
-        assert!(parse_tags(&json!([{"key": "k", "value": "a"}, {"key": "k", "value": "b"}])).is_err());
+        assert!(
+            parse_tags(&json!([{"key": "k", "value": "a"}, {"key": "k", "value": "b"}])).is_err()
+        );
     }
 
     #[test]
@@ -248,7 +274,16 @@ mod tests {
         let allowed = ["serviceManagedS3", "customerManagedS3"];
         check_storage("s", &json!({"serviceManagedS3": {}}), &allowed).unwrap();
         assert!(check_storage("s", &json!({}), &allowed).is_err());
-        assert!(check_storage("s", &json!({"customerManagedS3": {"bucket": "b"}}), &allowed).is_err());
-        assert!(is_customer_managed(&json!({"customerManagedS3": {"bucket": "b"}})));
+        assert!(
+            check_storage(
+                "s",
+                &json!({"customerManagedS3": {"bucket": "b"}}),
+                &allowed
+            )
+            .is_err()
+        );
+        assert!(is_customer_managed(
+            &json!({"customerManagedS3": {"bucket": "b"}})
+        ));
     }
 }

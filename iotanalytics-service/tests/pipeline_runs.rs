@@ -5,13 +5,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use aws_sdk_iotanalytics::Client;
 use aws_sdk_iotanalytics::error::ProvideErrorMetadata;
 use aws_sdk_iotanalytics::primitives::{Blob, DateTime};
 use aws_sdk_iotanalytics::types::{
     AddAttributesActivity, ChannelActivity, ChannelMessages, DatastoreActivity, FilterActivity,
     LambdaActivity, MathActivity, PipelineActivity, ReprocessingStatus, SelectAttributesActivity,
 };
-use aws_sdk_iotanalytics::Client;
 use common::*;
 use serde_json::{Value, json};
 
@@ -53,7 +53,11 @@ async fn run_pipeline_activity_applies_one_activity_to_the_payloads() {
     let out = run(
         &client,
         math("((temp - 32) * 5.0) / 9.0", "tempC"),
-        &[json!({"temp": 212}), json!({"temp": "32"}), json!({"other": 1})],
+        &[
+            json!({"temp": 212}),
+            json!({"temp": "32"}),
+            json!({"other": 1}),
+        ],
     )
     .await;
     assert_eq!(
@@ -65,7 +69,13 @@ async fn run_pipeline_activity_applies_one_activity_to_the_payloads() {
         ]
     );
     let filter = PipelineActivity::builder()
-        .filter(FilterActivity::builder().name("f").filter("temp > 20").build().unwrap())
+        .filter(
+            FilterActivity::builder()
+                .name("f")
+                .filter("temp > 20")
+                .build()
+                .unwrap(),
+        )
         .build();
     let out = run(&client, filter, &[json!({"temp": 10}), json!({"temp": 30})]).await;
     assert_eq!(out, [json!({"temp": 30})]);
@@ -78,7 +88,10 @@ async fn run_pipeline_activity_applies_one_activity_to_the_payloads() {
                 .unwrap(),
         )
         .build();
-    assert_eq!(run(&client, select, &[json!({"a": 1, "b": 2})]).await, [json!({"a": 1})]);
+    assert_eq!(
+        run(&client, select, &[json!({"a": 1, "b": 2})]).await,
+        [json!({"a": 1})]
+    );
     let add = PipelineActivity::builder()
         .add_attributes(
             AddAttributesActivity::builder()
@@ -119,7 +132,13 @@ async fn run_pipeline_activity_refuses_what_it_cannot_run_and_bad_payloads() {
     assert_eq!(code(&e), "InvalidRequestException");
     assert!(e.message().unwrap().contains("Lambda"), "{:?}", e.message());
     let channel = PipelineActivity::builder()
-        .channel(ChannelActivity::builder().name("c").channel_name("c").build().unwrap())
+        .channel(
+            ChannelActivity::builder()
+                .name("c")
+                .channel_name("c")
+                .build()
+                .unwrap(),
+        )
         .build();
     let e = client
         .run_pipeline_activity()
@@ -151,7 +170,10 @@ async fn run_pipeline_activity_refuses_what_it_cannot_run_and_bad_payloads() {
     for _ in 0..11 {
         req = req.payloads(payload());
     }
-    assert_eq!(code(&req.send().await.unwrap_err()), "InvalidRequestException");
+    assert_eq!(
+        code(&req.send().await.unwrap_err()),
+        "InvalidRequestException"
+    );
 }
 
 /// A pipeline `<prefix>_pipeline` from `<prefix>_channel` through `middle` to `<prefix>_datastore`.
@@ -223,7 +245,12 @@ async fn a_math_activity_in_a_pipeline_adds_its_attribute_to_stored_messages() {
     pipeline_with(&client, "m", Some(math("temp * 2 + 1", "doubled"))).await;
     send(&client, "m_channel", 1, 3).await;
     assert_eq!(
-        run_sql(&client, "m_ds", "select temp, doubled from m_datastore order by temp").await,
+        run_sql(
+            &client,
+            "m_ds",
+            "select temp, doubled from m_datastore order by temp"
+        )
+        .await,
         "temp,doubled\n1,3\n2,5\n3,7\n"
     );
 }
@@ -231,7 +258,12 @@ async fn a_math_activity_in_a_pipeline_adds_its_attribute_to_stored_messages() {
 async fn wait_reprocessing(client: &Client, pipeline: &str, id: &str) -> ReprocessingStatus {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let out = client.describe_pipeline().pipeline_name(pipeline).send().await.unwrap();
+        let out = client
+            .describe_pipeline()
+            .pipeline_name(pipeline)
+            .send()
+            .await
+            .unwrap();
         let summary = out
             .pipeline()
             .unwrap()
@@ -251,7 +283,12 @@ async fn wait_reprocessing(client: &Client, pipeline: &str, id: &str) -> Reproce
 }
 
 async fn count(client: &Client, dataset: &str, datastore: &str) -> String {
-    run_sql(client, dataset, &format!("select count(*) as n from {datastore}")).await
+    run_sql(
+        client,
+        dataset,
+        &format!("select count(*) as n from {datastore}"),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,7 +311,10 @@ async fn reprocessing_reruns_the_channel_through_the_pipeline_and_reports_its_st
         .reprocessing_id()
         .unwrap()
         .to_owned();
-    assert_eq!(wait_reprocessing(&client, "r_pipeline", &id).await, ReprocessingStatus::Succeeded);
+    assert_eq!(
+        wait_reprocessing(&client, "r_pipeline", &id).await,
+        ReprocessingStatus::Succeeded
+    );
     assert_eq!(count(&client, "r_count2", "r_datastore").await, "n\n250\n");
 
     let id = client
@@ -286,10 +326,18 @@ async fn reprocessing_reruns_the_channel_through_the_pipeline_and_reports_its_st
         .reprocessing_id()
         .unwrap()
         .to_owned();
-    assert_eq!(wait_reprocessing(&client, "r_pipeline", &id).await, ReprocessingStatus::Succeeded);
+    assert_eq!(
+        wait_reprocessing(&client, "r_pipeline", &id).await,
+        ReprocessingStatus::Succeeded
+    );
     assert_eq!(count(&client, "r_count3", "r_datastore").await, "n\n500\n");
     let listed = client.list_pipelines().send().await.unwrap();
-    assert_eq!(listed.pipeline_summaries()[0].reprocessing_summaries().len(), 2);
+    assert_eq!(
+        listed.pipeline_summaries()[0]
+            .reprocessing_summaries()
+            .len(),
+        2
+    );
 
     let e = client
         .cancel_pipeline_reprocessing()
@@ -298,7 +346,11 @@ async fn reprocessing_reruns_the_channel_through_the_pipeline_and_reports_its_st
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code(&e), "InvalidRequestException", "a finished run cannot be cancelled");
+    assert_eq!(
+        code(&e),
+        "InvalidRequestException",
+        "a finished run cannot be cancelled"
+    );
     let e = client
         .cancel_pipeline_reprocessing()
         .pipeline_name("r_pipeline")
@@ -326,7 +378,11 @@ async fn reprocessing_reruns_the_channel_through_the_pipeline_and_reports_its_st
     let e = client
         .start_pipeline_reprocessing()
         .pipeline_name("r_pipeline")
-        .channel_messages(ChannelMessages::builder().s3_paths("channel/x/y.json.gz").build())
+        .channel_messages(
+            ChannelMessages::builder()
+                .s3_paths("channel/x/y.json.gz")
+                .build(),
+        )
         .send()
         .await
         .unwrap_err();
@@ -362,7 +418,10 @@ async fn a_running_reprocessing_can_be_cancelled_and_blocks_a_second_one() {
         .send()
         .await
         .unwrap();
-    assert_eq!(wait_reprocessing(&client, "c_pipeline", &id).await, ReprocessingStatus::Cancelled);
+    assert_eq!(
+        wait_reprocessing(&client, "c_pipeline", &id).await,
+        ReprocessingStatus::Cancelled
+    );
     let stored: u64 = count(&client, "c_count", "c_datastore")
         .await
         .trim_start_matches("n\n")

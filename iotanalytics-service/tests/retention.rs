@@ -21,7 +21,12 @@ async fn send(client: &Client, from: usize, n: usize) {
 }
 
 async fn count(client: &Client, dataset: &str, datastore: &str) -> String {
-    run_sql(client, dataset, &format!("select count(*) as n from {datastore}")).await
+    run_sql(
+        client,
+        dataset,
+        &format!("select count(*) as n from {datastore}"),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,7 +40,12 @@ async fn data_older_than_the_retention_period_is_removed_and_newer_data_kept() {
     .await;
     let client = client(&t.service.endpoint_url()).await;
     setup_flow(&client, "ret").await;
-    client.create_datastore().datastore_name("kept").send().await.unwrap();
+    client
+        .create_datastore()
+        .datastore_name("kept")
+        .send()
+        .await
+        .unwrap();
     client
         .create_pipeline()
         .pipeline_name("kept_pipeline")
@@ -53,7 +63,13 @@ async fn data_older_than_the_retention_period_is_removed_and_newer_data_kept() {
         )
         .pipeline_activities(
             PipelineActivity::builder()
-                .datastore(DatastoreActivity::builder().name("out").datastore_name("kept").build().unwrap())
+                .datastore(
+                    DatastoreActivity::builder()
+                        .name("out")
+                        .datastore_name("kept")
+                        .build()
+                        .unwrap(),
+                )
                 .build(),
         )
         .send()
@@ -87,7 +103,11 @@ async fn data_older_than_the_retention_period_is_removed_and_newer_data_kept() {
         .send()
         .await
         .unwrap();
-    assert_eq!(sample.payloads().len(), 5, "only the newer messages are left in the channel");
+    assert_eq!(
+        sample.payloads().len(),
+        5,
+        "only the newer messages are left in the channel"
+    );
     let describe = client
         .describe_datastore()
         .datastore_name("ret_datastore")

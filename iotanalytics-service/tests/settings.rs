@@ -6,8 +6,8 @@ mod common;
 use aws_sdk_iotanalytics::error::ProvideErrorMetadata;
 use aws_sdk_iotanalytics::types::{
     ChannelStorage, CustomerManagedDatastoreS3Storage, DatastoreStorage, FileFormatConfiguration,
-    LoggingLevel, LoggingOptions, ParquetConfiguration, RetentionPeriod, ServiceManagedChannelS3Storage,
-    Tag,
+    LoggingLevel, LoggingOptions, ParquetConfiguration, RetentionPeriod,
+    ServiceManagedChannelS3Storage, Tag,
 };
 use common::*;
 
@@ -74,11 +74,26 @@ async fn tags_given_at_creation_are_listed_changed_and_removed_on_every_resource
         .await
         .unwrap();
 
-    assert_eq!(tags_of(&client, &arn("channel", "tc")).await, pairs(&[("env", "test")]));
-    assert_eq!(tags_of(&client, &arn("dataset", "tds")).await, pairs(&[("owner", "data")]));
-    assert!(tags_of(&client, &arn("pipeline", "tp_pipeline")).await.is_empty());
+    assert_eq!(
+        tags_of(&client, &arn("channel", "tc")).await,
+        pairs(&[("env", "test")])
+    );
+    assert_eq!(
+        tags_of(&client, &arn("dataset", "tds")).await,
+        pairs(&[("owner", "data")])
+    );
+    assert!(
+        tags_of(&client, &arn("pipeline", "tp_pipeline"))
+            .await
+            .is_empty()
+    );
 
-    for (kind, name) in [("channel", "tc"), ("datastore", "td"), ("pipeline", "tp_pipeline"), ("dataset", "tds")] {
+    for (kind, name) in [
+        ("channel", "tc"),
+        ("datastore", "td"),
+        ("pipeline", "tp_pipeline"),
+        ("dataset", "tds"),
+    ] {
         client
             .tag_resource()
             .resource_arn(arn(kind, name))
@@ -88,8 +103,14 @@ async fn tags_given_at_creation_are_listed_changed_and_removed_on_every_resource
             .await
             .unwrap();
         let tags = tags_of(&client, &arn(kind, name)).await;
-        assert!(tags.contains(&("env".into(), "prod".into())), "{kind}: {tags:?}");
-        assert!(tags.contains(&("team".into(), "iot".into())), "{kind}: {tags:?}");
+        assert!(
+            tags.contains(&("env".into(), "prod".into())),
+            "{kind}: {tags:?}"
+        );
+        assert!(
+            tags.contains(&("team".into(), "iot".into())),
+            "{kind}: {tags:?}"
+        );
         client
             .untag_resource()
             .resource_arn(arn(kind, name))
@@ -100,7 +121,10 @@ async fn tags_given_at_creation_are_listed_changed_and_removed_on_every_resource
             .unwrap();
         let tags = tags_of(&client, &arn(kind, name)).await;
         assert!(!tags.iter().any(|(k, _)| k == "env"), "{kind}: {tags:?}");
-        assert!(tags.contains(&("team".into(), "iot".into())), "{kind}: {tags:?}");
+        assert!(
+            tags.contains(&("team".into(), "iot".into())),
+            "{kind}: {tags:?}"
+        );
     }
 }
 
@@ -108,7 +132,12 @@ async fn tags_given_at_creation_are_listed_changed_and_removed_on_every_resource
 async fn tag_operations_refuse_bad_arns_missing_resources_and_too_many_tags() {
     let t = start().await;
     let client = client(&t.service.endpoint_url()).await;
-    client.create_channel().channel_name("c").send().await.unwrap();
+    client
+        .create_channel()
+        .channel_name("c")
+        .send()
+        .await
+        .unwrap();
 
     let e = client
         .list_tags_for_resource()
@@ -230,7 +259,12 @@ async fn logging_options_are_stored_validated_and_described() {
 async fn update_channel_changes_retention_but_not_storage() {
     let t = start().await;
     let client = client(&t.service.endpoint_url()).await;
-    client.create_channel().channel_name("uc").send().await.unwrap();
+    client
+        .create_channel()
+        .channel_name("uc")
+        .send()
+        .await
+        .unwrap();
     client
         .update_channel()
         .channel_name("uc")
@@ -238,7 +272,12 @@ async fn update_channel_changes_retention_but_not_storage() {
         .send()
         .await
         .unwrap();
-    let channel = client.describe_channel().channel_name("uc").send().await.unwrap();
+    let channel = client
+        .describe_channel()
+        .channel_name("uc")
+        .send()
+        .await
+        .unwrap();
     let retention = channel.channel().unwrap().retention_period().unwrap();
     assert_eq!(retention.number_of_days(), Some(7));
     assert!(!retention.unlimited());
@@ -284,7 +323,12 @@ async fn update_channel_changes_retention_but_not_storage() {
     let e = client
         .update_channel()
         .channel_name("uc")
-        .retention_period(RetentionPeriod::builder().unlimited(true).number_of_days(3).build())
+        .retention_period(
+            RetentionPeriod::builder()
+                .unlimited(true)
+                .number_of_days(3)
+                .build(),
+        )
         .send()
         .await
         .unwrap_err();
@@ -297,9 +341,19 @@ async fn update_channel_changes_retention_but_not_storage() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "ResourceNotFoundException");
-    let unchanged = client.describe_channel().channel_name("uc").send().await.unwrap();
+    let unchanged = client
+        .describe_channel()
+        .channel_name("uc")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        unchanged.channel().unwrap().retention_period().unwrap().number_of_days(),
+        unchanged
+            .channel()
+            .unwrap()
+            .retention_period()
+            .unwrap()
+            .number_of_days(),
         Some(7)
     );
 }
@@ -308,7 +362,12 @@ async fn update_channel_changes_retention_but_not_storage() {
 async fn update_datastore_changes_retention_but_not_storage_or_format() {
     let t = start().await;
     let client = client(&t.service.endpoint_url()).await;
-    client.create_datastore().datastore_name("ud").send().await.unwrap();
+    client
+        .create_datastore()
+        .datastore_name("ud")
+        .send()
+        .await
+        .unwrap();
     client
         .update_datastore()
         .datastore_name("ud")
@@ -323,9 +382,17 @@ async fn update_datastore_changes_retention_but_not_storage_or_format() {
         .send()
         .await
         .unwrap();
-    let described = client.describe_datastore().datastore_name("ud").send().await.unwrap();
+    let described = client
+        .describe_datastore()
+        .datastore_name("ud")
+        .send()
+        .await
+        .unwrap();
     let datastore = described.datastore().unwrap();
-    assert_eq!(datastore.retention_period().unwrap().number_of_days(), Some(30));
+    assert_eq!(
+        datastore.retention_period().unwrap().number_of_days(),
+        Some(30)
+    );
 
     let e = client
         .update_datastore()

@@ -66,8 +66,5 @@ async fn run_pipeline_activity(State(_svc): State<Arc<Service>>, body: Bytes) ->
             out.push(BASE64.encode(serde_json::to_vec(&result)?));
         }
     }
-    ok(
-        StatusCode::OK,
-        json!({ "payloads": out }),
-    )
+    ok(StatusCode::OK, json!({ "payloads": out }))
 }

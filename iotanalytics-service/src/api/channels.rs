@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use crate::catalog::{ChannelDef, ResourceKind};
 use crate::error::Error;
-use crate::store::{Format, Kind};
 use crate::rules;
+use crate::store::{Format, Kind};
 use crate::validate::check_resource_name;
 
 use super::{ApiResult, Service, create_tags, holders, now, ok, or_default, parse};

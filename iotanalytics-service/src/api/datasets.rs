@@ -15,7 +15,9 @@ use crate::catalog::{DatasetDef, ResourceKind};
 use crate::error::Error;
 use crate::validate::check_resource_name;
 
-use super::{ApiResult, Service, create_tags, list_body, no_content, now, ok, or_default, page, parse};
+use super::{
+    ApiResult, Service, create_tags, list_body, no_content, now, ok, or_default, page, parse,
+};
 
 pub(super) fn routes() -> Router<Arc<Service>> {
     Router::new()

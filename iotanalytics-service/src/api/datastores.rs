@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use crate::catalog::{DatastoreDef, ResourceKind};
 use crate::error::Error;
-use crate::store::Kind;
 use crate::rules;
+use crate::store::Kind;
 use crate::validate::check_resource_name;
 
 use super::{ApiResult, Service, create_tags, holders, now, ok, or_default, parse};

@@ -102,7 +102,8 @@ async fn start_pipeline_reprocessing(
     let task_svc = svc.clone();
     let task_id = id.clone();
     tokio::spawn(async move {
-        let status = match rerun(&task_svc, &compiled, &task_id, req.start_time, req.end_time).await {
+        let status = match rerun(&task_svc, &compiled, &task_id, req.start_time, req.end_time).await
+        {
             Ok(true) => ReprocessingStatus::Succeeded,
             Ok(false) => return,
             Err(e) => {
@@ -118,7 +119,11 @@ async fn start_pipeline_reprocessing(
 }
 
 /// The state a run has in the catalog; `None` when the pipeline or the run is gone.
-async fn status_of(svc: &Service, pipeline: &str, id: &str) -> Result<Option<ReprocessingStatus>, Error> {
+async fn status_of(
+    svc: &Service,
+    pipeline: &str,
+    id: &str,
+) -> Result<Option<ReprocessingStatus>, Error> {
     Ok(svc
         .backend
         .get::<PipelineDef>(pipeline)

@@ -53,7 +53,11 @@ pub fn read_all(log: &Log, schema: &SchemaRef) -> Result<Vec<RecordBatch>, Error
 /// `[start, end)` (seconds since the epoch), oldest first. A segment's span runs from its
 /// file's creation (or, where the file system does not record it, the previous segment's last
 /// write) to its last write, so a range selects whole segments.
-pub fn lines_between(log: &Log, start: Option<f64>, end: Option<f64>) -> Result<Vec<Vec<u8>>, Error> {
+pub fn lines_between(
+    log: &Log,
+    start: Option<f64>,
+    end: Option<f64>,
+) -> Result<Vec<Vec<u8>>, Error> {
     let secs = |t: std::io::Result<std::time::SystemTime>| {
         t.ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())

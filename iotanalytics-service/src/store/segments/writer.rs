@@ -334,7 +334,9 @@ impl Writer {
                     }
                 });
             st.segments = kept;
-            st.total_bytes = st.total_bytes.saturating_sub(gone.iter().map(|s| s.len).sum());
+            st.total_bytes = st
+                .total_bytes
+                .saturating_sub(gone.iter().map(|s| s.len).sum());
             gone
         };
         for seg in &expired {

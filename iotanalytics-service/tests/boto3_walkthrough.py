@@ -66,7 +66,7 @@ def more_operations(iota, channel, datastore, pipeline):
     iota.put_logging_options(loggingOptions={"roleArn": role, "level": "ERROR", "enabled": True})
     assert iota.describe_logging_options()["loggingOptions"]["roleArn"] == role
     assert client_error_code(lambda: iota.put_logging_options(
-        loggingOptions={"roleArn": "bad", "level": "ERROR", "enabled": True})) == "InvalidRequestException"
+        loggingOptions={"roleArn": "arn:aws:iam::000000000000:user/not-a-role", "level": "ERROR", "enabled": True})) == "InvalidRequestException"
 
     out = iota.run_pipeline_activity(
         pipelineActivity={"math": {"name": "m", "attribute": "tempC", "math": "((temp - 32) * 5.0) / 9.0"}},

@@ -1,12 +1,14 @@
 //! Retention: every `sweep_every` of the [`RetentionClock`], each channel and datastore whose
 //! `retentionPeriod` has a `numberOfDays` loses the data that arrived more than that many
-//! (clock) days ago. Customer-managed storage is left alone, as the real service did.
+//! (clock) days ago; customer-managed storage is left alone, as the real service did. Each
+//! dataset likewise loses the finished content versions created longer ago than its
+//! `retentionPeriod` (90 days unless set), results included.
 
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use crate::catalog::{ChannelDef, DatastoreDef};
+use crate::catalog::{ChannelDef, ContentState, DatasetDef, DatastoreDef};
 use crate::config::RetentionClock;
 use crate::error::Error;
 use crate::rules::{is_customer_managed, retention_days};
@@ -42,7 +44,43 @@ pub async fn sweep(backend: &Backend, clock: RetentionClock) -> Result<u64, Erro
         let cutoff = now - clock.day.as_secs_f64() * days as f64;
         removed += backend.expire(kind, &name, cutoff).await?;
     }
+    for dataset in backend.list::<DatasetDef>().await? {
+        let Some(days) = retention_days(&dataset.retention_period) else {
+            continue;
+        };
+        let cutoff = now - clock.day.as_secs_f64() * days as f64;
+        // Only a dataset with something to remove is written (on S3 every write is a PUT).
+        if dataset
+            .contents
+            .iter()
+            .any(|c| c.state != ContentState::Creating && c.creation_time < cutoff)
+        {
+            removed += expire_versions(backend, &dataset.name, cutoff).await?;
+        }
+    }
     Ok(removed)
+}
+
+/// Removes a dataset's finished content versions created before `cutoff`, and their results.
+async fn expire_versions(backend: &Backend, dataset: &str, cutoff: f64) -> Result<u64, Error> {
+    let expired = backend
+        .update(dataset, |def: &mut DatasetDef| {
+            let expired: Vec<String> = def
+                .contents
+                .iter()
+                .filter(|c| c.state != ContentState::Creating && c.creation_time < cutoff)
+                .map(|c| c.version_id.clone())
+                .collect();
+            def.contents.retain(|c| !expired.contains(&c.version_id));
+            Ok(expired)
+        })
+        .await?
+        .unwrap_or_default();
+    if !expired.is_empty() {
+        backend.delete_results(dataset, &expired).await;
+        tracing::info!(%dataset, versions = expired.len(), "expired dataset contents removed");
+    }
+    Ok(expired.len() as u64)
 }
 
 /// Sweeps every `clock.sweep_every` until aborted.

@@ -117,3 +117,56 @@ async fn data_older_than_the_retention_period_is_removed_and_newer_data_kept() {
         .unwrap();
     assert!(describe.statistics().unwrap().size().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dataset_contents_older_than_the_dataset_retention_period_are_removed() {
+    let t = start_with(tempfile::tempdir().unwrap(), |c| {
+        c.retention = RetentionClock {
+            day: Duration::from_secs(2),
+            sweep_every: Duration::from_millis(100),
+        };
+    })
+    .await;
+    let client = client(&t.service.endpoint_url()).await;
+    client
+        .create_dataset()
+        .dataset_name("old")
+        .actions(query_action("q", "select 1 as one"))
+        .retention_period(RetentionPeriod::builder().number_of_days(1).build())
+        .send()
+        .await
+        .unwrap();
+    client
+        .create_dataset()
+        .dataset_name("young")
+        .actions(query_action("q", "select 1 as one"))
+        .retention_period(RetentionPeriod::builder().number_of_days(30).build())
+        .send()
+        .await
+        .unwrap();
+    for dataset in ["old", "young"] {
+        client
+            .create_dataset_content()
+            .dataset_name(dataset)
+            .send()
+            .await
+            .unwrap();
+        wait_content(&client, dataset).await;
+    }
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let versions = |name: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .list_dataset_contents()
+                .dataset_name(name)
+                .send()
+                .await
+                .unwrap()
+                .dataset_content_summaries()
+                .len()
+        }
+    };
+    assert_eq!(versions("old").await, 0, "the 1-day-old content is gone");
+    assert_eq!(versions("young").await, 1);
+}

@@ -433,3 +433,39 @@ async fn a_running_reprocessing_can_be_cancelled_and_blocks_a_second_one() {
         "a cancelled run stores part of the channel at most: {stored}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_range_selects_batches_on_s3_and_whole_segments_on_the_filesystem() {
+    let t = start().await;
+    let client = client(&t.service.endpoint_url()).await;
+    pipeline_with(&client, "tr", None).await;
+    send(&client, "tr_channel", 0, 100).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let split = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    send(&client, "tr_channel", 100, 30).await;
+    let id = client
+        .start_pipeline_reprocessing()
+        .pipeline_name("tr_pipeline")
+        .start_time(DateTime::from_secs_f64(split))
+        .send()
+        .await
+        .unwrap()
+        .reprocessing_id()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        wait_reprocessing(&client, "tr_pipeline", &id).await,
+        ReprocessingStatus::Succeeded
+    );
+    // S3 records each batch's arrival: only the 30 later messages run again. The filesystem
+    // keeps both batches in one segment, which the range overlaps: all 130 run again.
+    let expected = if on_s3_backend() { 160 } else { 260 };
+    assert_eq!(
+        count(&client, "tr_count", "tr_datastore").await,
+        format!("n\n{expected}\n")
+    );
+}

@@ -230,6 +230,9 @@ pub struct DatasetDef {
     /// Content versions, oldest first.
     #[serde(default)]
     pub contents: Vec<ContentVersion>,
+    /// Where the last `deltaTime` window ended (seconds since the epoch): the next starts there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_end: Option<f64>,
 }
 
 impl DatasetDef {

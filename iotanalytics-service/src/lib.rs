@@ -19,6 +19,7 @@ mod api;
 pub mod athena;
 pub mod catalog;
 pub mod config;
+pub mod delta;
 pub mod error;
 pub mod glue;
 pub mod host;

@@ -40,6 +40,18 @@ async fn create_dataset_content(
     Path(name): Path<String>,
 ) -> ApiResult {
     let version_id = uuid::Uuid::new_v4().to_string();
+    // A deltaTime filter needs the datastore names to know which tables to window.
+    let delta = crate::delta::delta_time(&svc.backend.require::<DatasetDef>(&name).await?.actions);
+    let datastores: Vec<String> = match delta {
+        Some(_) => svc
+            .backend
+            .list::<DatastoreDef>()
+            .await?
+            .into_iter()
+            .map(|d| d.name)
+            .collect(),
+        None => Vec::new(),
+    };
     let sql = svc
         .backend
         .modify(&name, |def: &mut DatasetDef| {
@@ -56,10 +68,15 @@ async fn create_dataset_content(
                     def.name
                 )));
             }
-            let sql = def
+            let mut sql = def
                 .sql()
                 .ok_or_else(|| Error::InvalidRequest("The dataset has no queryAction".into()))?
                 .to_owned();
+            if let Some(delta) = crate::delta::delta_time(&def.actions) {
+                let end = t - delta.offset_seconds as f64;
+                sql = crate::delta::restrict(&sql, &datastores, &delta, def.delta_end, end)?;
+                def.delta_end = Some(end);
+            }
             def.contents.push(ContentVersion {
                 version_id: version_id.clone(),
                 state: ContentState::Creating,

@@ -99,6 +99,7 @@ async fn create_dataset(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResu
         creation_time: t,
         last_update_time: t,
         contents: Vec::new(),
+        delta_end: None,
         tags,
     };
     if !svc.backend.create(&def).await? {

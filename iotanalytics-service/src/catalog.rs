@@ -11,6 +11,15 @@ use crate::store::Format;
 use crate::store::arrow::attr_data_type;
 use crate::validate::AttrType;
 
+/// A resource tag (`key` and `value`, 1–256 characters each).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    /// Key, unique within a resource.
+    pub key: String,
+    /// Value.
+    pub value: String,
+}
+
 /// A channel as created.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,6 +34,9 @@ pub struct ChannelDef {
     pub creation_time: f64,
     /// Last update time, seconds since the epoch.
     pub last_update_time: f64,
+    /// Tags, in the order they were first set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
 }
 
 /// A datastore as created.
@@ -45,6 +57,9 @@ pub struct DatastoreDef {
     pub creation_time: f64,
     /// Last update time.
     pub last_update_time: f64,
+    /// Tags, in the order they were first set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
 }
 
 impl DatastoreDef {
@@ -112,6 +127,43 @@ pub struct PipelineDef {
     pub creation_time: f64,
     /// Last update time.
     pub last_update_time: f64,
+    /// Tags, in the order they were first set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
+    /// Reprocessing runs, newest first (at most [`PipelineDef::KEPT_REPROCESSINGS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reprocessing: Vec<Reprocessing>,
+}
+
+impl PipelineDef {
+    /// How many reprocessing runs a pipeline remembers.
+    pub const KEPT_REPROCESSINGS: usize = 20;
+}
+
+/// State of a pipeline reprocessing run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReprocessingStatus {
+    /// Messages are being re-run through the pipeline.
+    Running,
+    /// Every selected message went through.
+    Succeeded,
+    /// CancelPipelineReprocessing stopped it.
+    Cancelled,
+    /// Reading or storing failed.
+    Failed,
+}
+
+/// One StartPipelineReprocessing run, as DescribePipeline's `reprocessingSummaries` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reprocessing {
+    /// The reprocessing id.
+    pub id: String,
+    /// Its state.
+    pub status: ReprocessingStatus,
+    /// When it was started, seconds since the epoch.
+    pub creation_time: f64,
 }
 
 /// State of one dataset content version.
@@ -172,9 +224,15 @@ pub struct DatasetDef {
     pub creation_time: f64,
     /// Last update time.
     pub last_update_time: f64,
+    /// Tags, in the order they were first set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
     /// Content versions, oldest first.
     #[serde(default)]
     pub contents: Vec<ContentVersion>,
+    /// Where the last `deltaTime` window ended (seconds since the epoch): the next starts there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_end: Option<f64>,
 }
 
 impl DatasetDef {
@@ -210,6 +268,25 @@ pub struct Catalog {
     pub pipelines: BTreeMap<String, PipelineDef>,
     /// Datasets by name.
     pub datasets: BTreeMap<String, DatasetDef>,
+    /// Account-wide settings by name (`logging`).
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingsDef>,
+}
+
+/// An account-wide setting kept in the catalog, such as the logging options
+/// (PutLoggingOptions), stored under the name [`SettingsDef::LOGGING`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsDef {
+    /// Which setting this is.
+    pub name: String,
+    /// Its value as the API returns it.
+    pub value: Value,
+}
+
+impl SettingsDef {
+    /// The name of the logging options.
+    pub const LOGGING: &'static str = "logging";
 }
 
 /// The four kinds of resource the catalog holds.
@@ -223,6 +300,8 @@ pub enum ResourceKind {
     Pipeline,
     /// A dataset (with its content versions).
     Dataset,
+    /// An account-wide setting (not a resource with an ARN).
+    Settings,
 }
 
 impl ResourceKind {
@@ -233,6 +312,7 @@ impl ResourceKind {
             ResourceKind::Datastore => "datastore",
             ResourceKind::Pipeline => "pipeline",
             ResourceKind::Dataset => "dataset",
+            ResourceKind::Settings => "settings",
         }
     }
 
@@ -243,6 +323,7 @@ impl ResourceKind {
             ResourceKind::Datastore => "datastores",
             ResourceKind::Pipeline => "pipelines",
             ResourceKind::Dataset => "datasets",
+            ResourceKind::Settings => "settings",
         }
     }
 }
@@ -255,6 +336,14 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     fn name(&self) -> &str;
     /// Where resources of this kind live in an in-memory catalog.
     fn entries(catalog: &mut Catalog) -> &mut BTreeMap<String, Self>;
+}
+
+/// A resource with an ARN, which can carry tags.
+pub trait Tagged: Resource {
+    /// Its tags.
+    fn tags(&self) -> &[Tag];
+    /// Its tags, to change.
+    fn tags_mut(&mut self) -> &mut Vec<Tag>;
 }
 
 macro_rules! resource {
@@ -271,7 +360,22 @@ macro_rules! resource {
     };
 }
 
+macro_rules! tagged {
+    ($($def:ty),*) => {$(
+        impl Tagged for $def {
+            fn tags(&self) -> &[Tag] {
+                &self.tags
+            }
+            fn tags_mut(&mut self) -> &mut Vec<Tag> {
+                &mut self.tags
+            }
+        }
+    )*};
+}
+
 resource!(ChannelDef, Channel, channels);
 resource!(DatastoreDef, Datastore, datastores);
 resource!(PipelineDef, Pipeline, pipelines);
 resource!(DatasetDef, Dataset, datasets);
+resource!(SettingsDef, Settings, settings);
+tagged!(ChannelDef, DatastoreDef, PipelineDef, DatasetDef);

@@ -130,6 +130,27 @@ pub struct ServiceConfig {
     pub engine: QueryEngineConfig,
     /// Bounds of every DataFusion query.
     pub query_limits: QueryLimits,
+    /// How long a retention period's day lasts and how often expired data is looked for.
+    pub retention: RetentionClock,
+}
+
+/// The clock of `retentionPeriod`: data older than `numberOfDays × day` is removed by a sweep
+/// every `sweep_every`. Tests shorten both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionClock {
+    /// The length of one retention day (24 hours unless shortened).
+    pub day: std::time::Duration,
+    /// Time between two sweeps (one hour unless shortened).
+    pub sweep_every: std::time::Duration,
+}
+
+impl Default for RetentionClock {
+    fn default() -> Self {
+        Self {
+            day: std::time::Duration::from_secs(24 * 3600),
+            sweep_every: std::time::Duration::from_secs(3600),
+        }
+    }
 }
 
 impl ServiceConfig {
@@ -152,6 +173,7 @@ impl ServiceConfig {
             storage: StorageConfig::Filesystem,
             engine: QueryEngineConfig::DataFusion,
             query_limits: QueryLimits::default(),
+            retention: RetentionClock::default(),
         }
     }
 }

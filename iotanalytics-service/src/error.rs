@@ -23,6 +23,9 @@ pub enum Error {
         /// ARN of the existing resource.
         resource_arn: String,
     },
+    /// An internal limit would be exceeded (such as 50 tags on one resource).
+    #[error("{0}")]
+    LimitExceeded(String),
     /// A rate limit was exceeded; the caller should retry later.
     #[error("{0}")]
     Throttling(String),
@@ -64,6 +67,7 @@ impl Error {
             Error::InvalidRequest(_) => "InvalidRequestException",
             Error::ResourceNotFound(_) => "ResourceNotFoundException",
             Error::ResourceAlreadyExists { .. } => "ResourceAlreadyExistsException",
+            Error::LimitExceeded(_) => "LimitExceededException",
             Error::Throttling(_) => "ThrottlingException",
             Error::UnsupportedOperation { status: 404, .. } => "UnknownOperationException",
             Error::UnsupportedOperation { .. } => "InvalidRequestException",
@@ -77,6 +81,7 @@ impl Error {
             Error::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Error::ResourceNotFound(_) => StatusCode::NOT_FOUND,
             Error::ResourceAlreadyExists { .. } => StatusCode::CONFLICT,
+            Error::LimitExceeded(_) => StatusCode::GONE,
             Error::Throttling(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::UnsupportedOperation { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)

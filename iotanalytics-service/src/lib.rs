@@ -19,12 +19,16 @@ mod api;
 pub mod athena;
 pub mod catalog;
 pub mod config;
+pub mod delta;
 pub mod error;
 pub mod glue;
 pub mod host;
 pub mod limits;
+pub mod math;
 pub mod pipeline;
 pub mod query;
+pub mod retention;
+pub mod rules;
 pub mod sigv4;
 pub mod store;
 pub mod validate;
@@ -37,8 +41,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    Credentials, DEFAULT_CHANNEL_QUOTA, FaultConfig, QueryEngineConfig, ServiceConfig,
-    StorageConfig,
+    Credentials, DEFAULT_CHANNEL_QUOTA, FaultConfig, QueryEngineConfig, RetentionClock,
+    ServiceConfig, StorageConfig,
 };
 pub use error::Error;
 pub use limits::Controls;
@@ -59,6 +63,7 @@ pub struct RunningService {
     backend: Arc<Backend>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
+    sweeper: JoinHandle<()>,
 }
 
 impl RunningService {
@@ -96,6 +101,7 @@ impl RunningService {
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
+        self.sweeper.abort();
         self.backend.shutdown().await;
         tracing::info!(addr = %self.local_addr, "IoT Analytics service stopped");
     }
@@ -103,6 +109,7 @@ impl RunningService {
 
 impl Drop for RunningService {
     fn drop(&mut self) {
+        self.sweeper.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -229,6 +236,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, Error> {
     let data_dir = config.data_dir.clone();
     let verify_signatures = config.credentials.is_some();
     let durable = config.durable;
+    let retention = config.retention;
     let App {
         router,
         controls,
@@ -257,11 +265,13 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, Error> {
             tracing::error!(error = %e, "IoT Analytics server failed");
         }
     });
+    let sweeper = retention::spawn(backend.clone(), retention);
     Ok(RunningService {
         local_addr,
         controls,
         backend,
         stop: Some(stop),
         server: Some(server),
+        sweeper,
     })
 }

@@ -1,9 +1,10 @@
 //! Pipelines: checking a pipeline definition and applying its activities to messages.
 //!
 //! Supported activities: `channel`, `datastore`, `selectAttributes`, `removeAttributes`,
-//! `addAttributes` and `filter`. The filter expression is parsed as SQL and evaluated with
-//! Presto-like leniency: a string that holds a number compares as that number, because the
-//! workflow sends CSV values as strings.
+//! `addAttributes`, `filter` and `math` (see [`crate::math`]). The filter expression is parsed
+//! as SQL and evaluated with Presto-like leniency: a string that holds a number compares as that
+//! number, because the workflow sends CSV values as strings. `lambda`, `deviceRegistryEnrich`
+//! and `deviceShadowEnrich` call other AWS services and are refused, saying so.
 
 use std::collections::HashMap;
 
@@ -21,6 +22,7 @@ enum Step {
     Remove(Vec<String>),
     Add(Vec<(String, String)>),
     Filter(Box<Expr>),
+    Math(String, Box<crate::math::Expr>),
 }
 
 /// A pipeline ready to run: the steps between its channel and its datastore.
@@ -53,6 +55,146 @@ fn parse_filter(text: &str) -> Result<Expr, Error> {
         .map_err(|e| invalid(format!("The filter expression '{text}' is not valid: {e}")))
 }
 
+/// What this service says about an activity kind it does not run.
+fn refusal(kind: &str) -> Option<String> {
+    let why = match kind {
+        "lambda" => {
+            "it invokes an AWS Lambda function, and this service does not call other AWS services"
+        }
+        "deviceRegistryEnrich" => {
+            "it reads the AWS IoT device registry, and this service does not call other AWS services"
+        }
+        "deviceShadowEnrich" => {
+            "it reads AWS IoT device shadows, and this service does not call other AWS services"
+        }
+        "channel" | "datastore" | "selectAttributes" | "removeAttributes" | "addAttributes"
+        | "filter" | "math" => return None,
+        _ => "it is not an IoT Analytics pipeline activity",
+    };
+    Some(format!(
+        "The pipeline activity '{kind}' is not supported by this service: {why}; supported: \
+         channel, datastore, selectAttributes, removeAttributes, addAttributes, filter, math"
+    ))
+}
+
+fn check_kind(kind: &str) -> Result<(), Error> {
+    match refusal(kind) {
+        Some(message) => Err(invalid(message)),
+        None => Ok(()),
+    }
+}
+
+/// The step of a transforming activity (`kind` is neither channel nor datastore).
+fn step(kind: &str, body: &Map<String, Value>) -> Result<Step, Error> {
+    let names = |field: &str| -> Result<Vec<String>, Error> {
+        body.get(field)
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .ok_or_else(|| invalid(format!("The {kind} activity requires '{field}'")))
+    };
+    Ok(match kind {
+        "selectAttributes" => Step::Select(names("attributes")?),
+        "removeAttributes" => Step::Remove(names("attributes")?),
+        "addAttributes" => {
+            let map = body
+                .get("attributes")
+                .and_then(Value::as_object)
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| {
+                    invalid("The addAttributes activity requires 'attributes'".to_owned())
+                })?;
+            Step::Add(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect(),
+            )
+        }
+        "filter" => Step::Filter(Box::new(parse_filter(str_field(
+            body, "filter", "filter",
+        )?)?)),
+        "math" => {
+            let attribute = str_field(body, "math", "attribute")?;
+            if attribute.is_empty() {
+                return Err(invalid(
+                    "The math activity's 'attribute' must not be empty".into(),
+                ));
+            }
+            Step::Math(
+                attribute.to_owned(),
+                Box::new(crate::math::parse(str_field(body, "math", "math")?)?),
+            )
+        }
+        other => {
+            return Err(invalid(format!(
+                "The {other} activity cannot be run on its own: it loads or stores messages"
+            )));
+        }
+    })
+}
+
+/// One transforming activity, on its own, as RunPipelineActivity runs it.
+#[derive(Debug, Clone)]
+pub struct Activity(Step);
+
+impl Activity {
+    /// Checks a `pipelineActivity` object: exactly one transforming activity that this service
+    /// runs (not `channel` or `datastore`, which only load and store messages).
+    pub fn parse(activity: &Value) -> Result<Self, Error> {
+        let obj = activity
+            .as_object()
+            .ok_or_else(|| invalid("pipelineActivity must be an object".to_owned()))?;
+        let set: Vec<(&String, &Value)> = obj.iter().filter(|(_, v)| !v.is_null()).collect();
+        let [(kind, body)] = set[..] else {
+            return Err(invalid(
+                "pipelineActivity must hold exactly one activity".to_owned(),
+            ));
+        };
+        check_kind(kind)?;
+        if kind == "channel" || kind == "datastore" {
+            return Err(invalid(format!(
+                "pipelineActivity must not be a {kind} activity: it only loads or stores messages"
+            )));
+        }
+        let body = body
+            .as_object()
+            .ok_or_else(|| invalid(format!("The {kind} activity must be an object")))?;
+        Ok(Activity(step(kind, body)?))
+    }
+
+    /// Applies it; `None` means a filter dropped the message.
+    pub fn apply(&self, mut message: Map<String, Value>) -> Option<Map<String, Value>> {
+        apply_step(&self.0, &mut message).then_some(message)
+    }
+}
+
+/// Applies one step in place; false when a filter dropped the message.
+fn apply_step(step: &Step, message: &mut Map<String, Value>) -> bool {
+    match step {
+        Step::Select(keep) => message.retain(|k, _| keep.iter().any(|a| a == k)),
+        Step::Remove(drop) => message.retain(|k, _| !drop.iter().any(|a| a == k)),
+        Step::Add(pairs) => {
+            for (from, to) in pairs {
+                if let Some(v) = message.get(from).cloned() {
+                    message.insert(to.clone(), v);
+                }
+            }
+        }
+        Step::Filter(expr) => return matches!(eval(expr, message), Scalar::Bool(true)),
+        Step::Math(attribute, expr) => {
+            // An expression with no value (a missing attribute) leaves the message as it was.
+            if let Some(v) = crate::math::eval(expr, message) {
+                message.insert(attribute.clone(), v);
+            }
+        }
+    }
+    true
+}
+
 /// Checks a pipeline's activities and follows `next` from the channel activity to the datastore.
 pub fn compile(name: &str, activities: &[Value]) -> Result<Compiled, Error> {
     if activities.is_empty() || activities.len() > 25 {
@@ -74,16 +216,7 @@ pub fn compile(name: &str, activities: &[Value]) -> Result<Compiled, Error> {
             .iter()
             .find(|(_, v)| !v.is_null())
             .ok_or_else(|| invalid("A pipeline activity is empty".to_owned()))?;
-        match kind.as_str() {
-            "channel" | "datastore" | "selectAttributes" | "removeAttributes" | "addAttributes"
-            | "filter" => {}
-            other => {
-                return Err(invalid(format!(
-                    "The pipeline activity '{other}' is not supported by this service; supported: \
-                     channel, datastore, selectAttributes, removeAttributes, addAttributes, filter"
-                )));
-            }
-        }
+        check_kind(kind)?;
         let body = body
             .as_object()
             .ok_or_else(|| invalid(format!("The {kind} activity must be an object")))?
@@ -124,40 +257,10 @@ pub fn compile(name: &str, activities: &[Value]) -> Result<Compiled, Error> {
             return Err(invalid("The pipeline activities form a cycle".to_owned()));
         }
         let node = &nodes[&current];
-        let names = |field: &str| -> Result<Vec<String>, Error> {
-            node.body
-                .get(field)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .ok_or_else(|| invalid(format!("The {} activity requires '{field}'", node.kind)))
-        };
         match node.kind.as_str() {
             "datastore" => break str_field(&node.body, "datastore", "datastoreName")?.to_owned(),
             "channel" => {}
-            "selectAttributes" => steps.push(Step::Select(names("attributes")?)),
-            "removeAttributes" => steps.push(Step::Remove(names("attributes")?)),
-            "addAttributes" => {
-                let map = node
-                    .body
-                    .get("attributes")
-                    .and_then(Value::as_object)
-                    .ok_or_else(|| {
-                        invalid("The addAttributes activity requires 'attributes'".to_owned())
-                    })?;
-                steps.push(Step::Add(
-                    map.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                        .collect(),
-                ));
-            }
-            "filter" => steps.push(Step::Filter(Box::new(parse_filter(str_field(
-                &node.body, "filter", "filter",
-            )?)?))),
-            _ => unreachable!("kinds were checked above"),
+            kind => steps.push(step(kind, &node.body)?),
         }
         let next = node.body.get("next").and_then(Value::as_str).ok_or_else(|| {
             invalid(format!(
@@ -188,21 +291,8 @@ impl Compiled {
     /// Applies the steps; `None` means a filter dropped the message.
     pub fn apply(&self, mut message: Map<String, Value>) -> Option<Map<String, Value>> {
         for step in &self.steps {
-            match step {
-                Step::Select(keep) => message.retain(|k, _| keep.iter().any(|a| a == k)),
-                Step::Remove(drop) => message.retain(|k, _| !drop.iter().any(|a| a == k)),
-                Step::Add(pairs) => {
-                    for (from, to) in pairs {
-                        if let Some(v) = message.get(from).cloned() {
-                            message.insert(to.clone(), v);
-                        }
-                    }
-                }
-                Step::Filter(expr) => {
-                    if !matches!(eval(expr, &message), Scalar::Bool(true)) {
-                        return None;
-                    }
-                }
+            if !apply_step(step, &mut message) {
+                return None;
             }
         }
         Some(message)

@@ -47,6 +47,48 @@ def client_error_code(call):
     raise AssertionError("the call was expected to fail")
 
 
+def more_operations(iota, channel, datastore, pipeline):
+    """Tags, updates, logging options, RunPipelineActivity and reprocessing, with one error each."""
+    region = os.environ.get("AWS_REGION", "us-east-1")
+    arn = f"arn:aws:iotanalytics:{region}:000000000000:channel/{channel}"
+    iota.tag_resource(resourceArn=arn, tags=[{"key": "env", "value": "test"}])
+    assert iota.list_tags_for_resource(resourceArn=arn)["tags"] == [{"key": "env", "value": "test"}]
+    iota.untag_resource(resourceArn=arn, tagKeys=["env"])
+    assert iota.list_tags_for_resource(resourceArn=arn)["tags"] == []
+    assert client_error_code(lambda: iota.list_tags_for_resource(resourceArn=arn + "_missing")) == "ResourceNotFoundException"
+
+    iota.update_channel(channelName=channel, retentionPeriod={"numberOfDays": 30})
+    assert iota.describe_channel(channelName=channel)["channel"]["retentionPeriod"]["numberOfDays"] == 30
+    iota.update_datastore(datastoreName=datastore, retentionPeriod={"unlimited": True})
+    assert client_error_code(lambda: iota.update_datastore(datastoreName="missing")) == "ResourceNotFoundException"
+
+    role = "arn:aws:iam::000000000000:role/iotanalytics-logs"
+    iota.put_logging_options(loggingOptions={"roleArn": role, "level": "ERROR", "enabled": True})
+    assert iota.describe_logging_options()["loggingOptions"]["roleArn"] == role
+    assert client_error_code(lambda: iota.put_logging_options(
+        loggingOptions={"roleArn": "arn:aws:iam::000000000000:user/not-a-role", "level": "ERROR", "enabled": True})) == "InvalidRequestException"
+
+    out = iota.run_pipeline_activity(
+        pipelineActivity={"math": {"name": "m", "attribute": "tempC", "math": "((temp - 32) * 5.0) / 9.0"}},
+        payloads=[b'{"temp": 212}'],
+    )
+    assert out["payloads"] == [b'{"temp":212,"tempC":100.0}'], out
+    assert client_error_code(lambda: iota.run_pipeline_activity(
+        pipelineActivity={"lambda": {"name": "l", "lambdaName": "f", "batchSize": 1}},
+        payloads=[b"{}"])) == "InvalidRequestException"
+
+    run_id = iota.start_pipeline_reprocessing(pipelineName=pipeline)["reprocessingId"]
+    for _ in range(600):
+        runs = iota.describe_pipeline(pipelineName=pipeline)["pipeline"]["reprocessingSummaries"]
+        status = next(r["status"] for r in runs if r["id"] == run_id)
+        if status != "RUNNING":
+            break
+        time.sleep(0.1)
+    assert status == "SUCCEEDED", runs
+    assert client_error_code(lambda: iota.cancel_pipeline_reprocessing(
+        pipelineName=pipeline, reprocessingId="missing")) == "ResourceNotFoundException"
+
+
 def main():
     proc = None
     if "AWS_ENDPOINT_URL_IOTANALYTICS" not in os.environ:
@@ -96,6 +138,7 @@ def main():
         assert content["status"]["state"] == "SUCCEEDED", content
         csv = urllib.request.urlopen(content["entries"][0]["dataURI"]).read().decode()
         assert csv == "temp\n10\n50\n", csv
+        more_operations(iota, channel, datastore, f"py_pipeline_{suffix}")
         print("boto3 walk-through: ok")
     finally:
         if proc is not None:

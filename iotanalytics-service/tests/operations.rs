@@ -696,27 +696,3 @@ async fn datastores_describe_with_statistics_and_delete() {
         .unwrap_err();
     assert_eq!(code(&e), "ResourceNotFoundException");
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operations_this_service_lacks_answer_a_clear_error() {
-    let t = start().await;
-    let client = client(&t.service.endpoint_url()).await;
-    let e = client.describe_logging_options().send().await.unwrap_err();
-    assert_eq!(code(&e), "InvalidRequestException");
-    assert!(
-        e.message().unwrap().contains("DescribeLoggingOptions"),
-        "{:?}",
-        e.message()
-    );
-    let e = client
-        .update_channel()
-        .channel_name("x")
-        .send()
-        .await
-        .unwrap_err();
-    assert!(
-        e.message().unwrap().contains("UpdateChannel"),
-        "{:?}",
-        e.message()
-    );
-}

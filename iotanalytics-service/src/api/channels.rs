@@ -15,17 +15,20 @@ use serde_json::{Value, json};
 
 use crate::catalog::{ChannelDef, ResourceKind};
 use crate::error::Error;
+use crate::rules;
 use crate::store::{Format, Kind};
 use crate::validate::check_resource_name;
 
-use super::{ApiResult, Service, holders, now, ok, or_default, parse};
+use super::{ApiResult, Service, create_tags, holders, now, ok, or_default, parse};
 
 pub(super) fn routes() -> Router<Arc<Service>> {
     Router::new()
         .route("/channels", post(create_channel).get(list_channels))
         .route(
             "/channels/{name}",
-            get(describe_channel).delete(delete_channel),
+            get(describe_channel)
+                .delete(delete_channel)
+                .put(update_channel),
         )
         .route("/channels/{name}/sample", get(sample_channel_data))
 }
@@ -36,11 +39,28 @@ struct CreateChannelRequest {
     channel_name: String,
     channel_storage: Option<Value>,
     retention_period: Option<Value>,
+    tags: Option<Value>,
+}
+
+/// The storage choices of a channel.
+const CHANNEL_STORAGE: [&str; 2] = ["serviceManagedS3", "customerManagedS3"];
+
+/// Checks the optional storage and retention of a CreateChannel or UpdateChannel request.
+fn check_settings(storage: &Option<Value>, retention: &Option<Value>) -> Result<(), Error> {
+    if let Some(s) = storage.as_ref().filter(|v| !v.is_null()) {
+        rules::check_storage("channelStorage", s, &CHANNEL_STORAGE)?;
+    }
+    if let Some(r) = retention.as_ref().filter(|v| !v.is_null()) {
+        rules::check_retention("retentionPeriod", r)?;
+    }
+    Ok(())
 }
 
 async fn create_channel(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResult {
     let req: CreateChannelRequest = parse(&body)?;
     check_resource_name("channelName", &req.channel_name)?;
+    check_settings(&req.channel_storage, &req.retention_period)?;
+    let tags = create_tags(req.tags)?;
     let t = now();
     let def = ChannelDef {
         name: req.channel_name.clone(),
@@ -48,6 +68,7 @@ async fn create_channel(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResu
         retention_period: or_default(req.retention_period, json!({"unlimited": true})),
         creation_time: t,
         last_update_time: t,
+        tags,
     };
     // The message store exists before the channel is visible, so no accepted message finds
     // a channel without one.
@@ -67,16 +88,54 @@ async fn create_channel(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResu
     )
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateChannelRequest {
+    channel_storage: Option<Value>,
+    retention_period: Option<Value>,
+}
+
+/// UpdateChannel: the retention period may change; the storage choice may be given again but
+/// not changed (the service model: "You can't change this storage option after the channel is
+/// created"). Fields left out keep their values.
+async fn update_channel(
+    State(svc): State<Arc<Service>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let req: UpdateChannelRequest = parse(&body)?;
+    check_settings(&req.channel_storage, &req.retention_period)?;
+    svc.backend
+        .modify(&name, |def: &mut ChannelDef| {
+            if let Some(s) = req.channel_storage.as_ref().filter(|v| !v.is_null())
+                && rules::choice(s) != rules::choice(&def.storage)
+            {
+                return Err(Error::InvalidRequest(
+                    "channelStorage cannot be changed after the channel is created".into(),
+                ));
+            }
+            if let Some(r) = req.retention_period.as_ref().filter(|v| !v.is_null()) {
+                if rules::is_customer_managed(&def.storage) {
+                    return Err(Error::InvalidRequest(
+                        "The retention period of a channel with customer-managed storage cannot be updated".into(),
+                    ));
+                }
+                def.retention_period = r.clone();
+            }
+            def.last_update_time = now();
+            Ok(())
+        })
+        .await?;
+    tracing::info!(channel = %name, "channel updated");
+    ok(StatusCode::OK, json!({}))
+}
+
 async fn describe_channel(
     State(svc): State<Arc<Service>>,
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let def = svc
-        .backend
-        .get::<ChannelDef>(&name)
-        .await?
-        .ok_or_else(|| Error::not_found("channel", &name))?;
+    let def = svc.backend.require::<ChannelDef>(&name).await?;
     let channel = json!({
         "name": def.name,
         "storage": def.storage,

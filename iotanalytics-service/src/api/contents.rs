@@ -40,9 +40,21 @@ async fn create_dataset_content(
     Path(name): Path<String>,
 ) -> ApiResult {
     let version_id = uuid::Uuid::new_v4().to_string();
+    // A deltaTime filter needs the datastore names to know which tables to window.
+    let delta = crate::delta::delta_time(&svc.backend.require::<DatasetDef>(&name).await?.actions);
+    let datastores: Vec<String> = match delta {
+        Some(_) => svc
+            .backend
+            .list::<DatastoreDef>()
+            .await?
+            .into_iter()
+            .map(|d| d.name)
+            .collect(),
+        None => Vec::new(),
+    };
     let sql = svc
         .backend
-        .update(&name, |def: &mut DatasetDef| {
+        .modify(&name, |def: &mut DatasetDef| {
             let t = now();
             // One per second per dataset, counted from the newest content's creation, so
             // every instance of the service applies the same quota.
@@ -56,10 +68,15 @@ async fn create_dataset_content(
                     def.name
                 )));
             }
-            let sql = def
+            let mut sql = def
                 .sql()
                 .ok_or_else(|| Error::InvalidRequest("The dataset has no queryAction".into()))?
                 .to_owned();
+            if let Some(delta) = crate::delta::delta_time(&def.actions) {
+                let end = t - delta.offset_seconds as f64;
+                sql = crate::delta::restrict(&sql, &datastores, &delta, def.delta_end, end)?;
+                def.delta_end = Some(end);
+            }
             def.contents.push(ContentVersion {
                 version_id: version_id.clone(),
                 state: ContentState::Creating,
@@ -72,8 +89,7 @@ async fn create_dataset_content(
             });
             Ok(sql)
         })
-        .await?
-        .ok_or_else(|| Error::not_found("dataset", &name))?;
+        .await?;
     tracing::info!(dataset = %name, version = %version_id, "dataset content started");
     let started = match &svc.engine {
         Engine::DataFusion(engine) => {
@@ -219,11 +235,7 @@ async fn refresh(svc: &Service, mut def: DatasetDef) -> Result<DatasetDef, Error
 }
 
 async fn dataset(svc: &Service, name: &str) -> Result<DatasetDef, Error> {
-    let def = svc
-        .backend
-        .get::<DatasetDef>(name)
-        .await?
-        .ok_or_else(|| Error::not_found("dataset", name))?;
+    let def = svc.backend.require::<DatasetDef>(name).await?;
     refresh(svc, def).await
 }
 
@@ -358,15 +370,14 @@ async fn delete_dataset_content(
     let version = query.version_id.unwrap_or_else(|| "$LATEST".into());
     let removed = svc
         .backend
-        .update(&name, |def: &mut DatasetDef| {
+        .modify(&name, |def: &mut DatasetDef| {
             let content = find_version(def, &version)
                 .cloned()
                 .ok_or_else(|| no_version(&name, &version))?;
             def.contents.retain(|c| c.version_id != content.version_id);
             Ok(content)
         })
-        .await?
-        .ok_or_else(|| Error::not_found("dataset", &name))?;
+        .await?;
     svc.engine
         .cancel(
             &name,

@@ -15,7 +15,9 @@ use crate::catalog::{DatasetDef, ResourceKind};
 use crate::error::Error;
 use crate::validate::check_resource_name;
 
-use super::{ApiResult, Service, list_body, no_content, now, ok, or_default, page, parse};
+use super::{
+    ApiResult, Service, create_tags, list_body, no_content, now, ok, or_default, page, parse,
+};
 
 pub(super) fn routes() -> Router<Arc<Service>> {
     Router::new()
@@ -38,6 +40,7 @@ struct DatasetRequest {
     retention_period: Option<Value>,
     versioning_configuration: Option<Value>,
     late_data_rules: Option<Value>,
+    tags: Option<Value>,
 }
 
 fn check_actions(actions: &Value) -> Result<(), Error> {
@@ -74,6 +77,10 @@ async fn create_dataset(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResu
         .actions
         .ok_or_else(|| Error::InvalidRequest("actions is required".into()))?;
     check_actions(&actions)?;
+    if let Some(r) = req.retention_period.as_ref().filter(|v| !v.is_null()) {
+        crate::rules::check_retention("retentionPeriod", r)?;
+    }
+    let tags = create_tags(req.tags)?;
     let t = now();
     let def = DatasetDef {
         name: name.clone(),
@@ -92,6 +99,8 @@ async fn create_dataset(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResu
         creation_time: t,
         last_update_time: t,
         contents: Vec::new(),
+        delta_end: None,
+        tags,
     };
     if !svc.backend.create(&def).await? {
         return Err(svc.already_exists(ResourceKind::Dataset, &name));
@@ -119,7 +128,7 @@ async fn update_dataset(
         .ok_or_else(|| Error::InvalidRequest("actions is required".into()))?;
     check_actions(&actions)?;
     svc.backend
-        .update(&name, |def: &mut DatasetDef| {
+        .modify(&name, |def: &mut DatasetDef| {
             def.actions = actions.clone();
             for (field, value) in [
                 (&mut def.triggers, &req.triggers),
@@ -138,8 +147,7 @@ async fn update_dataset(
             def.last_update_time = now();
             Ok(())
         })
-        .await?
-        .ok_or_else(|| Error::not_found("dataset", &name))?;
+        .await?;
     ok(StatusCode::OK, json!({}))
 }
 
@@ -162,11 +170,7 @@ fn action_summaries(def: &DatasetDef) -> Value {
 }
 
 async fn describe_dataset(State(svc): State<Arc<Service>>, Path(name): Path<String>) -> ApiResult {
-    let def = svc
-        .backend
-        .get::<DatasetDef>(&name)
-        .await?
-        .ok_or_else(|| Error::not_found("dataset", &name))?;
+    let def = svc.backend.require::<DatasetDef>(&name).await?;
     ok(
         StatusCode::OK,
         json!({ "dataset": {
@@ -213,11 +217,7 @@ async fn list_datasets(
 }
 
 async fn delete_dataset(State(svc): State<Arc<Service>>, Path(name): Path<String>) -> ApiResult {
-    let def = svc
-        .backend
-        .get::<DatasetDef>(&name)
-        .await?
-        .ok_or_else(|| Error::not_found("dataset", &name))?;
+    let def = svc.backend.require::<DatasetDef>(&name).await?;
     if !svc.backend.delete::<DatasetDef>(&name).await? {
         return Err(Error::not_found("dataset", &name));
     }

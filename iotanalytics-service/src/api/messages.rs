@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::Error;
+use crate::pipeline::Compiled;
 use crate::store::{Append, DatastoreAppend};
 use crate::validate::{
     self, AttrType, MAX_MESSAGE_ID_CHARS, MAX_MESSAGES_PER_BATCH, MAX_PAYLOAD_BYTES,
@@ -55,6 +56,37 @@ fn push_line(out: &mut Vec<u8>, payload: &[u8]) {
         }
     }
     out.push(b'\n');
+}
+
+/// Adds what pipeline `p` makes of one valid payload (whose attributes are `attr_types`) to
+/// its datastore's share.
+pub(super) fn route(
+    p: &Compiled,
+    payload: &[u8],
+    attr_types: &[(&str, AttrType)],
+    out: &mut DatastoreAppend,
+) -> Result<(), Error> {
+    if p.is_passthrough() {
+        push_line(&mut out.lines, payload);
+        out.records += 1;
+        for (k, t) in attr_types {
+            merge_attr(&mut out.attrs, k, *t);
+        }
+        return Ok(());
+    }
+    let Ok(map) = serde_json::from_slice::<serde_json::Map<String, Value>>(payload) else {
+        return Ok(());
+    };
+    if let Some(result) = p.apply(map) {
+        for (k, v) in &result {
+            let raw = v.to_string();
+            merge_attr(&mut out.attrs, k, AttrType::of_raw(&raw));
+        }
+        serde_json::to_writer(&mut out.lines, &result)?;
+        out.lines.push(b'\n');
+        out.records += 1;
+    }
+    Ok(())
 }
 
 fn error_entry(id: &str, code: &str, message: &str) -> Value {
@@ -171,27 +203,7 @@ async fn batch_put_message(State(svc): State<Arc<Service>>, body: Bytes) -> ApiR
             .map(|(k, v)| (k.as_ref(), AttrType::of_raw(v.get())))
             .collect();
         for (p, out) in pipelines.iter().zip(outputs.iter_mut()) {
-            if p.is_passthrough() {
-                push_line(&mut out.lines, &payload);
-                out.records += 1;
-                for (k, t) in &attr_types {
-                    merge_attr(&mut out.attrs, k, *t);
-                }
-            } else {
-                let Ok(map) = serde_json::from_slice::<serde_json::Map<String, Value>>(&payload)
-                else {
-                    continue;
-                };
-                if let Some(result) = p.apply(map) {
-                    for (k, v) in &result {
-                        let raw = v.to_string();
-                        merge_attr(&mut out.attrs, k, AttrType::of_raw(&raw));
-                    }
-                    serde_json::to_writer(&mut out.lines, &result)?;
-                    out.lines.push(b'\n');
-                    out.records += 1;
-                }
-            }
+            route(p, &payload, &attr_types, out)?;
         }
         push_line(&mut append.channel_lines, &payload);
         append.channel_records += 1;

@@ -1,14 +1,18 @@
 //! The HTTP front end: the restJson1 routes of the IoT Analytics API, one module per resource,
 //! behind one signature check. The same router serves `s3-ingest serve` and the Lambda host.
 
+mod activities;
 mod auth;
 mod channels;
 mod contents;
 mod datasets;
 mod datastores;
 mod holders;
+mod logging;
 mod messages;
 mod pipelines;
+mod reprocessing;
+mod tags;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -66,6 +70,14 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     };
     serde_json::from_slice(body)
         .map_err(|e| Error::InvalidRequest(format!("Invalid request body: {e}")))
+}
+
+/// The `tags` of a Create request, checked; none when absent.
+fn create_tags(v: Option<Value>) -> Result<Vec<crate::catalog::Tag>, Error> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(v) => crate::rules::parse_tags(&v),
+    }
 }
 
 fn or_default(v: Option<Value>, default: Value) -> Value {
@@ -156,6 +168,10 @@ pub(crate) fn router(svc: Arc<Service>) -> Router {
         .merge(datasets::routes())
         .merge(contents::routes())
         .merge(messages::routes())
+        .merge(tags::routes())
+        .merge(logging::routes())
+        .merge(activities::routes())
+        .merge(reprocessing::routes())
         .fallback(unsupported)
         .method_not_allowed_fallback(unsupported)
         .layer(axum::middleware::from_fn_with_state(
@@ -166,37 +182,11 @@ pub(crate) fn router(svc: Arc<Service>) -> Router {
         .with_state(svc)
 }
 
-/// Names the operation a request would be in the real service, for the error message.
-fn operation_name(method: &Method, path: &str) -> Option<&'static str> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    Some(match (method.as_str(), segs.as_slice()) {
-        ("PUT", ["channels", _]) => "UpdateChannel",
-        ("PUT", ["datastores", _]) => "UpdateDatastore",
-        ("POST", ["tags"]) => "TagResource",
-        ("GET", ["tags"]) => "ListTagsForResource",
-        ("DELETE", ["tags"]) => "UntagResource",
-        ("GET", ["logging"]) => "DescribeLoggingOptions",
-        ("PUT", ["logging"]) => "PutLoggingOptions",
-        ("POST", ["pipelineactivities", "run"]) => "RunPipelineActivity",
-        ("POST", ["pipelines", _, "reprocessing"]) => "StartPipelineReprocessing",
-        ("DELETE", ["pipelines", _, "reprocessing", _]) => "CancelPipelineReprocessing",
-        _ => return None,
-    })
-}
-
+/// Answers a path or method no operation of the service model has.
 async fn unsupported(method: Method, uri: Uri) -> Error {
-    let path = uri.path();
-    match operation_name(&method, path) {
-        Some(op) => Error::UnsupportedOperation {
-            status: 400,
-            message: format!(
-                "The operation {op} ({method} {path}) is not supported by this IoT Analytics compatible service"
-            ),
-        },
-        None => Error::UnsupportedOperation {
-            status: 404,
-            message: format!("No IoT Analytics operation matches {method} {path}"),
-        },
+    Error::UnsupportedOperation {
+        status: 404,
+        message: format!("No IoT Analytics operation matches {method} {}", uri.path()),
     }
 }
 

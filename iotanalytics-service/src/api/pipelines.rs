@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::pipeline;
 use crate::validate::check_resource_name;
 
-use super::{ApiResult, Service, list_body, no_content, now, ok, page, parse};
+use super::{ApiResult, Service, create_tags, list_body, no_content, now, ok, page, parse};
 
 pub(super) fn routes() -> Router<Arc<Service>> {
     Router::new()
@@ -34,6 +34,7 @@ pub(super) fn routes() -> Router<Arc<Service>> {
 struct CreatePipelineRequest {
     pipeline_name: String,
     pipeline_activities: Vec<Value>,
+    tags: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -46,12 +47,15 @@ async fn create_pipeline(State(svc): State<Arc<Service>>, body: Bytes) -> ApiRes
     let req: CreatePipelineRequest = parse(&body)?;
     check_resource_name("pipelineName", &req.pipeline_name)?;
     pipeline::compile(&req.pipeline_name, &req.pipeline_activities)?;
+    let tags = create_tags(req.tags)?;
     let t = now();
     let def = PipelineDef {
         name: req.pipeline_name.clone(),
         activities: req.pipeline_activities,
         creation_time: t,
         last_update_time: t,
+        tags,
+        reprocessing: Vec::new(),
     };
     if !svc.backend.create(&def).await? {
         return Err(svc.already_exists(ResourceKind::Pipeline, &def.name));
@@ -75,30 +79,30 @@ async fn update_pipeline(
     let req: UpdatePipelineRequest = parse(&body)?;
     pipeline::compile(&name, &req.pipeline_activities)?;
     svc.backend
-        .update(&name, |def: &mut PipelineDef| {
+        .modify(&name, |def: &mut PipelineDef| {
             def.activities = req.pipeline_activities.clone();
             def.last_update_time = now();
             Ok(())
         })
-        .await?
-        .ok_or_else(|| Error::not_found("pipeline", &name))?;
+        .await?;
     svc.pipelines_changed();
     ok(StatusCode::OK, json!({}))
 }
 
+/// `reprocessingSummaries`: the pipeline's reprocessing runs, newest first.
+fn reprocessing_summaries(def: &PipelineDef) -> Value {
+    serde_json::to_value(&def.reprocessing).unwrap_or_else(|_| json!([]))
+}
+
 async fn describe_pipeline(State(svc): State<Arc<Service>>, Path(name): Path<String>) -> ApiResult {
-    let def = svc
-        .backend
-        .get::<PipelineDef>(&name)
-        .await?
-        .ok_or_else(|| Error::not_found("pipeline", &name))?;
+    let def = svc.backend.require::<PipelineDef>(&name).await?;
     ok(
         StatusCode::OK,
         json!({ "pipeline": {
             "name": def.name,
             "arn": svc.arn(ResourceKind::Pipeline, &name),
             "activities": def.activities,
-            "reprocessingSummaries": [],
+            "reprocessingSummaries": reprocessing_summaries(&def),
             "creationTime": def.creation_time,
             "lastUpdateTime": def.last_update_time,
         }}),
@@ -119,7 +123,7 @@ async fn list_pipelines(
                 p.name.clone(),
                 json!({
                     "pipelineName": p.name,
-                    "reprocessingSummaries": [],
+                    "reprocessingSummaries": reprocessing_summaries(&p),
                     "creationTime": p.creation_time,
                     "lastUpdateTime": p.last_update_time,
                 }),

@@ -133,6 +133,26 @@ impl FsBackend {
             .map_err(|e| Error::InternalFailure(e.to_string()))?
     }
 
+    pub(super) async fn channel_lines(
+        &self,
+        channel: &str,
+        start: Option<f64>,
+        end: Option<f64>,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        let log = self
+            .store
+            .log(Kind::Channel, channel)
+            .ok_or_else(|| Error::not_found("channel", channel))?;
+        tokio::task::spawn_blocking(move || segments::lines_between(&log, start, end))
+            .await
+            .map_err(|e| Error::InternalFailure(e.to_string()))?
+    }
+
+    pub(super) async fn expire(&self, kind: Kind, name: &str, cutoff: f64) -> Result<u64, Error> {
+        let cutoff = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(cutoff.max(0.0));
+        self.store.expire(kind, name, cutoff).await
+    }
+
     pub(super) async fn append(&self, append: Append) -> Result<(), Error> {
         let mut writes = Vec::with_capacity(1 + append.datastores.len());
         if append.channel_records > 0 {

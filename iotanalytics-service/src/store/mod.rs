@@ -102,6 +102,13 @@ impl Backend {
         }
     }
 
+    /// A resource definition by name, or `ResourceNotFoundException` naming its kind.
+    pub async fn require<R: Resource>(&self, name: &str) -> Result<R, Error> {
+        self.get::<R>(name)
+            .await?
+            .ok_or_else(|| Error::not_found(R::KIND.noun(), name))
+    }
+
     /// Every definition of one kind, sorted by name.
     pub async fn list<R: Resource>(&self) -> Result<Vec<R>, Error> {
         match self {
@@ -122,6 +129,19 @@ impl Backend {
             Backend::Fs(b) => b.update(name, change),
             Backend::S3(b) => b.update(name, change).await,
         }
+    }
+
+    /// [`Backend::update`] of a resource that must exist: `ResourceNotFoundException`
+    /// naming its kind otherwise.
+    pub async fn modify<R, T, F>(&self, name: &str, change: F) -> Result<T, Error>
+    where
+        R: Resource,
+        F: FnMut(&mut R) -> Result<T, Error> + Send,
+        T: Send,
+    {
+        self.update(name, change)
+            .await?
+            .ok_or_else(|| Error::not_found(R::KIND.noun(), name))
     }
 
     /// Removes a definition; `Ok(false)` when there was none.
@@ -161,6 +181,31 @@ impl Backend {
         match self {
             Backend::Fs(b) => b.sample(channel, n).await,
             Backend::S3(b) => b.sample(channel, n).await,
+        }
+    }
+
+    /// A channel's stored payloads that arrived in `[start, end)` (seconds since the epoch;
+    /// either end open), oldest first. S3 selects by each batch's arrival; the filesystem by
+    /// segment (see [`segments::lines_between`]).
+    pub async fn channel_lines(
+        &self,
+        channel: &str,
+        start: Option<f64>,
+        end: Option<f64>,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        match self {
+            Backend::Fs(b) => b.channel_lines(channel, start, end).await,
+            Backend::S3(b) => b.channel_lines(channel, start, end).await,
+        }
+    }
+
+    /// Removes a channel's or datastore's data that arrived before `cutoff` (seconds since the
+    /// epoch): on S3 each batch's objects, on the filesystem whole segments; returns how many
+    /// objects or segments went.
+    pub async fn expire(&self, kind: Kind, name: &str, cutoff: f64) -> Result<u64, Error> {
+        match self {
+            Backend::Fs(b) => b.expire(kind, name, cutoff).await,
+            Backend::S3(b) => b.expire(kind, name, cutoff).await,
         }
     }
 

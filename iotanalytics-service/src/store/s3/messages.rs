@@ -257,6 +257,62 @@ impl S3Backend {
         Ok(out)
     }
 
+    /// A channel's stored payloads that arrived in `[start, end)` (seconds since the epoch),
+    /// oldest first; each object records the arrival of its whole batch.
+    pub(in crate::store) async fn channel_lines(
+        &self,
+        channel: &str,
+        start: Option<f64>,
+        end: Option<f64>,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        let mut objects = self
+            .objects(&self.data_prefix(Kind::Channel, channel))
+            .await?;
+        objects.sort();
+        let mut out = Vec::new();
+        for (key, _) in objects {
+            let Some(t) = arrival_of(&key) else { continue };
+            if start.is_some_and(|s| t < s) || end.is_some_and(|e| t >= e) {
+                continue;
+            }
+            let data = self.get_bytes(&key).await?;
+            out.extend(
+                data.split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(<[u8]>::to_vec),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Deletes the data objects of a channel or datastore that arrived before `cutoff`
+    /// (seconds since the epoch); returns how many went. Whole `dt=` partitions go as their
+    /// last object does.
+    pub(in crate::store) async fn expire(
+        &self,
+        kind: Kind,
+        name: &str,
+        cutoff: f64,
+    ) -> Result<u64, Error> {
+        let expired: Vec<String> = self
+            .objects(&self.data_prefix(kind, name))
+            .await?
+            .into_iter()
+            .filter(|(key, _)| arrival_of(key).is_some_and(|t| t < cutoff))
+            .map(|(key, _)| key)
+            .collect();
+        let n = expired.len() as u64;
+        futures::stream::iter(expired)
+            .map(|key| async move { self.delete_key(&key).await })
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
+        if n > 0 {
+            tracing::info!(%name, objects = n, "expired objects removed");
+        }
+        Ok(n)
+    }
+
     pub(in crate::store) async fn drop_data(&self, kind: Kind, name: &str) -> Result<(), Error> {
         let objects = self.objects(&self.data_prefix(kind, name)).await?;
         futures::stream::iter(objects)

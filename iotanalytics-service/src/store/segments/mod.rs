@@ -33,7 +33,7 @@ mod recover;
 mod writer;
 
 use compaction::run_compactor;
-pub use read::{read_all, tail_lines};
+pub use read::{lines_between, read_all, tail_lines};
 use recover::recover;
 use writer::Writer;
 
@@ -210,6 +210,12 @@ enum Cmd {
         kind: Kind,
         name: String,
         ack: oneshot::Sender<Result<(), Error>>,
+    },
+    Expire {
+        kind: Kind,
+        name: String,
+        cutoff: SystemTime,
+        ack: oneshot::Sender<Result<u64, Error>>,
     },
     Shutdown,
 }
@@ -389,6 +395,20 @@ impl Store {
         self.send(Cmd::Drop {
             kind,
             name: name.to_owned(),
+            ack,
+        })?;
+        rx.await
+            .map_err(|_| Error::InternalFailure("the storage writer has stopped".into()))?
+    }
+
+    /// Removes the segments of a log whose last write is before `cutoff` (the active segment
+    /// too, sealed first, when it is that old); returns how many went.
+    pub async fn expire(&self, kind: Kind, name: &str, cutoff: SystemTime) -> Result<u64, Error> {
+        let (ack, rx) = oneshot::channel();
+        self.send(Cmd::Expire {
+            kind,
+            name: name.to_owned(),
+            cutoff,
             ack,
         })?;
         rx.await

@@ -49,6 +49,47 @@ pub fn read_all(log: &Log, schema: &SchemaRef) -> Result<Vec<RecordBatch>, Error
     Ok(out)
 }
 
+/// A channel's acknowledged lines from the segments whose write span may overlap
+/// `[start, end)` (seconds since the epoch), oldest first. A segment's span runs from its
+/// file's creation (or, where the file system does not record it, the previous segment's last
+/// write) to its last write, so a range selects whole segments.
+pub fn lines_between(
+    log: &Log,
+    start: Option<f64>,
+    end: Option<f64>,
+) -> Result<Vec<Vec<u8>>, Error> {
+    let secs = |t: std::io::Result<std::time::SystemTime>| {
+        t.ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64())
+    };
+    let segments = log.state().segments.clone();
+    let mut out = Vec::new();
+    let mut previous_write: Option<f64> = None;
+    for seg in &segments {
+        if seg.len == 0 {
+            continue;
+        }
+        let path = log.jsonl_path(seg.id);
+        let meta = std::fs::metadata(&path)?;
+        let last_write = secs(meta.modified());
+        let first = secs(meta.created()).or(previous_write).unwrap_or(0.0);
+        previous_write = last_write;
+        let before = start.is_some_and(|s| last_write.is_some_and(|w| w < s));
+        let after = end.is_some_and(|e| first >= e);
+        if before || after {
+            continue;
+        }
+        let data = read_jsonl_prefix(&path, seg.len)?;
+        out.extend(
+            data.split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec),
+        );
+    }
+    Ok(out)
+}
+
 /// Up to `n` of the most recent acknowledged lines of a channel, newest last.
 pub fn tail_lines(log: &Log, n: usize) -> Result<Vec<Vec<u8>>, Error> {
     const WINDOW: u64 = 4 << 20;

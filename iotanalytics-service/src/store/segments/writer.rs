@@ -74,6 +74,14 @@ impl Writer {
                 Cmd::Drop { kind, name, ack } => {
                     let _ = ack.send(self.drop_log(kind, &name));
                 }
+                Cmd::Expire {
+                    kind,
+                    name,
+                    cutoff,
+                    ack,
+                } => {
+                    let _ = ack.send(self.expire(kind, &name, cutoff));
+                }
                 Cmd::Shutdown => stop = true,
             }
         }
@@ -284,6 +292,67 @@ impl Writer {
                 tracing::warn!(datastore = %log.name, error = %e, "sealing an idle segment failed");
             }
         }
+    }
+
+    /// Removes the segments last written before `cutoff`. Runs on the writer thread, so no
+    /// append is in flight; the active segment is sealed first when it is that old.
+    fn expire(&mut self, kind: Kind, name: &str, cutoff: SystemTime) -> Result<u64, Error> {
+        let Some(log) = self
+            .shared
+            .logs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(kind, name.to_owned()))
+            .cloned()
+        else {
+            return Ok(0);
+        };
+        let written_before = |path: &std::path::Path| {
+            fs::metadata(path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff)
+        };
+        let active = log.state().segments.last().map(|s| (s.id, s.len));
+        if let Some((id, len)) = active
+            && len > 0
+            && written_before(&log.jsonl_path(id))
+        {
+            self.active(&log)?;
+            self.seal(&log)?;
+        }
+        let expired: Vec<Segment> = {
+            let mut st = log.state();
+            let (gone, kept): (Vec<Segment>, Vec<Segment>) =
+                std::mem::take(&mut st.segments).into_iter().partition(|s| {
+                    s.sealed && {
+                        let jsonl = log.jsonl_path(s.id);
+                        if jsonl.exists() {
+                            written_before(&jsonl)
+                        } else {
+                            written_before(&log.parquet_path(s.id))
+                        }
+                    }
+                });
+            st.segments = kept;
+            st.total_bytes = st
+                .total_bytes
+                .saturating_sub(gone.iter().map(|s| s.len).sum());
+            gone
+        };
+        for seg in &expired {
+            for path in [log.jsonl_path(seg.id), log.parquet_path(seg.id)] {
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        if !expired.is_empty() {
+            sync_dir(&log.dir)?;
+            tracing::info!(%name, segments = expired.len(), "expired segments removed");
+        }
+        Ok(expired.len() as u64)
     }
 
     fn drop_log(&mut self, kind: Kind, name: &str) -> Result<(), Error> {

@@ -70,16 +70,23 @@ async fn service_faults_lose_nothing_store_nothing_twice_and_are_counted() {
     test.stack.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crashed_and_timed_out_invocations_resume_from_their_ledger_checkpoint() {
+/// The sample run with workers crashing and timing out at random, each invocation on one
+/// object (`small_object_bytes` 0) or on batches of `objects_per_batch` small objects.
+async fn crashes_and_timeouts_lose_nothing(
+    name: &str,
+    small_object_bytes: u64,
+    objects_per_batch: u32,
+) {
     let checkpoint_every = 2;
     let test = TestStack::start_with(
         |args| {
             args.page_size = 20;
             args.checkpoint_every = checkpoint_every;
-            args.channel = "crash_channel".to_owned();
-            args.pipeline = "crash_pipeline".to_owned();
-            args.datastore = "crash_datastore".to_owned();
+            args.small_object_bytes = small_object_bytes;
+            args.objects_per_batch = objects_per_batch;
+            args.channel = format!("{name}_channel");
+            args.pipeline = format!("{name}_pipeline");
+            args.datastore = format!("{name}_datastore");
         },
         |options| {
             options.function_faults = FunctionFaults {
@@ -108,7 +115,11 @@ async fn crashed_and_timed_out_invocations_resume_from_their_ledger_checkpoint()
     // A cut-short invocation resumes after its last checkpoint: at most the batches
     // acknowledged since (fewer than `checkpoint_every`) and those in flight go twice, for
     // each of the objects it had in progress (several, on a batch of small objects).
-    let objects = ingest::worker::OBJECTS_IN_FLIGHT as u64;
+    let objects = if small_object_bytes > 0 {
+        ingest::worker::OBJECTS_IN_FLIGHT as u64
+    } else {
+        1
+    };
     let bound = cut_short * objects * (checkpoint_every + IN_FLIGHT) * 100;
     eprintln!(
         "{cut_short} invocations cut short ({} crashes, {} timeouts): {} rows stored twice, bound {bound}",
@@ -122,6 +133,16 @@ async fn crashed_and_timed_out_invocations_resume_from_their_ledger_checkpoint()
         stored - distinct
     );
     test.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_and_timed_out_invocations_resume_from_their_ledger_checkpoint() {
+    crashes_and_timeouts_lose_nothing("crash", 0, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_and_timed_out_batches_resume_each_object_from_its_checkpoint() {
+    crashes_and_timeouts_lose_nothing("batch_crash", 1024 * 1024, 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

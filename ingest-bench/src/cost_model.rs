@@ -18,18 +18,24 @@ pub struct PerObject {
     pub lambda_requests: f64,
     /// The workflow's functions' GB-seconds, as billed (1 ms steps, the template's memory).
     pub lambda_gb_seconds: f64,
+    /// S3 PUT, COPY, POST and LIST requests of the workflow.
+    pub s3_put_list: f64,
+    /// S3 GET, HEAD and other requests of the workflow.
+    pub s3_get: f64,
     /// Invocations of the IoT Analytics-compatible service's function (its BatchPutMessage
     /// requests).
     pub service_requests: f64,
-    /// S3 PUT, COPY, POST and LIST requests, the workflow's and the service's.
-    pub s3_put_list: f64,
-    /// S3 GET, HEAD and other requests, the workflow's and the service's.
-    pub s3_get: f64,
+    /// S3 PUT, COPY, POST and LIST requests of the service (its storage).
+    pub service_s3_put_list: f64,
+    /// S3 GET, HEAD and other requests of the service.
+    pub service_s3_get: f64,
 }
 
 /// One priced line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostLine {
+    /// Whether the line is the IoT Analytics-compatible service's (else the workflow's).
+    pub service: bool,
     /// The price applied.
     pub price: Price,
     /// Units for all the objects.
@@ -40,31 +46,43 @@ pub struct CostLine {
 
 /// The cost of `objects` objects, line by line, each line the per-object figure × objects.
 pub fn lines(per: &PerObject, objects: f64) -> Vec<CostLine> {
-    let line = |price: Price, per_object: f64| {
+    let line = |service: bool, price: Price, per_object: f64| {
         let quantity = per_object * objects;
         CostLine {
+            service,
             price,
             quantity,
             dollars: price.cost(quantity),
         }
     };
     vec![
-        line(prices::STANDARD_TRANSITION, per.transitions),
-        line(prices::EXPRESS_REQUEST, per.express_requests),
-        line(prices::EXPRESS_GB_SECOND, per.express_gb_seconds),
-        line(
-            prices::LAMBDA_REQUEST,
-            per.lambda_requests + per.service_requests,
-        ),
-        line(prices::LAMBDA_ARM_GB_SECOND, per.lambda_gb_seconds),
-        line(prices::S3_PUT_LIST, per.s3_put_list),
-        line(prices::S3_GET, per.s3_get),
+        line(false, prices::STANDARD_TRANSITION, per.transitions),
+        line(false, prices::EXPRESS_REQUEST, per.express_requests),
+        line(false, prices::EXPRESS_GB_SECOND, per.express_gb_seconds),
+        line(false, prices::LAMBDA_REQUEST, per.lambda_requests),
+        line(false, prices::LAMBDA_ARM_GB_SECOND, per.lambda_gb_seconds),
+        line(false, prices::S3_PUT_LIST, per.s3_put_list),
+        line(false, prices::S3_GET, per.s3_get),
+        line(true, prices::LAMBDA_REQUEST, per.service_requests),
+        line(true, prices::S3_PUT_LIST, per.service_s3_put_list),
+        line(true, prices::S3_GET, per.service_s3_get),
     ]
 }
 
-/// The sum of the lines.
+/// The sum of the lines (adding 0.0 turns an empty sum's -0.0 into 0.0).
 pub fn total(lines: &[CostLine]) -> f64 {
-    lines.iter().map(|l| l.dollars).sum()
+    lines.iter().map(|l| l.dollars).sum::<f64>() + 0.0
+}
+
+/// The sum of the workflow's lines: Step Functions, its functions and its S3 requests,
+/// without the IoT Analytics-compatible service.
+pub fn workflow_total(lines: &[CostLine]) -> f64 {
+    lines
+        .iter()
+        .filter(|l| !l.service)
+        .map(|l| l.dollars)
+        .sum::<f64>()
+        + 0.0
 }
 
 /// How many times cheaper `after` is than `before` (infinite when `after` costs nothing).
@@ -92,7 +110,8 @@ pub fn billed_gb_seconds<'a>(
             let mb = (memory_mb(function) / chunk_mb).ceil() * chunk_mb;
             billed_ms / 1000.0 * mb / 1024.0
         })
-        .sum()
+        .sum::<f64>()
+        + 0.0
 }
 
 /// Dollars with enough digits for a cent's fraction.
@@ -166,9 +185,19 @@ mod tests {
         let priced = lines(&per, 1_000_000.0);
         let lambda = priced
             .iter()
-            .find(|l| l.price == prices::LAMBDA_REQUEST)
+            .find(|l| l.service && l.price == prices::LAMBDA_REQUEST)
             .unwrap();
         assert!((lambda.dollars - 0.8).abs() < 1e-9);
+        assert!((total(&priced) - 0.8).abs() < 1e-9);
+        assert_eq!(workflow_total(&priced), 0.0);
+    }
+
+    #[test]
+    fn nothing_costs_zero_dollars_not_minus_zero() {
+        let nothing = lines(&PerObject::default(), 1_000.0);
+        assert!(total(&nothing).is_sign_positive());
+        let none: [(&str, Duration); 0] = [];
+        assert!(billed_gb_seconds(none, 100.0, 64.0, |_| 64.0).is_sign_positive());
     }
 
     #[test]

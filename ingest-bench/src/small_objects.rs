@@ -208,9 +208,11 @@ impl RunCounts {
                 1.0,
                 prices::memory_mb,
             ) / n,
+            s3_put_list: self.s3_workflow.put_list() as f64 / n,
+            s3_get: self.s3_workflow.get_and_rest() as f64 / n,
             service_requests: self.batch_put_messages as f64 / n,
-            s3_put_list: (self.s3_workflow.put_list() + self.s3_service.put_list()) as f64 / n,
-            s3_get: (self.s3_workflow.get_and_rest() + self.s3_service.get_and_rest()) as f64 / n,
+            service_s3_put_list: self.s3_service.put_list() as f64 / n,
+            service_s3_get: self.s3_service.get_and_rest() as f64 / n,
         }
     }
 }

@@ -4,14 +4,18 @@
 //! run it with `cargo run --release -p ingest-bench -- all`.
 
 mod baseline;
+mod cost;
+mod cost_model;
 mod data;
 mod history;
 mod machine;
 mod memory;
+mod prices;
 mod quota;
 mod report;
 mod runtime_api;
 mod scale;
+mod small_objects;
 mod startup;
 mod throughput;
 
@@ -24,10 +28,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::baseline::Baseline;
+use crate::cost::CostArgs;
 use crate::memory::{MemoryArgs, WorkerChildArgs};
 use crate::quota::QuotaArgs;
 use crate::report::{Check, Section, Table, Verdict};
 use crate::scale::ScaleArgs;
+use crate::small_objects::SmallObjectsArgs;
 use crate::startup::StartupArgs;
 use crate::throughput::ThroughputArgs;
 
@@ -49,6 +55,13 @@ Python worker in the classic style (ingest-bench/baseline/worker.py):
   scale       a bucket of 200,000 small objects: pages listed per second, and every
               execution's history (target: ≤ 25,000 events)
   startup     each function's release binary: start to handler ready, and its size
+  small-objects  the sample data set and 10,000 objects of 20 KB through the whole workflow:
+              wall time, objects/s, and per object S3 requests, state transitions, Express
+              children, Lambda invocations and BatchPutMessage requests
+  cost        the cost on AWS (us-east-1 prices) of 100,000 objects of 20 KB and 1,000 of
+              100 MB, before (every object alone in a Standard child) and after (small
+              objects batched through Express children), from local runs' counts (target:
+              ≥ 20× cheaper for the small objects)
 
 `all` (the default) runs every section and writes ingest-bench/RESULTS.md. Build it in release
 mode: debug figures are not representative. The baseline needs boto3 1.40.40:
@@ -99,6 +112,10 @@ enum Command {
     Scale(ScaleArgs),
     /// Start-up time and size of each function's release binary.
     Startup(StartupArgs),
+    /// Many small objects through the whole workflow: time and requests per object.
+    SmallObjects(SmallObjectsArgs),
+    /// Cost on AWS before and after batching small objects through Express children.
+    Cost(CostArgs),
     /// Runs the worker alone on one object and prints its peak RSS (used by `memory`).
     #[command(hide = true)]
     WorkerChild(WorkerChildArgs),
@@ -117,6 +134,10 @@ struct AllArgs {
     scale: ScaleArgs,
     #[command(flatten)]
     startup: StartupArgs,
+    #[command(flatten)]
+    small_objects: SmallObjectsArgs,
+    #[command(flatten)]
+    cost: CostArgs,
 }
 
 /// What every section shares: where data goes, and the baseline.
@@ -191,6 +212,8 @@ enum Plan {
     Quota(QuotaArgs),
     Scale(ScaleArgs),
     Startup(StartupArgs),
+    SmallObjects(SmallObjectsArgs),
+    Cost(CostArgs),
 }
 
 impl Plan {
@@ -201,6 +224,8 @@ impl Plan {
             Self::Quota(_) => "3. Quota use",
             Self::Scale(_) => "4. Scale",
             Self::Startup(_) => "5. Start-up",
+            Self::SmallObjects(_) => "6. Small objects",
+            Self::Cost(_) => "7. Cost on AWS",
         }
     }
 
@@ -215,6 +240,8 @@ impl Plan {
             Self::Quota(args) => quota::run(bench, args).await,
             Self::Scale(args) => scale::run(bench, args).await,
             Self::Startup(args) => startup::run(bench, args).await,
+            Self::SmallObjects(args) => small_objects::run(bench, args).await,
+            Self::Cost(args) => cost::run(bench, args).await,
         }
     }
 }
@@ -250,6 +277,8 @@ async fn main() -> ExitCode {
                 Plan::Quota(all.quota),
                 Plan::Scale(all.scale),
                 Plan::Startup(all.startup),
+                Plan::SmallObjects(all.small_objects),
+                Plan::Cost(all.cost),
             ],
             Some(PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -261,6 +290,8 @@ async fn main() -> ExitCode {
         Command::Quota(args) => (vec![Plan::Quota(args)], None),
         Command::Scale(args) => (vec![Plan::Scale(args)], None),
         Command::Startup(args) => (vec![Plan::Startup(args)], None),
+        Command::SmallObjects(args) => (vec![Plan::SmallObjects(args)], None),
+        Command::Cost(args) => (vec![Plan::Cost(args)], None),
     };
     let out = cli.out.clone().or(default_out);
 
@@ -360,6 +391,9 @@ mod tests {
         assert_eq!(all.quota.quotas, vec![1_000, 100_000]);
         assert_eq!(all.scale.objects, 200_000);
         assert_eq!(all.startup.runs, 5);
+        assert_eq!(all.small_objects.small_objects, 10_000);
+        assert_eq!(all.cost.cost_small_objects, 10_000);
+        assert_eq!(all.cost.cost_large_mb, 100);
     }
 
     #[test]

@@ -42,7 +42,7 @@ struct RunCommand {
 }
 
 /// Writes the first `count` objects of the sample data set under `dir`; returns their rows.
-fn write_sample_subset(dir: &Path, count: usize) -> anyhow::Result<u64> {
+pub fn write_sample_subset(dir: &Path, count: usize) -> anyhow::Result<u64> {
     let mut total = 0;
     for (key, first, rows) in sample::files().into_iter().take(count) {
         let path = dir.join(&key);

@@ -49,6 +49,10 @@ pub struct Activity {
     pub listed: AtomicU64,
     /// Validator invocations that start or check a validation (not `prepare`).
     pub validations: AtomicU64,
+    /// Every invocation's function and duration, in the order they ended (for benchmarks
+    /// that price a run by its Lambda invocations); a worker invocation given a batch of
+    /// objects (an ItemBatcher's `Items`) is named `worker-batch`.
+    pub invocations: std::sync::Mutex<Vec<(&'static str, Duration)>>,
 }
 
 /// Serves the definition's Lambda functions with the library handlers, in-process, over the
@@ -141,6 +145,11 @@ impl local_stepfunctions::Resources for InProcessLambda {
             Function::Launcher | Function::Validator => self.other_timeout,
         };
         let before = WorkerCounts::before(&payload);
+        let label = if which == Function::Worker && payload.get("Items").is_some() {
+            "worker-batch"
+        } else {
+            name
+        };
         let validating = which == Function::Validator
             && payload.get("action").and_then(Value::as_str) != Some("prepare");
         let environment = (which == Function::Worker).then(|| self.worker_environment());
@@ -156,7 +165,13 @@ impl local_stepfunctions::Resources for InProcessLambda {
             }
         };
         let (limit, cut_short) = self.cut_short(name).unwrap_or((timeout, None));
+        let started = std::time::Instant::now();
         let result = tokio::time::timeout(limit, call).await;
+        self.activity
+            .invocations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((label, started.elapsed()));
         if let (Ok(_), Some(environment)) = (&result, environment) {
             self.idle_workers
                 .lock()

@@ -14,9 +14,11 @@ use tokio::task::JoinHandle;
 
 mod keys;
 mod listing;
+mod requests;
 mod service;
 mod store;
 
+pub use requests::RequestCounts;
 pub use service::S3Faults;
 
 /// Why the endpoint could not start.
@@ -71,6 +73,7 @@ pub struct RunningS3 {
     local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    requests: RequestCounts,
 }
 
 impl RunningS3 {
@@ -82,6 +85,12 @@ impl RunningS3 {
     /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL_S3`.
     pub fn endpoint_url(&self) -> String {
         format!("http://{}", self.local_addr)
+    }
+
+    /// The requests served so far, by bucket and operation (counted only when credentials
+    /// are configured: s3s checks access, where they are counted, only then).
+    pub fn requests(&self) -> &RequestCounts {
+        &self.requests
     }
 
     /// Stops accepting connections and waits for the accept loop to end.
@@ -117,11 +126,13 @@ pub async fn start(config: S3Config) -> Result<RunningS3, S3Error> {
         config.root.clone(),
         config.faults,
     ));
+    let requests = RequestCounts::default();
     if let Some((access_key, secret_key)) = &config.credentials {
         builder.set_auth(SimpleAuth::from_single(
             access_key.clone(),
             secret_key.clone(),
         ));
+        builder.set_access(requests.clone());
     }
     let service = builder.build();
     let listener = TcpListener::bind(config.bind)
@@ -164,5 +175,6 @@ pub async fn start(config: S3Config) -> Result<RunningS3, S3Error> {
         local_addr,
         stop: Some(stop_tx),
         task: Some(task),
+        requests,
     })
 }

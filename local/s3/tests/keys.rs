@@ -398,3 +398,30 @@ async fn conditional_writes_hold_for_a_key_moving_out_of_the_overflow_directory(
     assert_eq!(get(&s3, "rtb", "a").await, b"second");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn requests_are_counted_by_bucket_and_operation() {
+    let (_root, server, s3) = serve(&["counted", "other"]).await;
+    for key in ["a.csv", "b.csv"] {
+        s3.put_object()
+            .bucket("counted")
+            .key(key)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap();
+    }
+    get(&s3, "counted", "a.csv").await;
+    list_all(&s3, "other", 10).await;
+    let counts = server.requests().snapshot();
+    let count = |bucket: &str, op: &str| {
+        counts
+            .get(&(bucket.to_owned(), op.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(count("counted", "PutObject"), 2, "{counts:?}");
+    assert_eq!(count("counted", "GetObject"), 1, "{counts:?}");
+    assert_eq!(count("other", "ListObjectsV2"), 1, "{counts:?}");
+    assert_eq!(counts.values().sum::<u64>(), 4, "{counts:?}");
+}

@@ -18,13 +18,6 @@ fn machine(start: &str, states: Value) -> Value {
     json!({"QueryLanguage": "JSONata", "StartAt": start, "States": states})
 }
 
-/// Runs a machine that must succeed and answers its output.
-async fn succeeds(h: &Harness, name: &str, definition: &Value, input: Value) -> Value {
-    let d = h.run(name, definition, &input).await;
-    assert_eq!(*d.status(), ExecutionStatus::Succeeded, "{:?}", d.cause());
-    output(&d)
-}
-
 /// Runs a machine that must fail and answers its error and cause.
 async fn fails(h: &Harness, name: &str, definition: &Value, input: Value) -> (String, String) {
     let d = h.run(name, definition, &input).await;
@@ -33,26 +26,6 @@ async fn fails(h: &Harness, name: &str, definition: &Value, input: Value) -> (St
         d.error().unwrap_or_default().to_string(),
         d.cause().unwrap_or_default().to_string(),
     )
-}
-
-/// The message CreateStateMachine refuses the definition with, or `None` if it accepts it.
-async fn refusal(h: &Harness, name: &str, definition: &Value) -> Option<String> {
-    match h
-        .client
-        .create_state_machine()
-        .name(name)
-        .definition(definition.to_string())
-        .role_arn("arn:aws:iam::123456789012:role/test")
-        .send()
-        .await
-    {
-        Ok(_) => None,
-        Err(e) => {
-            let e = e.into_service_error();
-            assert!(e.is_invalid_definition(), "{e:?}");
-            Some(e.to_string())
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,9 +40,7 @@ async fn output_evaluates_every_expression_string_and_copies_everything_else() {
             "nested": [1, {"upper": "{% $uppercase($states.input.s) %}"}],
         }}}),
     );
-    let out = succeeds(
-        &h,
-        "output",
+    let out = h.succeeds("output",
         &definition,
         json!({"a": 1, "b": 2, "s": "hi", "items": [{"name": "x", "price": 5}, {"name": "y", "price": 50}]}),
     )
@@ -89,7 +60,7 @@ async fn task_arguments_read_states_input_and_output_reads_states_result() {
             "Arguments": {"x": "{% $states.input.v * 10 %}"},
             "Output": {"doubled": "{% $states.result.x * 2 %}", "input": "{% $states.input %}"}}}),
     );
-    let out = succeeds(&h, "task-args", &definition, json!({"v": 2})).await;
+    let out = h.succeeds("task-args", &definition, json!({"v": 2})).await;
     assert_eq!(out, json!({"doubled": 40, "input": {"v": 2}}));
 }
 
@@ -103,7 +74,9 @@ async fn a_task_without_output_passes_on_its_result_and_a_pass_its_input() {
             "T": {"Type": "Task", "Resource": ECHO, "Arguments": {"from": "task"}, "End": true}
         }),
     );
-    let out = succeeds(&h, "defaults", &definition, json!({"ignored": true})).await;
+    let out = h
+        .succeeds("defaults", &definition, json!({"ignored": true}))
+        .await;
     assert_eq!(out, json!({"from": "task"}));
 }
 
@@ -114,15 +87,12 @@ async fn a_state_may_switch_to_jsonata_in_a_jsonpath_machine_but_not_back() {
         "Path": {"Type": "Pass", "Parameters": {"a.$": "$.a"}, "Next": "Ata"},
         "Ata": {"Type": "Pass", "QueryLanguage": "JSONata", "Output": "{% $states.input.a + 1 %}", "End": true}
     }});
-    assert_eq!(
-        succeeds(&h, "mixed", &mixed, json!({"a": 1})).await,
-        json!(2)
-    );
+    assert_eq!(h.succeeds("mixed", &mixed, json!({"a": 1})).await, json!(2));
     let back = machine(
         "P",
         json!({"P": {"Type": "Pass", "QueryLanguage": "JSONPath", "End": true}}),
     );
-    let message = refusal(&h, "back", &back).await.expect("refused");
+    let message = h.refusal("back", &back).await.expect("refused");
     assert!(message.contains("QueryLanguage"), "{message}");
 }
 
@@ -146,20 +116,18 @@ async fn jsonpath_fields_are_refused_in_jsonata_states_and_jsonata_fields_in_jso
         };
         let mut task = json!({"Type": "Task", "Resource": ECHO, "End": true});
         task[field] = value;
-        let message = refusal(
-            &h,
-            &format!("jsonpath-{i}"),
-            &machine("T", json!({"T": task})),
-        )
-        .await
-        .expect("refused");
+        let message = h
+            .refusal(&format!("jsonpath-{i}"), &machine("T", json!({"T": task})))
+            .await
+            .expect("refused");
         assert!(message.contains(field), "{message}");
     }
     for (i, field) in ["Arguments", "Output"].into_iter().enumerate() {
         let mut task = json!({"Type": "Task", "Resource": ECHO, "End": true});
         task[field] = json!({});
         let definition = json!({"StartAt": "T", "States": {"T": task}});
-        let message = refusal(&h, &format!("jsonata-{i}"), &definition)
+        let message = h
+            .refusal(&format!("jsonata-{i}"), &definition)
             .await
             .expect("refused");
         assert!(message.contains(field), "{message}");
@@ -173,7 +141,7 @@ async fn an_expression_with_a_syntax_error_is_refused_at_creation() {
         "P",
         json!({"P": {"Type": "Pass", "Output": "{% $states.input[ %}", "End": true}}),
     );
-    let message = refusal(&h, "syntax", &definition).await.expect("refused");
+    let message = h.refusal("syntax", &definition).await.expect("refused");
     assert!(message.contains("Output"), "{message}");
 }
 
@@ -193,11 +161,12 @@ async fn choice_takes_the_first_rule_whose_condition_is_true_and_its_output() {
         }),
     );
     assert_eq!(
-        succeeds(&h, "choice-high", &definition, json!({"n": 11})).await,
+        h.succeeds("choice-high", &definition, json!({"n": 11}))
+            .await,
         json!({"picked": "high 11"})
     );
     assert_eq!(
-        succeeds(&h, "choice-low", &definition, json!({"n": 1})).await,
+        h.succeeds("choice-low", &definition, json!({"n": 1})).await,
         json!("low")
     );
 }
@@ -245,7 +214,7 @@ async fn a_query_evaluation_error_can_be_caught_and_the_catcher_reads_states_err
             "Caught": {"Type": "Succeed"}
         }),
     );
-    let out = succeeds(&h, "caught", &definition, json!({"k": 1})).await;
+    let out = h.succeeds("caught", &definition, json!({"k": 1})).await;
     assert_eq!(
         out,
         json!({"error": "States.QueryEvaluationError", "input": {"k": 1}})
@@ -263,7 +232,7 @@ async fn a_catcher_without_output_passes_on_the_error_output() {
             "Caught": {"Type": "Succeed"}
         }),
     );
-    let out = succeeds(&h, "catch-default", &definition, json!({})).await;
+    let out = h.succeeds("catch-default", &definition, json!({})).await;
     assert_eq!(out["Error"], json!("Broken"));
     assert!(
         out["Cause"].as_str().unwrap().contains("it failed"),
@@ -289,13 +258,9 @@ async fn map_items_item_selector_and_max_concurrency_take_expressions() {
             "Output": "{% $states.result.(value + index) %}"
         }}),
     );
-    let out = succeeds(
-        &h,
-        "map",
-        &definition,
-        json!({"list": [1, 2, 3], "tag": "t"}),
-    )
-    .await;
+    let out = h
+        .succeeds("map", &definition, json!({"list": [1, 2, 3], "tag": "t"}))
+        .await;
     assert_eq!(out, json!([10, 21, 32]));
 }
 
@@ -323,7 +288,7 @@ async fn parallel_arguments_are_every_branch_input_and_states_result_is_the_arra
             "Branches": [branch(1), branch(2)],
             "Output": {"sum": "{% $sum($states.result) %}", "all": "{% $states.result %}"}}}),
     );
-    let out = succeeds(&h, "parallel", &definition, json!({"x": 1})).await;
+    let out = h.succeeds("parallel", &definition, json!({"x": 1})).await;
     assert_eq!(out, json!({"sum": 203, "all": [101, 102]}));
 }
 
@@ -337,13 +302,13 @@ async fn wait_seconds_and_timestamp_take_expressions() {
             "W2": {"Type": "Wait", "Timestamp": "{% $states.input.t %}", "Output": "{% $states.input.s %}", "End": true}
         }),
     );
-    let out = succeeds(
-        &h,
-        "wait",
-        &definition,
-        json!({"s": 0, "t": "2016-03-14T01:59:00Z"}),
-    )
-    .await;
+    let out = h
+        .succeeds(
+            "wait",
+            &definition,
+            json!({"s": 0, "t": "2016-03-14T01:59:00Z"}),
+        )
+        .await;
     assert_eq!(out, json!(0));
     let (error, _) = fails(&h, "wait-bad", &definition, json!({"s": "soon"})).await;
     assert_eq!(error, "States.QueryEvaluationError");
@@ -415,13 +380,9 @@ async fn aws_functions_partition_range_hash_random_uuid_and_parse_are_available(
             "parse": "{% $parse($states.input.text).a %}"
         }}}),
     );
-    let out = succeeds(
-        &h,
-        "functions",
-        &definition,
-        json!({"text": "{\"a\": [1]}"}),
-    )
-    .await;
+    let out = h
+        .succeeds("functions", &definition, json!({"text": "{\"a\": [1]}"}))
+        .await;
     assert_eq!(
         out,
         json!({
@@ -461,13 +422,13 @@ async fn a_distributed_map_takes_item_reader_and_result_writer_arguments_and_bat
             "Output": "{% $states.result.ResultWriterDetails %}"
         }}),
     );
-    let out = succeeds(
-        &h,
-        "dmap",
-        &definition,
-        json!({"key": "pages/1.json", "max": 3, "run": "r1"}),
-    )
-    .await;
+    let out = h
+        .succeeds(
+            "dmap",
+            &definition,
+            json!({"key": "pages/1.json", "max": 3, "run": "r1"}),
+        )
+        .await;
     assert_eq!(out["Bucket"], json!("bucket"));
     let manifest_key = out["Key"].as_str().unwrap();
     assert!(manifest_key.starts_with("out/r1/"), "{manifest_key}");

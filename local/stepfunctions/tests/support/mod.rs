@@ -254,6 +254,40 @@ impl Harness {
         wait_with(&self.client, execution_arn).await
     }
 
+    /// The message CreateStateMachine refuses `definition` with (always InvalidDefinition),
+    /// or `None` when it accepts it.
+    pub async fn refusal(&self, name: &str, definition: &Value) -> Option<String> {
+        match self
+            .client
+            .create_state_machine()
+            .name(name)
+            .definition(definition.to_string())
+            .role_arn("arn:aws:iam::123456789012:role/test")
+            .send()
+            .await
+        {
+            Ok(_) => None,
+            Err(e) => {
+                let e = e.into_service_error();
+                assert!(e.is_invalid_definition(), "{e:?}");
+                Some(e.to_string())
+            }
+        }
+    }
+
+    /// Runs a machine that must succeed and answers its output.
+    #[allow(dead_code, reason = "not every test file runs machines to success")]
+    pub async fn succeeds(&self, name: &str, definition: &Value, input: Value) -> Value {
+        let d = self.run(name, definition, &input).await;
+        assert_eq!(
+            *d.status(),
+            aws_sdk_sfn::types::ExecutionStatus::Succeeded,
+            "{:?}",
+            d.cause()
+        );
+        output(&d)
+    }
+
     /// Creates, starts and waits.
     pub async fn run(
         &self,

@@ -215,7 +215,7 @@ impl IngestError {
     /// ledger checkpoint.
     pub const CUT_SHORT_TYPES: [&'static str; 2] = ["Sandbox.Timedout", "Runtime.ExitError"];
 
-    /// Every error type name, in the order the README lists them.
+    /// Every error type name, in the order docs/functions.md lists them.
     pub const ALL_TYPES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
 
     pub(crate) fn invalid_input(field: &str, reason: impl fmt::Display) -> Self {

@@ -114,3 +114,23 @@ fn the_resume_event_carries_a_checkpoint_and_the_start_event_none() {
     .unwrap();
     assert!(start.checkpoint.is_none());
 }
+
+#[test]
+fn the_deploy_guide_shows_the_start_input_as_events_has_it() {
+    // docs/deploy.md's first JSON block is the input it tells the reader to start with.
+    let guide = std::fs::read_to_string(events_dir().join("../docs/deploy.md")).unwrap();
+    let start = guide
+        .find("```json\n")
+        .expect("a JSON block in docs/deploy.md")
+        + 8;
+    let end = start + guide[start..].find("```").unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&guide[start..end]).unwrap();
+    let event: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(events_dir().join("start-execution.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        shown, event,
+        "docs/deploy.md's start input differs from events/start-execution.json"
+    );
+}

@@ -9,14 +9,12 @@
 
 #![cfg(unix)]
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ingest::ledger::{DEFAULT_LEDGER_PREFIX, EntryState, Ledger, LedgerLocation};
-use ingest::validator::{CheckValidation, Expectation, StartValidation};
 use s3_ingest::stack::{LocalStack, StackOptions, WorkflowNames};
 
 const FILES: u64 = 8;
@@ -134,55 +132,19 @@ fn names() -> WorkflowNames {
     WorkflowNames::default()
 }
 
-/// Runs `sql` over the datastore through the validator's own calls; the first result row.
-async fn first_row(stack: &LocalStack, sql: &str) -> BTreeMap<String, String> {
-    let client = &stack.clients.iotanalytics;
-    let started = ingest::validator::start_content(
-        client,
-        &StartValidation {
-            dataset_name: "crash_counts".to_owned(),
-            datastore_name: names().datastore,
-            sql: Some(sql.to_owned()),
-            expected: Some(BTreeMap::<String, Expectation>::new()),
-            totals: Default::default(),
-            results: Vec::new(),
-            row_identity: false,
-            per_object: None,
-            wait_seconds: 0,
-        },
-    )
-    .await
-    .unwrap();
-    for _ in 0..600 {
-        let checked = ingest::validator::check_content(
-            client,
-            &CheckValidation {
-                dataset_name: "crash_counts".to_owned(),
-                version_id: started.version_id.clone(),
-                expected: None,
-                per_object: None,
-            },
-        )
-        .await
-        .unwrap();
-        if checked.state != "CREATING" {
-            return checked.actual;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the count query never finished");
-}
-
 /// Rows stored and distinct `rowid`s, read through a stack started on the data directory.
 async fn stored_and_distinct(data: &Path) -> (u64, u64) {
     let stack = LocalStack::start(StackOptions::new(data), &names())
         .await
         .unwrap();
-    let row = first_row(
+    let row = end_to_end::first_row(
         &stack,
+        &names().datastore,
+        "crash_counts",
         "SELECT count(*) AS stored, count(DISTINCT rowid) AS distinct_rows FROM bpm_blog_datastore",
     )
-    .await;
+    .await
+    .unwrap();
     stack.shutdown().await;
     (
         row["stored"].parse().unwrap(),

@@ -41,12 +41,13 @@
 //!
 //! What moto 5.2.5 cannot run as AWS does, and how the test narrows the comparison:
 //! - continue-as-new: moto fails the `Continue as new execution` task with `States.Runtime`
-//!   (cause `'Input'`) before calling StartExecution, when `Input` is a JSON object as in the
-//!   definition. For that execution the test compares the states entered, the invocations and
-//!   the Map Run's item counts up to that task, and checks that the embedded executor's chain
-//!   of two executions succeeds and validates (and that moto still fails there, so a moto that
-//!   learns it makes the test ask for a full comparison). The endpoint passes moto's own
-//!   Step Functions calls back to moto, so the comparison is not limited by the test itself;
+//!   (a KeyError inside moto) before calling StartExecution, when `Input` is a JSON object as
+//!   in the definition. For that execution the test compares the states entered, the
+//!   invocations and the Map Run's item counts up to that task, and checks that the embedded
+//!   executor's chain of two executions succeeds and validates (and that moto still fails
+//!   there, so a moto that learns it makes the test ask for a full comparison). The endpoint
+//!   passes moto's own Step Functions calls back to moto, so the comparison is not limited by
+//!   the test itself;
 //! - a failed Distributed Map item: moto never enforces `ToleratedFailurePercentage`, so its
 //!   Map succeeds with a null result for the failed item and the execution goes on, where AWS
 //!   and the embedded executor fail the Map Run with `States.ExceedToleratedFailureThreshold`
@@ -127,7 +128,7 @@ enum Compare {
     /// succeeds with a null result for the failed item and the execution goes on.
     ItemsOnly,
     /// The first execution, up to and including the `Continue as new execution` task: moto
-    /// 5.2.5 fails that task with `States.Runtime` (cause `'Input'`) before it calls
+    /// 5.2.5 fails that task with `States.Runtime` (a KeyError inside moto) before it calls
     /// StartExecution, when `Input` is a JSON object as here, so only the embedded executor
     /// gets to the continued execution (which the test checks ends as AWS would).
     UntilContinuation,

@@ -92,10 +92,18 @@ async fn a_failed_run_is_redriven_without_resending_finished_objects() {
         "{}",
         s3_ingest::run::summary(&failed)
     );
-    // As on AWS, the Map Run's failure names the threshold; the item's own error
-    // (ChannelNotFound) is in its child execution.
+    // As on AWS, the Map Run's failure names the threshold. The objects' own error
+    // (ChannelNotFound) was in Express children, which are not kept: the run names it from
+    // the worker's failure notes in the ledger.
     let (error, _) = failed.failure.clone().unwrap();
     assert_eq!(error, "States.ExceedToleratedFailureThreshold");
+    let item = failed.failed_items.first().expect("a failed object named");
+    assert_eq!(item.error, "ChannelNotFound", "{item:?}");
+    assert!(item.cause.contains("redrive_channel"), "{item:?}");
+    assert!(
+        item.key.as_deref().is_some_and(|key| key.ends_with(".csv")),
+        "{item:?}"
+    );
     let finished_before = test.stack.activity.objects.load(Ordering::Relaxed);
     assert!((20..100).contains(&finished_before), "{finished_before}");
 

@@ -150,45 +150,55 @@ impl TestStack {
         self.args.names()
     }
 
-    /// Runs `sql` as dataset `dataset` and returns the first result row, through the same
-    /// validator code the workflow uses, over the real client.
+    /// Runs `sql` as dataset `dataset` and returns the first result row ([`first_row`]).
     pub async fn first_row(
         &self,
         dataset: &str,
         sql: &str,
     ) -> anyhow::Result<BTreeMap<String, String>> {
-        let client = &self.stack.clients.iotanalytics;
-        let started = ingest::validator::start_content(
+        first_row(&self.stack, &self.args.datastore, dataset, sql).await
+    }
+}
+
+/// Runs `sql` over `datastore` as dataset `dataset` and returns the first result row,
+/// through the same validator code the workflow uses, over the real client.
+pub async fn first_row(
+    stack: &LocalStack,
+    datastore: &str,
+    dataset: &str,
+    sql: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let client = &stack.clients.iotanalytics;
+    let started = ingest::validator::start_content(
+        client,
+        &StartValidation {
+            dataset_name: dataset.to_owned(),
+            datastore_name: datastore.to_owned(),
+            sql: Some(sql.to_owned()),
+            expected: Some(BTreeMap::<String, Expectation>::new()),
+            totals: Default::default(),
+            results: Vec::new(),
+            row_identity: false,
+            per_object: None,
+            wait_seconds: 0,
+        },
+    )
+    .await?;
+    for _ in 0..600 {
+        let checked = ingest::validator::check_content(
             client,
-            &StartValidation {
+            &CheckValidation {
                 dataset_name: dataset.to_owned(),
-                datastore_name: self.args.datastore.clone(),
-                sql: Some(sql.to_owned()),
-                expected: Some(BTreeMap::<String, Expectation>::new()),
-                totals: Default::default(),
-                results: Vec::new(),
-                row_identity: false,
+                version_id: started.version_id.clone(),
+                expected: None,
                 per_object: None,
-                wait_seconds: 0,
             },
         )
         .await?;
-        for _ in 0..600 {
-            let checked = ingest::validator::check_content(
-                client,
-                &CheckValidation {
-                    dataset_name: dataset.to_owned(),
-                    version_id: started.version_id.clone(),
-                    expected: None,
-                    per_object: None,
-                },
-            )
-            .await?;
-            if checked.state != "CREATING" {
-                return Ok(checked.actual);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if checked.state != "CREATING" {
+            return Ok(checked.actual);
         }
-        anyhow::bail!("dataset {dataset} still CREATING after 30 s")
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    anyhow::bail!("dataset {dataset} still CREATING after 30 s")
 }

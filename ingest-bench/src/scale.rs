@@ -106,13 +106,13 @@ async fn list_all(stack: &LocalStack) -> anyhow::Result<(u64, u64, Duration, Dur
     Ok((pages, keys, started.elapsed(), slowest))
 }
 
-/// What the workflow over the bucket did.
-struct WorkflowRun {
-    executions: Vec<String>,
-    status: String,
-    failure: Option<String>,
-    elapsed: Duration,
-    output: Value,
+/// What a workflow run did.
+pub(crate) struct WorkflowRun {
+    pub executions: Vec<String>,
+    pub status: String,
+    pub failure: Option<String>,
+    pub elapsed: Duration,
+    pub output: Value,
 }
 
 /// Starts the state machine over the bucket and follows its continuations to the end.
@@ -121,7 +121,6 @@ async fn run_workflow(
     names: &WorkflowNames,
     args: &ScaleArgs,
 ) -> anyhow::Result<WorkflowRun> {
-    let handle = stack.stepfunctions.handle();
     let input = json!({
         "bucket": names.bucket,
         "channelName": names.channel,
@@ -131,6 +130,17 @@ async fn run_workflow(
         "pageSize": 1000,
         "validationPollSeconds": 1,
     });
+    run_to_end(stack, input, "scale").await
+}
+
+/// Starts the state machine with `input` and follows its continuations to the end, saying
+/// every 30 s how far it got (as `label`).
+pub(crate) async fn run_to_end(
+    stack: &LocalStack,
+    input: Value,
+    label: &str,
+) -> anyhow::Result<WorkflowRun> {
+    let handle = stack.stepfunctions.handle();
     let started = Instant::now();
     let mut current = handle
         .start_execution(&stack.state_machine_arn, None, input)
@@ -146,7 +156,7 @@ async fn run_workflow(
             if last_report.elapsed() >= Duration::from_secs(30) {
                 last_report = Instant::now();
                 crate::progress(format!(
-                    "scale: {} objects done after {:.0} s, execution {}",
+                    "{label}: {} objects done after {:.0} s, execution {}",
                     stack
                         .activity
                         .objects

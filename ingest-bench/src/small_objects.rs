@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
@@ -268,7 +268,12 @@ pub async fn measure(
         if let Some(bytes) = small_object_bytes {
             input["smallObjectBytes"] = json!(bytes);
         }
-        let (status, wall) = run_to_end(&stack, input).await?;
+        let run = crate::scale::run_to_end(&stack, input, name).await?;
+        let status = match run.failure {
+            None => run.status,
+            Some(failure) => format!("{} ({failure})", run.status),
+        };
+        let wall = run.elapsed;
         let after = stack.s3.requests().snapshot();
         let (mut s3_workflow, mut s3_service) = (S3Requests::default(), S3Requests::default());
         for ((bucket, operation), count) in after {
@@ -317,42 +322,6 @@ pub async fn measure(
     );
     bench.clean(&dir);
     result
-}
-
-/// Starts the state machine and follows its continuations to the end: (status, wall time).
-async fn run_to_end(stack: &LocalStack, input: Value) -> anyhow::Result<(String, Duration)> {
-    let handle = stack.stepfunctions.handle();
-    let started = Instant::now();
-    let mut current = handle
-        .start_execution(&stack.state_machine_arn, None, input)
-        .context("StartExecution")?;
-    loop {
-        let info = handle
-            .wait_for_execution(&current, Duration::from_secs(5))
-            .await
-            .context("waiting for the execution")?;
-        if !info.status.is_final() {
-            continue;
-        }
-        let output = info.output.clone().unwrap_or(Value::Null);
-        if info.status.as_str() == "SUCCEEDED"
-            && let Some(next) = output
-                .pointer("/continuation/ExecutionArn")
-                .and_then(Value::as_str)
-        {
-            current = next.to_owned();
-            continue;
-        }
-        let status = match info.error {
-            None => info.status.as_str().to_owned(),
-            Some(e) => format!(
-                "{} ({e}: {})",
-                info.status.as_str(),
-                info.cause.unwrap_or_default()
-            ),
-        };
-        return Ok((status, started.elapsed()));
-    }
 }
 
 /// Standard executions stored by the local Step Functions (complete once it is shut down)

@@ -9,8 +9,8 @@ use aws_sdk_iotanalytics::Client;
 use aws_sdk_iotanalytics::error::ProvideErrorMetadata;
 use aws_sdk_iotanalytics::primitives::{Blob, DateTime};
 use aws_sdk_iotanalytics::types::{
-    AddAttributesActivity, ChannelActivity, ChannelMessages, DatastoreActivity, FilterActivity,
-    LambdaActivity, MathActivity, PipelineActivity, ReprocessingStatus, SelectAttributesActivity,
+    AddAttributesActivity, ChannelActivity, ChannelMessages, FilterActivity, LambdaActivity,
+    MathActivity, PipelineActivity, ReprocessingStatus, SelectAttributesActivity,
 };
 use common::*;
 use serde_json::{Value, json};
@@ -174,58 +174,6 @@ async fn run_pipeline_activity_refuses_what_it_cannot_run_and_bad_payloads() {
         code(&req.send().await.unwrap_err()),
         "InvalidRequestException"
     );
-}
-
-/// A pipeline `<prefix>_pipeline` from `<prefix>_channel` through `middle` to `<prefix>_datastore`.
-async fn pipeline_with(client: &Client, prefix: &str, middle: Option<PipelineActivity>) {
-    client
-        .create_channel()
-        .channel_name(format!("{prefix}_channel"))
-        .send()
-        .await
-        .unwrap();
-    client
-        .create_datastore()
-        .datastore_name(format!("{prefix}_datastore"))
-        .send()
-        .await
-        .unwrap();
-    let first = if middle.is_some() { "Middle" } else { "Sink" };
-    let mut req = client
-        .create_pipeline()
-        .pipeline_name(format!("{prefix}_pipeline"))
-        .pipeline_activities(
-            PipelineActivity::builder()
-                .channel(
-                    ChannelActivity::builder()
-                        .name("Source")
-                        .channel_name(format!("{prefix}_channel"))
-                        .next(first)
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        );
-    if let Some(m) = middle {
-        let mut m = m.math.unwrap();
-        m.name = "Middle".into();
-        m.next = Some("Sink".into());
-        req = req.pipeline_activities(PipelineActivity::builder().math(m).build());
-    }
-    req.pipeline_activities(
-        PipelineActivity::builder()
-            .datastore(
-                DatastoreActivity::builder()
-                    .name("Sink")
-                    .datastore_name(format!("{prefix}_datastore"))
-                    .build()
-                    .unwrap(),
-            )
-            .build(),
-    )
-    .send()
-    .await
-    .unwrap();
 }
 
 async fn send(client: &Client, channel: &str, from: usize, n: usize) {

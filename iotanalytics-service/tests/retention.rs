@@ -6,9 +6,7 @@ mod common;
 use std::time::Duration;
 
 use aws_sdk_iotanalytics::Client;
-use aws_sdk_iotanalytics::types::{
-    ChannelActivity, DatastoreActivity, PipelineActivity, RetentionPeriod,
-};
+use aws_sdk_iotanalytics::types::RetentionPeriod;
 use common::*;
 use iotanalytics_service::RetentionClock;
 
@@ -46,35 +44,7 @@ async fn data_older_than_the_retention_period_is_removed_and_newer_data_kept() {
         .send()
         .await
         .unwrap();
-    client
-        .create_pipeline()
-        .pipeline_name("kept_pipeline")
-        .pipeline_activities(
-            PipelineActivity::builder()
-                .channel(
-                    ChannelActivity::builder()
-                        .name("in")
-                        .channel_name("ret_channel")
-                        .next("out")
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .pipeline_activities(
-            PipelineActivity::builder()
-                .datastore(
-                    DatastoreActivity::builder()
-                        .name("out")
-                        .datastore_name("kept")
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    create_pipeline(&client, "kept_pipeline", "ret_channel", None, "kept").await;
     let one_day = RetentionPeriod::builder().number_of_days(1).build();
     client
         .update_channel()

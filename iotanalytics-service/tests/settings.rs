@@ -146,30 +146,29 @@ async fn tag_operations_refuse_bad_arns_missing_resources_and_too_many_tags() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "ResourceNotFoundException");
-    let e = client
-        .tag_resource()
-        .resource_arn("arn:aws:s3:::some-bucket-name")
-        .tags(tag("k", "v"))
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(&e), "InvalidRequestException");
-    let e = client
-        .tag_resource()
-        .resource_arn("arn:aws:iotanalytics:eu-west-1:000000000000:channel/c")
-        .tags(tag("k", "v"))
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(&e), "ResourceNotFoundException");
-    let e = client
-        .tag_resource()
-        .resource_arn(arn("channel", "c"))
-        .tags(tag("k", ""))
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(&e), "InvalidRequestException");
+    // TagResource on what it cannot tag: (resource ARN, tag, error).
+    for (resource, bad, expected) in [
+        (
+            "arn:aws:s3:::some-bucket-name".to_owned(),
+            tag("k", "v"),
+            "InvalidRequestException",
+        ),
+        (
+            "arn:aws:iotanalytics:eu-west-1:000000000000:channel/c".to_owned(),
+            tag("k", "v"),
+            "ResourceNotFoundException",
+        ),
+        (arn("channel", "c"), tag("k", ""), "InvalidRequestException"),
+    ] {
+        let e = client
+            .tag_resource()
+            .resource_arn(&resource)
+            .tags(bad)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), expected, "{resource}");
+    }
     let e = client
         .untag_resource()
         .resource_arn(arn("datastore", "missing"))

@@ -52,36 +52,7 @@ async fn a_parquet_datastore_keeps_its_schema_and_writes_parquet_files() {
         .send()
         .await
         .unwrap();
-    // Reuse the pipeline helper's shape by hand: channel -> datastore.
-    client
-        .create_pipeline()
-        .pipeline_name("pq_pipeline")
-        .pipeline_activities(
-            aws_sdk_iotanalytics::types::PipelineActivity::builder()
-                .channel(
-                    aws_sdk_iotanalytics::types::ChannelActivity::builder()
-                        .name("in")
-                        .channel_name("pq_channel")
-                        .next("out")
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .pipeline_activities(
-            aws_sdk_iotanalytics::types::PipelineActivity::builder()
-                .datastore(
-                    aws_sdk_iotanalytics::types::DatastoreActivity::builder()
-                        .name("out")
-                        .datastore_name("pq_datastore")
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    create_pipeline(&client, "pq_pipeline", "pq_channel", None, "pq_datastore").await;
     client
         .batch_put_message()
         .channel_name("pq_channel")

@@ -9,6 +9,7 @@ use aws_config::BehaviorVersion;
 use clap::Args;
 use serde_json::Value;
 
+use crate::failed_items::failed_items;
 use crate::output::OutputFormat;
 
 /// Failed items `status` and `run` show.
@@ -43,6 +44,12 @@ pub struct ExecutionArgs {
 
 async fn client() -> aws_sdk_sfn::Client {
     aws_sdk_sfn::Client::new(&aws_config::defaults(BehaviorVersion::latest()).load().await)
+}
+
+/// S3, for the failure notes in the ledger (`AWS_ENDPOINT_URL_S3` for the local endpoint).
+async fn s3_client() -> aws_sdk_s3::Client {
+    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    ingest::clients::Clients::from_config(&config).s3
 }
 
 /// Reads `--input`: a path to a JSON file, or JSON itself.
@@ -99,7 +106,13 @@ pub async fn status(args: ExecutionArgs) -> anyhow::Result<()> {
         .with_context(|| format!("DescribeExecution of {}", args.execution_arn))?;
     let failed = described.status() == &aws_sdk_sfn::types::ExecutionStatus::Failed;
     let items = if failed {
-        failed_items(&sfn, &args.execution_arn, FAILED_ITEMS_SHOWN).await?
+        failed_items(
+            &sfn,
+            &s3_client().await,
+            &args.execution_arn,
+            FAILED_ITEMS_SHOWN,
+        )
+        .await?
     } else {
         Vec::new()
     };
@@ -154,67 +167,6 @@ pub async fn status(args: ExecutionArgs) -> anyhow::Result<()> {
         println!("output\n{pretty}");
     }
     Ok(())
-}
-
-/// A Distributed Map item that failed: its child execution, the object it was for, and its
-/// own error, which the Map Run's failure (`States.ExceedToleratedFailureThreshold`) hides.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailedItem {
-    /// The child execution.
-    pub execution_arn: String,
-    /// The object's key (or a batch's keys), when the item names them.
-    pub key: Option<String>,
-    /// The item's error name.
-    pub error: String,
-    /// The item's cause.
-    pub cause: String,
-}
-
-/// The first `limit` failed items of `execution_arn`'s Map Runs, oldest Map Run first.
-pub async fn failed_items(
-    sfn: &aws_sdk_sfn::Client,
-    execution_arn: &str,
-    limit: usize,
-) -> anyhow::Result<Vec<FailedItem>> {
-    let map_runs = sfn
-        .list_map_runs()
-        .execution_arn(execution_arn)
-        .send()
-        .await
-        .with_context(|| format!("ListMapRuns of {execution_arn}"))?;
-    let mut items = Vec::new();
-    for map_run in map_runs.map_runs() {
-        if items.len() >= limit {
-            break;
-        }
-        let failed = sfn
-            .list_executions()
-            .map_run_arn(map_run.map_run_arn())
-            .status_filter(aws_sdk_sfn::types::ExecutionStatus::Failed)
-            .max_results((limit - items.len()) as i32)
-            .send()
-            .await
-            .with_context(|| format!("ListExecutions of {}", map_run.map_run_arn()))?;
-        for child in failed.executions() {
-            let described = sfn
-                .describe_execution()
-                .execution_arn(child.execution_arn())
-                .send()
-                .await
-                .with_context(|| format!("DescribeExecution of {}", child.execution_arn()))?;
-            let key = described
-                .input()
-                .and_then(|input| serde_json::from_str::<Value>(input).ok())
-                .and_then(|input| item_objects(&input));
-            items.push(FailedItem {
-                execution_arn: child.execution_arn().to_owned(),
-                key,
-                error: described.error().unwrap_or_default().to_owned(),
-                cause: described.cause().unwrap_or_default().to_owned(),
-            });
-        }
-    }
-    Ok(items)
 }
 
 /// What to do about a failed execution whose error (or first failed item's error) is

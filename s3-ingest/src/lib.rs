@@ -4,6 +4,7 @@
 
 pub mod console;
 pub mod control;
+pub mod failed_items;
 pub mod lambda;
 pub mod output;
 pub mod recovery;

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::control::FailedItem;
+use crate::failed_items::FailedItem;
 
 /// `--output`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -26,7 +26,7 @@ pub struct RunReport {
     /// Error and cause of a failed execution.
     pub failure: Option<(String, String)>,
     /// The first Distributed Map items that failed, with their own error and cause.
-    pub failed_items: Vec<crate::control::FailedItem>,
+    pub failed_items: Vec<crate::failed_items::FailedItem>,
     /// The last execution's output.
     pub output: Option<Value>,
     /// Wall time from the first StartExecution to the end.
@@ -267,7 +267,13 @@ pub async fn run_until(
     bar.finish_and_clear();
     let failed_items = if failure.is_some() {
         let last = executions.last().expect("one execution at least");
-        crate::control::failed_items(&sfn, last, crate::control::FAILED_ITEMS_SHOWN).await?
+        crate::failed_items::failed_items(
+            &sfn,
+            &stack.clients.s3,
+            last,
+            crate::control::FAILED_ITEMS_SHOWN,
+        )
+        .await?
     } else {
         Vec::new()
     };
@@ -347,29 +353,40 @@ fn progress_bar(show: bool) -> indicatif::ProgressBar {
     bar
 }
 
+/// Uploads at once: the local S3 spends most of a small PUT creating files, so uploads one
+/// after another leave the cores idle.
+const UPLOADS_AT_ONCE: usize = 16;
+
 /// Uploads `--source` (or, into an empty bucket, the sample data set); returns the count.
 pub async fn fill_bucket(stack: &LocalStack, args: &RunArgs) -> anyhow::Result<usize> {
+    use futures::{StreamExt as _, TryStreamExt as _};
     let s3 = &stack.clients.s3;
+    let upload = |key: String, body: ByteStream, what: String| async move {
+        s3.put_object()
+            .bucket(&args.bucket)
+            .key(&key)
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("uploading {what} to s3://{}/{key}", args.bucket))
+            .map(|_| ())
+    };
     if let Some(dir) = &args.source {
         let files = files_under(dir)?;
         if files.is_empty() {
             bail!("--source {}: no files found", dir.display());
         }
-        for (path, relative) in &files {
-            let key = format!("{}{relative}", args.prefix);
-            let body = ByteStream::from_path(path)
-                .await
-                .with_context(|| format!("reading {}", path.display()))?;
-            s3.put_object()
-                .bucket(&args.bucket)
-                .key(&key)
-                .body(body)
-                .send()
-                .await
-                .with_context(|| {
-                    format!("uploading {} to s3://{}/{key}", path.display(), args.bucket)
-                })?;
-        }
+        futures::stream::iter(&files)
+            .map(|(path, relative)| async move {
+                let body = ByteStream::from_path(path)
+                    .await
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let key = format!("{}{relative}", args.prefix);
+                upload(key, body, path.display().to_string()).await
+            })
+            .buffer_unordered(UPLOADS_AT_ONCE)
+            .try_collect::<()>()
+            .await?;
         return Ok(files.len());
     }
     let listed = s3
@@ -384,15 +401,18 @@ pub async fn fill_bucket(stack: &LocalStack, args: &RunArgs) -> anyhow::Result<u
         return Ok(0);
     }
     let files = sample::files();
-    for (key, first, rows) in &files {
-        s3.put_object()
-            .bucket(&args.bucket)
-            .key(format!("{}{key}", args.prefix))
-            .body(ByteStream::from(sample::content(*first, *rows)))
-            .send()
-            .await
-            .with_context(|| format!("uploading sample object {key}"))?;
-    }
+    futures::stream::iter(&files)
+        .map(|(key, first, rows)| {
+            let body = ByteStream::from(sample::content(*first, *rows));
+            upload(
+                format!("{}{key}", args.prefix),
+                body,
+                format!("sample object {key}"),
+            )
+        })
+        .buffer_unordered(UPLOADS_AT_ONCE)
+        .try_collect::<()>()
+        .await?;
     Ok(files.len())
 }
 

@@ -182,9 +182,9 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
             "run",
             "--time-scale",
             "0.05",
-            // One object per Map item, so the Map Run's items are the sample's objects.
-            "--small-object-bytes",
-            "0",
+            // Four batches of 25 through Express children.
+            "--objects-per-batch",
+            "25",
             "--output",
             "json",
             "--console",
@@ -264,10 +264,12 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
     }
     assert!(page.contains("ExecutionStarted") && page.contains("MapRunStarted"));
 
+    // The small objects' Map Run counts items (objects), not its four Express children, which
+    // Step Functions does not keep.
     let map_run = links_to(&page, "/map-run")
         .into_iter()
-        .find(|link| link.contains("IngestLargeObjects"))
-        .expect("a link to the large objects' Map Run");
+        .find(|link| link.contains("IngestSmallObjects"))
+        .expect("a link to the small objects' Map Run");
     let page = browser.dom(&format!("{console}{map_run}"));
     browser.screenshot(&format!("{console}{map_run}"), "3-map-run", 900);
     assert!(
@@ -276,10 +278,11 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
     );
     assert!(page.contains("<td data-count=\"total\">100</td>"), "{page}");
     assert!(page.contains("No item failed."));
+    assert!(page.contains("id=\"express-children\""), "{page}");
     assert_eq!(
         count(&page, "data-status=\"SUCCEEDED\""),
-        1 + 25,
-        "the run and a page of items"
+        1,
+        "the run's status, and no child execution listed"
     );
 
     // The ledger, two pages of 50: every object ingested, the rows adding up to the run's.
@@ -414,6 +417,28 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
     let page = browser.dom(&format!("{console}{child}"));
     assert!(page.contains("data-status=\"FAILED\"") && page.contains(&text(&checked.item_cause)));
 
+    // The batched run's Map Run: no child is kept, the ledger's failure notes name the objects
+    // of the failed batch and their error.
+    let url = format!("{console}/map-run?arn={}", checked.express_map_run_arn);
+    let page = browser.dom(&url);
+    browser.screenshot(&url, "8b-map-run-express-failed", 1100);
+    assert!(
+        page.contains(&format!(
+            "<td data-count=\"failed\">{}</td>",
+            checked.express_failed_items
+        )),
+        "{page}"
+    );
+    assert!(page.contains("<table id=\"failed-items\">"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "<td class=\"key\">{}</td><td class=\"error-name\">ChannelNotFound</td><td class=\"cause\">{}</td>",
+            text(&checked.note_key),
+            text(&checked.note_cause)
+        )),
+        "{page}"
+    );
+
     let page = browser.dom(&format!("{console}/objects"));
     browser.screenshot(&format!("{console}/objects"), "9-objects-set-aside", 900);
     assert!(
@@ -456,6 +481,10 @@ struct Checked {
     failed_arn: String,
     failed_name: String,
     map_run_arn: String,
+    express_map_run_arn: String,
+    express_failed_items: i64,
+    note_key: String,
+    note_cause: String,
     failed_items: i64,
     succeeded_items: i64,
     item_arn: String,
@@ -558,61 +587,36 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
 
     // The sample again, into a channel of its own and a ledger prefix of its own, one object at
     // a time; once two are in, the channel is deleted and the next item fails.
-    let input = json!({
-        "channelName": "console_channel", "pipelineName": "console_pipeline",
-        "datastoreName": "console_datastore", "maxConcurrency": 1, "rate": 2000,
-        "prefix": "", "ledger": {"bucket": "ingest-ledger", "prefix": "console-test/"},
-        "smallObjectBytes": 0,
-    });
-    let started = sfn
-        .start_execution()
-        .state_machine_arn(machine)
-        .input(input.to_string())
+    let (failed_arn, map_run_arn, counts) =
+        fail_midway(&sfn, &iota, machine, "console", "IngestLargeObjects", 0).await;
+    // Again in batches of five through Express children, whose errors only the ledger keeps.
+    let (_, express_map_run_arn, express_counts) = fail_midway(
+        &sfn,
+        &iota,
+        machine,
+        "console_batched",
+        "IngestSmallObjects",
+        5,
+    )
+    .await;
+    // The worker's failure note on an object of the failed batch, as the ledger holds it.
+    let notes = s3
+        .list_objects_v2()
+        .bucket("ingest-ledger")
+        .prefix("console_batched/failures/")
         .send()
         .await
         .unwrap();
-    let failed_arn = started.execution_arn().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let map_run_arn = loop {
-        assert!(Instant::now() < deadline, "no Map Run with two items done");
-        let runs = sfn
-            .list_map_runs()
-            .execution_arn(&failed_arn)
-            .send()
-            .await
-            .unwrap();
-        let large = runs
-            .map_runs()
-            .iter()
-            .find(|run| run.map_run_arn().contains("IngestLargeObjects"));
-        if let Some(run) = large {
-            let described = sfn
-                .describe_map_run()
-                .map_run_arn(run.map_run_arn())
-                .send()
-                .await
-                .unwrap();
-            if described.item_counts().is_some_and(|c| c.succeeded() >= 2) {
-                break run.map_run_arn().to_owned();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    iota.delete_channel()
-        .channel_name("console_channel")
+    let note = s3
+        .get_object()
+        .bucket("ingest-ledger")
+        .key(notes.contents()[0].key().unwrap())
         .send()
         .await
         .unwrap();
-    let status = finished(&sfn, &failed_arn).await;
-    assert_eq!(status, ExecutionStatus::Failed);
-    let described = sfn
-        .describe_map_run()
-        .map_run_arn(&map_run_arn)
-        .send()
-        .await
-        .unwrap();
-    let counts = described.item_counts().unwrap();
-    assert!(counts.failed() >= 1, "{counts:?}");
+    let note: Value =
+        serde_json::from_slice(&note.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(note["error"], "ChannelNotFound", "{note}");
     let failed = sfn
         .list_executions()
         .map_run_arn(&map_run_arn)
@@ -639,6 +643,10 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
         failed_name: name.name().unwrap().to_owned(),
         failed_arn,
         map_run_arn,
+        express_map_run_arn,
+        express_failed_items: express_counts.failed(),
+        note_key: note["key"].as_str().unwrap().to_owned(),
+        note_cause: note["cause"].as_str().unwrap().to_owned(),
         failed_items: counts.failed(),
         succeeded_items: counts.succeeded(),
         item_arn,
@@ -653,6 +661,84 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
         set_aside_line,
         set_aside_rows,
     }
+}
+
+/// Runs the sample into channel `{name}_channel` (ledger prefix `{name}/`), one worker at a
+/// time, objects of at most `batch` objects per Express batch (0: each alone in a Standard
+/// child); once the Map Run labelled `label` has two items done, deletes the channel, so the
+/// next item fails with ChannelNotFound. Returns the failed execution, its Map Run and counts.
+async fn fail_midway(
+    sfn: &aws_sdk_sfn::Client,
+    iota: &aws_sdk_iotanalytics::Client,
+    machine: &str,
+    name: &str,
+    label: &str,
+    batch: u64,
+) -> (String, String, aws_sdk_sfn::types::MapRunItemCounts) {
+    let channel = format!("{name}_channel");
+    let mut input = json!({
+        "channelName": channel, "pipelineName": format!("{name}_pipeline"),
+        "datastoreName": format!("{name}_datastore"), "maxConcurrency": 1, "rate": 2000,
+        "prefix": "", "ledger": {"bucket": "ingest-ledger", "prefix": format!("{name}/")},
+    });
+    if batch == 0 {
+        input["smallObjectBytes"] = json!(0);
+    } else {
+        input["objectsPerBatch"] = json!(batch);
+    }
+    let started = sfn
+        .start_execution()
+        .state_machine_arn(machine)
+        .input(input.to_string())
+        .send()
+        .await
+        .unwrap();
+    let failed_arn = started.execution_arn().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let map_run_arn = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no {label} Map Run with two items done"
+        );
+        let runs = sfn
+            .list_map_runs()
+            .execution_arn(&failed_arn)
+            .send()
+            .await
+            .unwrap();
+        if let Some(run) = runs
+            .map_runs()
+            .iter()
+            .find(|run| run.map_run_arn().contains(label))
+        {
+            let described = sfn
+                .describe_map_run()
+                .map_run_arn(run.map_run_arn())
+                .send()
+                .await
+                .unwrap();
+            if described.item_counts().is_some_and(|c| c.succeeded() >= 2) {
+                break run.map_run_arn().to_owned();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    iota.delete_channel()
+        .channel_name(&channel)
+        .send()
+        .await
+        .unwrap();
+    let status = finished(sfn, &failed_arn).await;
+    assert_eq!(status, ExecutionStatus::Failed, "{label}");
+    let described = sfn
+        .describe_map_run()
+        .map_run_arn(&map_run_arn)
+        .send()
+        .await
+        .unwrap();
+    let counts = described.item_counts().unwrap().clone();
+    assert!(counts.failed() >= 1, "{label}: {counts:?}");
+    (failed_arn, map_run_arn, counts)
 }
 
 /// Waits for an execution to end and returns its status.

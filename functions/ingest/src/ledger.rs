@@ -73,6 +73,20 @@ impl LedgerLocation {
         )
     }
 
+    /// The folder holding one run's failure notes ([`crate::failures`]).
+    pub fn failures_prefix(&self, run_id: &str) -> String {
+        format!("{}failures/{run_id}/", self.prefix)
+    }
+
+    /// The key of `run_id`'s failure note on an object.
+    pub fn failure_key(&self, run_id: &str, bucket: &str, key: &str) -> String {
+        bounded_key(
+            &format!("{}{bucket}/", self.failures_prefix(run_id)),
+            key,
+            ".json",
+        )
+    }
+
     /// Whether `key` in `bucket` belongs to this ledger (never work for the launcher).
     pub fn holds(&self, bucket: &str, key: &str) -> bool {
         self.bucket == bucket && key.starts_with(&self.prefix)
@@ -271,6 +285,25 @@ impl<'a> Ledger<'a> {
     }
 
     async fn read_once(&self, ledger_key: &str) -> Result<Option<Stored>, IngestError> {
+        let Some((version, body)) = self.get_bytes(ledger_key).await? else {
+            return Ok(None);
+        };
+        let entry = serde_json::from_slice(&body).map_err(|e| IngestError::ServiceError {
+            service: "S3",
+            operation: "GetObject".to_owned(),
+            message: format!(
+                "ledger entry s3://{}/{ledger_key} is not a ledger record: {e}",
+                self.location.bucket
+            ),
+        })?;
+        Ok(Some(Stored { entry, version }))
+    }
+
+    /// The ETag and body of the ledger object at `ledger_key`, `None` when there is none.
+    pub(crate) async fn get_bytes(
+        &self,
+        ledger_key: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, IngestError> {
         let response = match self
             .s3
             .get_object()
@@ -297,20 +330,12 @@ impl<'a> Ledger<'a> {
                 service: "S3",
                 operation: "GetObject".to_owned(),
                 message: format!(
-                    "reading ledger entry {ledger_key}: {}",
+                    "reading ledger object {ledger_key}: {}",
                     aws_smithy_types::error::display::DisplayErrorContext(&e)
                 ),
             })?
             .into_bytes();
-        let entry = serde_json::from_slice(&body).map_err(|e| IngestError::ServiceError {
-            service: "S3",
-            operation: "GetObject".to_owned(),
-            message: format!(
-                "ledger entry s3://{}/{ledger_key} is not a ledger record: {e}",
-                self.location.bucket
-            ),
-        })?;
-        Ok(Some(Stored { entry, version }))
+        Ok(Some((version, body.to_vec())))
     }
 
     /// Writes `entry`: only if no entry exists (`previous` `None`) or only over the entry
@@ -406,7 +431,7 @@ impl<'a> Ledger<'a> {
     }
 
     /// Ledger object keys under `prefix`.
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, IngestError> {
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<String>, IngestError> {
         let mut keys = Vec::new();
         let mut pages = self
             .s3
@@ -438,20 +463,31 @@ impl<'a> Ledger<'a> {
         let key = self
             .location
             .report_key(run_id, &report.bucket, &report.key, report.first_line);
-        let body = serde_json::to_vec_pretty(report).expect("reports always serialise");
+        self.put_json(&key, report).await?;
+        Ok(key)
+    }
+
+    /// Writes `document` as JSON at `key` in the ledger bucket, unconditionally (reports and
+    /// notes, which only their own run writes).
+    pub(crate) async fn put_json(
+        &self,
+        key: &str,
+        document: &impl Serialize,
+    ) -> Result<(), IngestError> {
+        let body = serde_json::to_vec_pretty(document).expect("ledger documents always serialise");
         self.s3
             .put_object()
             .bucket(&self.location.bucket)
-            .key(&key)
+            .key(key)
             .content_type("application/json")
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| self.error("PutObject", &key, CallFailure::from_sdk(&e)))?;
-        Ok(key)
+            .map_err(|e| self.error("PutObject", key, CallFailure::from_sdk(&e)))?;
+        Ok(())
     }
 
-    fn error(&self, operation: &str, key: &str, failure: CallFailure) -> IngestError {
+    pub(crate) fn error(&self, operation: &str, key: &str, failure: CallFailure) -> IngestError {
         s3_error(
             operation,
             &self.location.bucket,

@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod clients;
 pub mod completeness;
 pub mod error;
+pub mod failures;
 pub mod handlers;
 mod http;
 pub mod launcher;

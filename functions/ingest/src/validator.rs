@@ -345,7 +345,9 @@ async fn wait_and_check(
         if result.state != "CREATING" {
             return Ok(result);
         }
-        pause = (pause * 2).min(std::time::Duration::from_millis(500));
+        // Growing by half, not doubling: a content found just after a poll waits at most a
+        // third of its own time more, and the polls stay a few per second at the cap.
+        pause = (pause * 3 / 2).min(std::time::Duration::from_millis(250));
     }
 }
 

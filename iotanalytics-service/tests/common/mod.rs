@@ -147,12 +147,12 @@ pub fn message(id: impl Into<String>, payload: &str) -> Message {
 
 /// Creates channel `<prefix>_channel`, datastore `<prefix>_datastore` and a pipeline between.
 pub async fn setup_flow(client: &Client, prefix: &str) {
-    client
-        .create_datastore()
-        .datastore_name(format!("{prefix}_datastore"))
-        .send()
-        .await
-        .unwrap();
+    pipeline_with(client, prefix, None).await;
+}
+
+/// Creates channel `<prefix>_channel`, datastore `<prefix>_datastore` and pipeline
+/// `<prefix>_pipeline` from one to the other through the math activity `middle`, if any.
+pub async fn pipeline_with(client: &Client, prefix: &str, middle: Option<PipelineActivity>) {
     client
         .create_channel()
         .channel_name(format!("{prefix}_channel"))
@@ -160,34 +160,66 @@ pub async fn setup_flow(client: &Client, prefix: &str) {
         .await
         .unwrap();
     client
+        .create_datastore()
+        .datastore_name(format!("{prefix}_datastore"))
+        .send()
+        .await
+        .unwrap();
+    create_pipeline(
+        client,
+        &format!("{prefix}_pipeline"),
+        &format!("{prefix}_channel"),
+        middle,
+        &format!("{prefix}_datastore"),
+    )
+    .await;
+}
+
+/// Creates pipeline `name` from `channel` through the math activity `middle`, if any, to
+/// `datastore`.
+pub async fn create_pipeline(
+    client: &Client,
+    name: &str,
+    channel: &str,
+    middle: Option<PipelineActivity>,
+    datastore: &str,
+) {
+    let first = if middle.is_some() { "Middle" } else { "Sink" };
+    let mut req = client
         .create_pipeline()
-        .pipeline_name(format!("{prefix}_pipeline"))
+        .pipeline_name(name)
         .pipeline_activities(
             PipelineActivity::builder()
                 .channel(
                     ChannelActivity::builder()
                         .name("Source")
-                        .channel_name(format!("{prefix}_channel"))
-                        .next("Sink")
+                        .channel_name(channel)
+                        .next(first)
                         .build()
                         .unwrap(),
                 )
                 .build(),
-        )
-        .pipeline_activities(
-            PipelineActivity::builder()
-                .datastore(
-                    DatastoreActivity::builder()
-                        .name("Sink")
-                        .datastore_name(format!("{prefix}_datastore"))
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+        );
+    if let Some(middle) = middle {
+        let mut math = middle.math.expect("a math activity");
+        math.name = "Middle".into();
+        math.next = Some("Sink".into());
+        req = req.pipeline_activities(PipelineActivity::builder().math(math).build());
+    }
+    req.pipeline_activities(
+        PipelineActivity::builder()
+            .datastore(
+                DatastoreActivity::builder()
+                    .name("Sink")
+                    .datastore_name(datastore)
+                    .build()
+                    .unwrap(),
+            )
+            .build(),
+    )
+    .send()
+    .await
+    .unwrap();
 }
 
 pub fn query_action(name: &str, sql: &str) -> DatasetAction {

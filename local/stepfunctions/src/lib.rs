@@ -320,9 +320,15 @@ impl RunningStepFunctions {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(());
         let _ = self.server.await;
+        let running = self
+            .store
+            .select_executions(|e| (e.status == ExecutionStatus::Running).then_some(()))
+            .len();
         self.engine.shutdown.cancel();
-        // Give the interrupted executions a moment to write where they stopped.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if running > 0 {
+            // Give the interrupted executions a moment to write where they stopped.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.flusher.abort();
         self.store.flush_dirty();
     }

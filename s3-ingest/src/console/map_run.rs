@@ -111,21 +111,57 @@ pub(crate) async fn page(
     let (failed, failed_next) =
         items(sfn, &query.arn, Some("FAILED"), &query.failed, FAILED_PAGE).await?;
     let _ = write!(body, "<h2>Failed items</h2>");
-    if failed.is_empty() {
+    let failed_count = run.item_counts().map_or(0, |c| c.failed() + c.timed_out());
+    // (object key, error, cause, child execution) of each failed item shown.
+    let rows: Vec<(Option<String>, String, String, Option<String>)> =
+        if failed.is_empty() && failed_count > 0 {
+            // Express children are not kept: their objects' errors are in the ledger's notes.
+            body.push_str(
+                "<p>This Map Run's children are Express executions, which Step Functions does \
+                 not keep; these are the failure notes their worker left in the ledger.</p>",
+            );
+            crate::failed_items::noted_failures(
+                sfn,
+                &sources.s3,
+                run.execution_arn(),
+                &query.arn,
+                FAILED_PAGE as usize,
+            )
+            .await?
+            .into_iter()
+            .map(|item| (item.key, item.error, item.cause, None))
+            .collect()
+        } else {
+            failed
+                .into_iter()
+                .map(|item| {
+                    let child = link("/execution", &[("arn", &item.arn)], "child execution");
+                    let (error, cause) = (item.error.unwrap_or_default(), item.cause);
+                    (item.key, error, cause.unwrap_or_default(), Some(child))
+                })
+                .collect()
+        };
+    if rows.is_empty() {
         body.push_str("<p class=\"empty\">No item failed.</p>");
     } else {
-        body.push_str(
+        let children = rows.iter().any(|row| row.3.is_some());
+        let _ = write!(
+            body,
             "<table id=\"failed-items\"><thead><tr><th>Object key</th><th>Error</th><th>Cause</th>\
-             <th>Execution</th></tr></thead><tbody>",
+             {}</tr></thead><tbody>",
+            if children { "<th>Execution</th>" } else { "" }
         );
-        for item in &failed {
+        for (key, error, cause, child) in &rows {
             let _ = write!(
                 body,
-                "<tr><td class=\"key\">{}</td><td class=\"error-name\">{}</td><td class=\"cause\">{}</td><td>{}</td></tr>",
-                escape(item.key.as_deref().unwrap_or("—")),
-                escape(item.error.as_deref().unwrap_or("")),
-                escape(item.cause.as_deref().unwrap_or("")),
-                link("/execution", &[("arn", &item.arn)], "child execution"),
+                "<tr><td class=\"key\">{}</td><td class=\"error-name\">{}</td><td class=\"cause\">{}</td>{}</tr>",
+                escape(key.as_deref().unwrap_or("—")),
+                escape(error),
+                escape(cause),
+                child
+                    .as_ref()
+                    .map(|c| format!("<td>{c}</td>"))
+                    .unwrap_or_default(),
             );
         }
         body.push_str("</tbody></table>");
@@ -178,6 +214,13 @@ pub(crate) async fn page(
         );
     }
     body.push_str("</tbody></table>");
+    let started = run.item_counts().map_or(0, |c| c.total() - c.pending());
+    if all.is_empty() && query.status.is_empty() && query.next.is_empty() && started > 0 {
+        body.push_str(
+            "<p class=\"empty\" id=\"express-children\">The children are Express executions: \
+             Step Functions counts them but keeps no history of them.</p>",
+        );
+    }
     body.push_str(&html::pager(
         "/map-run",
         &[("arn", &query.arn), ("status", &query.status)],

@@ -7,6 +7,9 @@
 //! the failed attempt's output was lost), and resumes the others from their checkpoints. The
 //! same holds when an Express child workflow runs a batch twice (at-least-once): the second
 //! claim waits on the conditional write of the first, and validation counts distinct rows.
+//!
+//! An object that fails leaves a failure note in the ledger ([`crate::failures`]): Step
+//! Functions keeps no Express child's error where `s3-ingest status` or a user can read it.
 
 use std::time::SystemTime;
 
@@ -18,7 +21,9 @@ use super::ingest::ingest_object_in;
 use super::io::{WorkerInput, WorkerOutput};
 use crate::clients::Clients;
 use crate::error::IngestError;
+use crate::failures::ObjectFailure;
 use crate::launcher::ObjectCounts;
+use crate::ledger::Ledger;
 use crate::pacing::Pacing;
 
 /// Objects of one batch read and sent at once. Small objects spend most of their time on
@@ -104,7 +109,14 @@ pub async fn ingest_batch_in(
     deadline: SystemTime,
 ) -> Result<BatchOutput, IngestError> {
     let inputs = batch.inputs()?;
-    let keys: Vec<String> = inputs.iter().map(|input| input.key.clone()).collect();
+    let objects: Vec<(String, String, String)> = inputs
+        .iter()
+        .map(|input| (input.bucket.clone(), input.key.clone(), input.etag.clone()))
+        .collect();
+    // Shared by the batch's items (they come from its BatchInput).
+    let ledger = inputs
+        .first()
+        .and_then(|input| input.ledger.clone().map(|l| (l, input.run_id.clone())));
     let mut ordered: Vec<Option<Result<WorkerOutput, IngestError>>> =
         (0..inputs.len()).map(|_| None).collect();
     // Owned inputs keep the futures free of borrowed closure arguments, which the stream
@@ -134,7 +146,19 @@ pub async fn ingest_batch_in(
                 remaining.push(item);
             }
             Err(error) => {
-                tracing::warn!(key = %keys[index], error = %error, "object of the batch failed");
+                let (bucket, key, etag) = &objects[index];
+                tracing::warn!(key = %key, error = %error, "object of the batch failed");
+                if let Some((location, run_id)) = &ledger {
+                    let note = ObjectFailure::new(bucket, key, etag, &error);
+                    // The error itself is what matters; a note that cannot be written (the
+                    // ledger bucket refusing too) must not replace it.
+                    if let Err(e) = Ledger::new(&clients.s3, location)
+                        .write_failure(run_id, &note)
+                        .await
+                    {
+                        tracing::warn!(key = %key, error = %e, "the failure note could not be written");
+                    }
+                }
                 first_error.get_or_insert(error);
             }
         }

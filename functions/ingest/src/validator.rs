@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_iotanalytics::types::{DatasetAction, DatasetContentState, SqlQueryDatasetAction};
+use aws_sdk_iotanalytics::types::{
+    DatasetAction, DatasetContentState, SqlQueryDatasetAction, VersioningConfiguration,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::clients::Clients;
@@ -91,6 +93,10 @@ fn default_wait_seconds() -> u64 {
 
 /// How long `start` waits for the content unless told otherwise.
 pub const DEFAULT_WAIT_SECONDS: u64 = 10;
+
+/// Contents the validation dataset keeps: one per run, so this many runs can validate at once
+/// without one's content being dropped before it is read.
+pub const VALIDATION_VERSIONS: i32 = 10;
 
 /// The `check` action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -241,18 +247,32 @@ pub async fn start_content(
         )
         .build();
     let name = &input.dataset_name;
+    // By default a dataset keeps only its latest contents: a run validating while another
+    // does would find its own content dropped before it read it.
+    let versions = VersioningConfiguration::builder()
+        .max_versions(VALIDATION_VERSIONS)
+        .build();
     match client.describe_dataset().dataset_name(name).send().await {
         Ok(described) => {
-            let current = described
-                .dataset()
+            let dataset = described.dataset();
+            let current = dataset
                 .and_then(|d| d.actions().first())
                 .and_then(|a| a.query_action())
                 .map(|q| q.sql_query());
-            if current != Some(sql.as_str()) {
+            let kept = dataset.and_then(|d| d.versioning_configuration());
+            let keeps_enough = kept.is_some_and(|v| {
+                v.unlimited() || v.max_versions().is_some_and(|n| n >= VALIDATION_VERSIONS)
+            });
+            if current != Some(sql.as_str()) || !keeps_enough {
                 client
                     .update_dataset()
                     .dataset_name(name)
                     .actions(action)
+                    .versioning_configuration(if keeps_enough {
+                        kept.cloned().unwrap_or(versions)
+                    } else {
+                        versions
+                    })
                     .send()
                     .await
                     .map_err(|e| iota_error("UpdateDataset", name, CallFailure::from_sdk(&e)))?;
@@ -268,6 +288,7 @@ pub async fn start_content(
                 .create_dataset()
                 .dataset_name(name)
                 .actions(action)
+                .versioning_configuration(versions)
                 .send()
                 .await
                 .map_err(|e| iota_error("CreateDataset", name, CallFailure::from_sdk(&e)))?;
@@ -636,6 +657,11 @@ mod tests {
             .match_requests(|req| {
                 req.actions()[0].query_action().map(|q| q.sql_query())
                     == Some("SELECT count(*) AS row_count FROM store")
+                    // Enough versions that runs validating at once keep their contents.
+                    && req
+                        .versioning_configuration()
+                        .and_then(|v| v.max_versions())
+                        == Some(VALIDATION_VERSIONS)
             })
             .then_output(|| CreateDatasetOutput::builder().build());
         let content =

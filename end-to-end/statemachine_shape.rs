@@ -156,9 +156,18 @@ fn small_objects_go_in_batches_to_express_children_and_large_ones_alone_to_stand
         large["ItemProcessor"]["ProcessorConfig"]["ExecutionType"],
         "STANDARD"
     );
+    // The launcher plans the page's batches and how many workers share the rate.
     assert_eq!(
         small["ItemBatcher"]["MaxItemsPerBatchPath"],
-        "$.settings.objectsPerBatch"
+        "$.listing.page.workers.objectsPerBatch"
+    );
+    assert_eq!(
+        small["ItemBatcher"]["BatchInput"]["rateSharedBy.$"],
+        "$.listing.page.workers.batchWorkers"
+    );
+    assert_eq!(
+        large["ItemSelector"]["input"]["rateSharedBy.$"],
+        "$.listing.page.workers.largeObjectWorkers"
     );
     assert!(large.get("ItemBatcher").is_none());
     assert_eq!(

@@ -28,7 +28,7 @@ pub struct QuotaArgs {
     pub concurrency: u32,
     /// How many of the sample data set's 100 objects to ingest (fewer: a quicker run,
     /// validated by row count instead of the sample's distinct counts). Each worker is paced
-    /// at quota ÷ concurrency, so fewer objects than the concurrency cannot use the quota.
+    /// at the quota ÷ the workers the page runs at once.
     #[arg(long, default_value_t = 100)]
     pub sample_objects: usize,
 }

@@ -182,7 +182,7 @@ fn the_console_shows_runs_objects_and_iotanalytics_as_the_apis_do() {
             "run",
             "--time-scale",
             "0.05",
-            // Four batches of 25 through Express children.
+            // Batches through Express children: ten of ten, as many as the ten workers.
             "--objects-per-batch",
             "25",
             "--output",

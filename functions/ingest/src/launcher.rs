@@ -28,6 +28,20 @@ fn default_small_object_bytes() -> u64 {
     DEFAULT_SMALL_OBJECT_BYTES
 }
 
+/// Small objects per worker invocation at most, unless the input says otherwise.
+pub const DEFAULT_OBJECTS_PER_BATCH: u32 = 50;
+
+fn default_objects_per_batch() -> u32 {
+    DEFAULT_OBJECTS_PER_BATCH
+}
+
+/// Workers the Maps run at once unless the input says otherwise.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 10;
+
+fn default_max_concurrency() -> u32 {
+    DEFAULT_MAX_CONCURRENCY
+}
+
 /// Ledger entries read at once while a page is checked against the ledger.
 const LEDGER_READS_IN_FLIGHT: usize = 32;
 
@@ -86,6 +100,14 @@ pub struct LauncherInput {
     /// manifest (default 1 MiB; 0: every object alone).
     #[serde(default = "default_small_object_bytes")]
     pub small_object_bytes: u64,
+    /// Small objects per worker invocation at most (default 50). A page with fewer small
+    /// objects than this times `maxConcurrency` gets smaller batches, so that every worker the
+    /// Map may run has some.
+    #[serde(default = "default_objects_per_batch")]
+    pub objects_per_batch: u32,
+    /// Workers each Map runs at once (its `MaxConcurrency`; default 10, 0: no limit).
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
 }
 
 /// Reads `[counts, ...]`, `[[counts, ...], [counts, ...]]` or a mix as one flat list.
@@ -220,6 +242,8 @@ pub struct LauncherOutput {
     pub batch_manifest: ManifestObject,
     /// Objects in `batchManifest`.
     pub batched_count: u64,
+    /// How the page's objects are spread over workers.
+    pub workers: WorkerPlan,
     /// Where the listing continues; absent when it is done.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub continuation_token: Option<String>,
@@ -227,6 +251,49 @@ pub struct LauncherOutput {
     pub has_more: bool,
     /// Totals including this page.
     pub totals: Totals,
+}
+
+/// How a page's objects are spread over the workers, so that the channel's rate is shared
+/// among the workers that actually run rather than among `maxConcurrency` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerPlan {
+    /// Small objects per batch (the ItemBatcher's `MaxItemsPerBatch`), at least 1.
+    pub objects_per_batch: u32,
+    /// Batch workers that run at once on this page, at least 1: each is paced at the rate
+    /// divided by this.
+    pub batch_workers: u32,
+    /// Large-object workers that run at once on this page, at least 1.
+    pub large_object_workers: u32,
+}
+
+impl WorkerPlan {
+    /// The plan for `batched` small and `alone` large objects. A worker's share of the rate is
+    /// the rate over the workers that run at once; with fewer batches than `max_concurrency`,
+    /// dividing by `max_concurrency` would leave most of the rate unused, so the small objects
+    /// are first spread over as many batches as may run.
+    pub fn for_page(
+        batched: u64,
+        alone: u64,
+        objects_per_batch: u32,
+        max_concurrency: u32,
+    ) -> Self {
+        let limit = |workers: u64| match max_concurrency {
+            0 => workers,
+            most => workers.min(u64::from(most)),
+        };
+        let most_per_batch = u64::from(objects_per_batch.max(1));
+        let per_batch = match max_concurrency {
+            0 => most_per_batch,
+            most => most_per_batch.min(batched.div_ceil(u64::from(most))).max(1),
+        };
+        let to_u32 = |n: u64| u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+        Self {
+            objects_per_batch: to_u32(per_batch),
+            batch_workers: to_u32(limit(batched.div_ceil(per_batch))),
+            large_object_workers: to_u32(limit(alone)),
+        }
+    }
 }
 
 impl LauncherInput {
@@ -238,6 +305,12 @@ impl LauncherInput {
             return Err(IngestError::invalid_input(
                 "pageSize",
                 format!("{} is outside 1–1000", self.page_size),
+            ));
+        }
+        if self.objects_per_batch == 0 {
+            return Err(IngestError::invalid_input(
+                "objectsPerBatch",
+                "must be at least 1",
             ));
         }
         if self.run_id.is_empty() || self.run_id.contains('/') {
@@ -356,6 +429,12 @@ pub async fn list_page(
         page,
         item_count: items.len() as u64,
         batched_count: batched.len() as u64,
+        workers: WorkerPlan::for_page(
+            batched.len() as u64,
+            alone.len() as u64,
+            input.objects_per_batch,
+            input.max_concurrency,
+        ),
         manifest,
         batch_manifest,
         has_more: continuation_token.is_some(),
@@ -585,12 +664,60 @@ mod tests {
     }
 
     #[test]
+    fn a_page_with_few_small_objects_spreads_them_over_every_worker_it_may_run() {
+        // The sample set: 100 small objects, at most 50 a batch, 10 workers.
+        let sample = WorkerPlan::for_page(100, 0, 50, 10);
+        assert_eq!(sample.objects_per_batch, 10);
+        assert_eq!(sample.batch_workers, 10);
+        // A full page keeps whole batches: the invocations per object stay as few as asked.
+        let full = WorkerPlan::for_page(1000, 0, 50, 10);
+        assert_eq!((full.objects_per_batch, full.batch_workers), (50, 10));
+        // Uneven: 23 objects over 10 workers is 8 batches of 3, not 10.
+        let uneven = WorkerPlan::for_page(23, 0, 50, 10);
+        assert_eq!((uneven.objects_per_batch, uneven.batch_workers), (3, 8));
+    }
+
+    #[test]
+    fn the_rate_is_shared_only_by_workers_that_can_run() {
+        let few_large = WorkerPlan::for_page(0, 3, 50, 10);
+        assert_eq!(few_large.large_object_workers, 3);
+        assert_eq!(few_large.batch_workers, 1);
+        let many_large = WorkerPlan::for_page(7, 40, 50, 10);
+        assert_eq!(many_large.large_object_workers, 10);
+        assert_eq!(
+            (many_large.objects_per_batch, many_large.batch_workers),
+            (1, 7)
+        );
+        // No concurrency limit: every batch and object runs at once.
+        let unlimited = WorkerPlan::for_page(120, 4, 50, 0);
+        assert_eq!(
+            (unlimited.objects_per_batch, unlimited.batch_workers),
+            (50, 3)
+        );
+        assert_eq!(unlimited.large_object_workers, 4);
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_no_objects_is_refused_before_any_call() {
+        let s3 = mock_client!(aws_sdk_s3, &[]);
+        let error = list_page(
+            &s3,
+            &input(serde_json::json!({"bucket": "b", "objectsPerBatch": 0})),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error.error_type(), "InvalidInput");
+        assert!(error.to_string().contains("objectsPerBatch"));
+    }
+
+    #[test]
     fn a_full_page_of_the_longest_keys_stays_far_below_the_state_payload_limit() {
         let key = "k".repeat(1024);
         let output = LauncherOutput {
             page: 123_456,
             item_count: 1000,
             batched_count: 1000,
+            workers: WorkerPlan::for_page(1000, 0, u32::MAX, u32::MAX),
             manifest: ManifestObject {
                 bucket: "b".repeat(63),
                 key: format!(

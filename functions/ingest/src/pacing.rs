@@ -1,7 +1,8 @@
 //! A worker's share of the channel quota, kept by its execution environment across
 //! invocations.
 //!
-//! The Map runs at most `concurrency` workers at once, each paced at `quota ÷ concurrency`.
+//! A Map runs at most `n` workers at once (the launcher's plan for the page: `maxConcurrency`, or
+//! fewer when the page has fewer batches or objects), each paced at `quota ÷ n`.
 //! A Lambda execution environment serves one invocation at a time and is reused for the next
 //! object, so its rate limiter is one share of the quota over time: while an invocation claims
 //! its object, opens it and records it in the ledger, the limiter banks what it did not send,

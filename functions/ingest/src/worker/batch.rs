@@ -11,13 +11,13 @@
 //! An object that fails leaves a failure note in the ledger ([`crate::failures`]): Step
 //! Functions keeps no Express child's error where `s3-ingest status` or a user can read it.
 
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::ingest::ingest_object_in;
+use super::ingest::{ingest_object_in, stop_instant};
 use super::io::{WorkerInput, WorkerOutput};
 use crate::clients::Clients;
 use crate::error::IngestError;
@@ -123,21 +123,30 @@ pub async fn ingest_batch_in(
     // combinators cannot prove `Send` for.
     let mut results = futures::stream::iter(inputs.into_iter().enumerate())
         .map(|(index, input)| async move {
+            // An object started this late could not finish before the deadline, and would
+            // keep the invocation past it; it waits for the next invocation instead. The first
+            // one always starts, so every invocation makes progress.
+            let stop_at = stop_instant(deadline, Duration::from_secs(input.time_margin_seconds));
+            if index > 0 && Instant::now() >= stop_at {
+                return (index, None);
+            }
             let result = ingest_object_in(clients, pacing, &input, deadline).await;
-            (index, result)
+            (index, Some(result))
         })
         .buffer_unordered(OBJECTS_IN_FLIGHT);
     while let Some((index, result)) = results.next().await {
-        ordered[index] = Some(result);
+        ordered[index] = result;
     }
 
     let mut counted = batch.counted.unwrap_or_default();
     let mut remaining = Vec::new();
     let mut first_error = None;
     for (index, result) in ordered.into_iter().enumerate() {
-        match result.expect("every item has a result") {
-            Ok(output) if output.done => counted.add(&output),
-            Ok(output) => {
+        match result {
+            // Not started: handed back as it came, with any checkpoint it already had.
+            None => remaining.push(batch.items[index].clone()),
+            Some(Ok(output)) if output.done => counted.add(&output),
+            Some(Ok(output)) => {
                 let mut item = batch.items[index].clone();
                 item.insert(
                     "checkpoint".to_owned(),
@@ -145,7 +154,7 @@ pub async fn ingest_batch_in(
                 );
                 remaining.push(item);
             }
-            Err(error) => {
+            Some(Err(error)) => {
                 let (bucket, key, etag) = &objects[index];
                 tracing::warn!(key = %key, error = %error, "object of the batch failed");
                 if let Some((location, run_id)) = &ledger {
@@ -177,4 +186,63 @@ pub async fn ingest_batch_in(
         counted,
         remaining,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{clients, later};
+    use super::*;
+
+    fn batch(keys: &[&str], margin_seconds: u64) -> WorkerBatch {
+        serde_json::from_value(serde_json::json!({
+            "BatchInput": {"channelName": "ch", "timeMarginSeconds": margin_seconds},
+            "Items": keys
+                .iter()
+                .map(|key| serde_json::json!({"bucket": "src", "key": key, "etag": "\"e1\""}))
+                .collect::<Vec<_>>(),
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_time_left_finishes_every_object() {
+        let (c, sent) = clients(b"a,b\n1,2\n3,4\n");
+        let out = ingest_batch_in(
+            &c,
+            &Pacing::new(),
+            &batch(&["1.csv", "2.csv", "3.csv"], 30),
+            later(),
+        )
+        .await
+        .unwrap();
+        assert!(out.done);
+        assert_eq!((out.counted.objects, out.counted.counts.rows), (3, 6));
+        assert_eq!(sent.lock().unwrap().len(), 6);
+    }
+
+    #[tokio::test]
+    async fn objects_not_started_by_the_stop_point_are_handed_back_untouched() {
+        let (c, sent) = clients(b"a,b\n1,2\n3,4\n");
+        // The deadline is one margin away: past the stop point from the start.
+        let deadline = SystemTime::now() + Duration::from_secs(60);
+        let keys = ["1.csv", "2.csv", "3.csv", "4.csv"];
+        let out = ingest_batch_in(&c, &Pacing::new(), &batch(&keys, 60), deadline)
+            .await
+            .unwrap();
+        assert!(!out.done);
+        // The first object still runs, so every invocation makes progress.
+        assert_eq!(out.counted.objects, 1);
+        assert_eq!(sent.lock().unwrap().len(), 2);
+        let handed_back: Vec<&str> = out
+            .remaining
+            .iter()
+            .map(|item| item["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(handed_back, ["2.csv", "3.csv", "4.csv"]);
+        assert!(
+            out.remaining
+                .iter()
+                .all(|item| !item.contains_key("checkpoint"))
+        );
+    }
 }

@@ -254,7 +254,7 @@ fn open_batcher(
 }
 
 /// The instant to stop starting batches: `margin` before `deadline`.
-fn stop_instant(deadline: SystemTime, margin: Duration) -> Instant {
+pub(super) fn stop_instant(deadline: SystemTime, margin: Duration) -> Instant {
     let left = deadline
         .duration_since(SystemTime::now())
         .unwrap_or(Duration::ZERO);

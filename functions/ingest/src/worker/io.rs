@@ -54,7 +54,8 @@ pub struct WorkerInput {
     /// channel-wide rate that this worker takes its share of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<u32>,
-    /// How many workers share `rate` (the Map's concurrency); default 1.
+    /// How many workers share `rate` (those the page's Map runs at once, as the launcher
+    /// planned them); default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_shared_by: Option<u32>,
     /// Where an earlier invocation stopped.

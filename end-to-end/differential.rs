@@ -260,7 +260,10 @@ impl Functions {
                 )
                 .await
             }
-            "validator" => ingest::handlers::validator(&self.clients, payload).await,
+            "validator" => {
+                let deadline = SystemTime::now() + Duration::from_secs(120);
+                ingest::handlers::validator(&self.clients, payload, deadline).await
+            }
             _ => {
                 return Err((
                     "ResourceNotFoundException".to_owned(),

@@ -192,3 +192,25 @@ fn small_objects_go_in_batches_to_express_children_and_large_ones_alone_to_stand
         .collect();
     assert_eq!(batch_input, per_object);
 }
+
+#[test]
+fn a_ledger_too_large_for_one_check_is_compared_over_several_calls_without_waiting() {
+    let definition = definition();
+    let states = &definition["States"];
+    let choices = states["Dataset ready?"]["Choices"].as_array().unwrap();
+    let next_for = |state: &str| {
+        choices
+            .iter()
+            .find(|c| c["StringEquals"] == state)
+            .map(|c| c["Next"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(next_for("CREATING").as_deref(), Some("Wait for dataset"));
+    assert_eq!(next_for("CHECKING").as_deref(), Some("Check validation"));
+    let check = &states["Check validation"];
+    assert_eq!(
+        check["Parameters"]["Payload"]["progress.$"],
+        "$.validation.started.check.progress"
+    );
+    assert_eq!(check["ResultSelector"]["progress.$"], "$.Payload.progress");
+    assert_eq!(check["ResultPath"], "$.validation.started.check");
+}

@@ -192,6 +192,7 @@ pub async fn first_row(
                 version_id: started.version_id.clone(),
                 expected: None,
                 per_object: None,
+                progress: None,
             },
         )
         .await?;

@@ -161,7 +161,10 @@ impl local_stepfunctions::Resources for InProcessLambda {
                     let pacing = environment.as_deref().expect("taken for the worker");
                     ingest::handlers::worker(&self.clients, pacing, payload, deadline).await
                 }
-                Function::Validator => ingest::handlers::validator(&self.clients, payload).await,
+                Function::Validator => {
+                    let deadline = SystemTime::now() + timeout;
+                    ingest::handlers::validator(&self.clients, payload, deadline).await
+                }
             }
         };
         let (limit, cut_short) = self.cut_short(name).unwrap_or((timeout, None));

@@ -7,11 +7,13 @@
 //! too: its rows are not all in yet, and the check names the run and its lease.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::batches::{ROW_ATTRIBUTE, SOURCE_ATTRIBUTE};
-use crate::ledger::{EntryState, LedgerEntry, LedgerLocation};
+use crate::error::IngestError;
+use crate::ledger::{EntryCursor, EntryState, Ledger, LedgerEntry, LedgerLocation};
 
 /// Objects the failure message names one by one; the counts cover all of them.
 const NAMED_IN_FAILURE: usize = 10;
@@ -105,8 +107,12 @@ pub fn parse_counts(csv: &[u8]) -> Result<HashMap<String, StoredCounts>, String>
     Ok(out)
 }
 
-/// The outcome of the per-object comparison.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The outcome of the per-object comparison, over some or all of the ledger's entries: two
+/// outcomes over different entries add up ([`Completeness::add`]), so a ledger too large for
+/// one call is compared page by page. It names the first [`NAMED_IN_FAILURE`] objects of each
+/// kind and counts them all, so it stays small whatever the ledger's size.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Completeness {
     /// Objects compared (ingested or set aside).
     pub objects: u64,
@@ -116,16 +122,37 @@ pub struct Completeness {
     pub distinct_rows: u64,
     /// Rows of theirs stored, duplicates included.
     pub stored_rows: u64,
-    /// Objects with fewer distinct rows stored than the ledger records: key, expected, found.
+    /// Objects with fewer distinct rows stored than the ledger records.
+    pub short_objects: u64,
+    /// Rows the ledger records as sent that the datastore does not hold.
+    pub missing_rows: u64,
+    /// The first of those objects: key, expected, found.
     pub short: Vec<(String, u64, u64)>,
-    /// Objects still claimed by a run that has not finished them: key, run, lease end (ms).
+    /// Objects still claimed by a run that has not finished them.
+    pub held_objects: u64,
+    /// The first of those: key, run, lease end (ms).
     pub held: Vec<(String, String, u64)>,
 }
 
 impl Completeness {
     /// Rows the ledger records as sent that the datastore does not hold.
     pub fn missing_rows(&self) -> u64 {
-        self.short.iter().map(|(_, want, got)| want - got).sum()
+        self.missing_rows
+    }
+
+    /// Adds the outcome over other entries to this one.
+    pub fn add(&mut self, other: Completeness) {
+        self.objects += other.objects;
+        self.expected_rows += other.expected_rows;
+        self.distinct_rows += other.distinct_rows;
+        self.stored_rows += other.stored_rows;
+        self.short_objects += other.short_objects;
+        self.missing_rows += other.missing_rows;
+        self.held_objects += other.held_objects;
+        let room = NAMED_IN_FAILURE.saturating_sub(self.short.len());
+        self.short.extend(other.short.into_iter().take(room));
+        let room = NAMED_IN_FAILURE.saturating_sub(self.held.len());
+        self.held.extend(other.held.into_iter().take(room));
     }
 
     /// Rows stored more than once (each extra copy counts one).
@@ -135,7 +162,7 @@ impl Completeness {
 
     /// Nothing missing and nothing held.
     pub fn passed(&self) -> bool {
-        self.short.is_empty() && self.held.is_empty()
+        self.short_objects == 0 && self.held_objects == 0
     }
 
     /// The figures, as the validation's `actual` columns.
@@ -147,7 +174,7 @@ impl Completeness {
             ("stored_rows", self.stored_rows),
             ("duplicates", self.duplicates()),
             ("missing_rows", self.missing_rows()),
-            ("held_objects", self.held.len() as u64),
+            ("held_objects", self.held_objects),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_string()))
@@ -157,11 +184,10 @@ impl Completeness {
     /// What failed, one clause per problem (at most [`NAMED_IN_FAILURE`] objects named each).
     pub fn failures(&self, bucket: &str) -> Vec<String> {
         let mut out = Vec::new();
-        if !self.short.is_empty() {
+        if self.short_objects > 0 {
             let mut text = format!(
                 "{} rows missing from {} objects:",
-                self.missing_rows(),
-                self.short.len()
+                self.missing_rows, self.short_objects
             );
             for (key, want, got) in self.short.iter().take(NAMED_IN_FAILURE) {
                 text.push_str(&format!(
@@ -170,10 +196,10 @@ impl Completeness {
             }
             out.push(text);
         }
-        if !self.held.is_empty() {
+        if self.held_objects > 0 {
             let mut text = format!(
                 "{} objects are still held by an unfinished run:",
-                self.held.len()
+                self.held_objects
             );
             for (key, run, lease) in self.held.iter().take(NAMED_IN_FAILURE) {
                 text.push_str(&format!(
@@ -192,11 +218,14 @@ pub fn compare(entries: &[LedgerEntry], stored: &HashMap<String, StoredCounts>) 
     let mut out = Completeness::default();
     for entry in entries {
         if entry.state == EntryState::InProgress {
-            out.held.push((
-                entry.key.clone(),
-                entry.run_id.clone(),
-                entry.lease_until_ms,
-            ));
+            out.held_objects += 1;
+            if out.held.len() < NAMED_IN_FAILURE {
+                out.held.push((
+                    entry.key.clone(),
+                    entry.run_id.clone(),
+                    entry.lease_until_ms,
+                ));
+            }
             continue;
         }
         let counts = stored
@@ -208,11 +237,69 @@ pub fn compare(entries: &[LedgerEntry], stored: &HashMap<String, StoredCounts>) 
         out.distinct_rows += counts.distinct;
         out.stored_rows += counts.stored;
         if counts.distinct < entry.rows {
-            out.short
-                .push((entry.key.clone(), entry.rows, counts.distinct));
+            out.short_objects += 1;
+            out.missing_rows += entry.rows - counts.distinct;
+            if out.short.len() < NAMED_IN_FAILURE {
+                out.short
+                    .push((entry.key.clone(), entry.rows, counts.distinct));
+            }
         }
     }
     out
+}
+
+/// Where a per-object comparison that did not fit one call stands: where the ledger's listing
+/// goes on, and the outcome over the entries compared so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckProgress {
+    /// Where the listing of the ledger goes on.
+    pub cursor: EntryCursor,
+    /// The outcome so far.
+    pub so_far: Completeness,
+}
+
+/// How far [`compare_ledger`] got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compared {
+    /// Every entry compared.
+    Done(Completeness),
+    /// Stopped at `stop_at`: go on from here in another call.
+    Paused(CheckProgress),
+}
+
+/// Compares the ledger's entries of the objects `per_object` names with the datastore's
+/// `stored` counts, one ledger page after another from `from` (the start when `None`), until
+/// the ledger ends or `stop_at` passes. Reading every entry of a large run takes longer than
+/// one call may (200,000 objects are 200,000 GETs), so the comparison pauses and resumes.
+pub async fn compare_ledger(
+    ledger: Ledger<'_>,
+    per_object: &PerObject,
+    stored: &HashMap<String, StoredCounts>,
+    from: Option<CheckProgress>,
+    stop_at: Option<Instant>,
+) -> Result<Compared, IngestError> {
+    let mut progress = from.unwrap_or_default();
+    loop {
+        let (page, next) = ledger
+            .entries_page(&per_object.bucket, &per_object.prefix, &progress.cursor)
+            .await?;
+        let mut entries: Vec<LedgerEntry> = page
+            .into_iter()
+            .map(|stored| stored.entry)
+            .filter(|entry| entry.key.ends_with(&per_object.suffix))
+            .collect();
+        // Reads finish in any order; key order names the same objects first every time.
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        progress.so_far.add(compare(&entries, stored));
+        let Some(cursor) = next else {
+            return Ok(Compared::Done(progress.so_far));
+        };
+        progress.cursor = cursor;
+        if stop_at.is_some_and(|at| Instant::now() >= at) {
+            return Ok(Compared::Paused(progress));
+        }
+    }
 }
 
 /// Milliseconds since the epoch as an ISO 8601 UTC time.
@@ -326,6 +413,174 @@ mod tests {
             failures[0].contains("s3://src/a.csv (run run-1, lease until 2025-12-02T00:00:00Z)"),
             "{failures:?}"
         );
+    }
+
+    #[test]
+    fn outcomes_over_pages_of_the_ledger_add_up_to_the_outcome_over_all_of_it() {
+        let entries: Vec<LedgerEntry> = (0..25)
+            .map(|i| {
+                let state = if i % 7 == 0 {
+                    EntryState::InProgress
+                } else {
+                    EntryState::Ingested
+                };
+                entry(&format!("{i:02}.csv"), state, 4)
+            })
+            .collect();
+        // Every third object misses a row.
+        let stored: HashMap<String, StoredCounts> = (0..25)
+            .map(|i| {
+                let distinct = if i % 3 == 0 { 3 } else { 4 };
+                let id = source_id("src", &format!("{i:02}.csv"), "e1");
+                (
+                    id,
+                    StoredCounts {
+                        stored: 4,
+                        distinct,
+                    },
+                )
+            })
+            .collect();
+        let whole = compare(&entries, &stored);
+        let mut paged = Completeness::default();
+        for page in entries.chunks(4) {
+            paged.add(compare(page, &stored));
+        }
+        assert_eq!(paged, whole);
+        assert_eq!(whole.held_objects, 4);
+        // 0, 3, …, 24 are short, less the held 0 and 21.
+        assert_eq!((whole.short_objects, whole.missing_rows), (7, 7));
+        assert_eq!(whole.short.len(), 7);
+        assert!(!whole.passed());
+    }
+
+    #[test]
+    fn a_ledger_of_any_size_names_only_the_first_objects_but_counts_them_all() {
+        let entries: Vec<LedgerEntry> = (0..50)
+            .map(|i| entry(&format!("{i:02}.csv"), EntryState::Ingested, 2))
+            .collect();
+        let result = compare(&entries, &HashMap::new());
+        assert_eq!(result.short_objects, 50);
+        assert_eq!(result.missing_rows, 100);
+        assert_eq!(result.short.len(), NAMED_IN_FAILURE);
+        assert!(result.failures("src")[0].starts_with("100 rows missing from 50 objects:"));
+    }
+
+    /// A ledger of `s3://src/00.csv` … `04.csv` (4 rows each, the last still held) that lists
+    /// two keys a page.
+    fn ledger_listing_two_a_page() -> aws_sdk_s3::Client {
+        use aws_sdk_s3::operation::get_object::GetObjectOutput;
+        use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+        use aws_sdk_s3::primitives::ByteStream;
+        use aws_sdk_s3::types::Object;
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+        let keys: Vec<String> = (0..5)
+            .map(|i| format!("ingest-ledger/objects/src/{i:02}.csv.json"))
+            .collect();
+        let list = mock!(aws_sdk_s3::Client::list_objects_v2).then_compute_output(move |req| {
+            let prefix = req.prefix().unwrap_or_default();
+            let after = req.start_after().unwrap_or_default();
+            let listed: Vec<&String> = keys
+                .iter()
+                .filter(|k| k.starts_with(prefix) && k.as_str() > after)
+                .collect();
+            ListObjectsV2Output::builder()
+                .set_contents(Some(
+                    listed
+                        .iter()
+                        .take(2)
+                        .map(|k| Object::builder().key(k.as_str()).build())
+                        .collect(),
+                ))
+                .is_truncated(listed.len() > 2)
+                .build()
+        });
+        let get = mock!(aws_sdk_s3::Client::get_object).then_compute_output(|req| {
+            let key = req.key().unwrap_or_default();
+            let name = key.rsplit('/').next().unwrap().trim_end_matches(".json");
+            let state = if name == "04.csv" {
+                EntryState::InProgress
+            } else {
+                EntryState::Ingested
+            };
+            let body = serde_json::to_vec(&entry(name, state, 4)).unwrap();
+            GetObjectOutput::builder()
+                .e_tag("\"v1\"")
+                .body(ByteStream::from(body))
+                .build()
+        });
+        mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[&list, &get])
+    }
+
+    #[tokio::test]
+    async fn a_comparison_out_of_time_pauses_and_resumes_to_the_same_outcome() {
+        let s3 = ledger_listing_two_a_page();
+        let location = LedgerLocation {
+            bucket: "ledger".into(),
+            prefix: "ingest-ledger/".into(),
+        };
+        let per_object = PerObject {
+            ledger: Some(location.clone()),
+            bucket: "src".into(),
+            prefix: String::new(),
+            suffix: ".csv".into(),
+        };
+        // 01.csv misses a row.
+        let stored: HashMap<String, StoredCounts> = (0..5)
+            .map(|i| {
+                let distinct = if i == 1 { 3 } else { 4 };
+                let id = source_id("src", &format!("{i:02}.csv"), "e1");
+                (
+                    id,
+                    StoredCounts {
+                        stored: 4,
+                        distinct,
+                    },
+                )
+            })
+            .collect();
+        let all = compare_ledger(
+            Ledger::new(&s3, &location),
+            &per_object,
+            &stored,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+        let Compared::Done(whole) = all else {
+            panic!("no stop time, yet paused: {all:?}")
+        };
+        assert_eq!((whole.objects, whole.held_objects), (4, 1));
+        assert_eq!(whole.short, vec![("01.csv".to_owned(), 4, 3)]);
+
+        // Out of time from the start: one ledger page a call.
+        let mut progress = None;
+        let mut calls = 0;
+        let paged = loop {
+            calls += 1;
+            let compared = compare_ledger(
+                Ledger::new(&s3, &location),
+                &per_object,
+                &stored,
+                progress.take(),
+                Some(Instant::now()),
+            )
+            .await
+            .unwrap();
+            match compared {
+                Compared::Done(result) => break result,
+                Compared::Paused(at) => {
+                    // What the state machine carries between calls survives JSON.
+                    let json = serde_json::to_value(&at).unwrap();
+                    progress = Some(serde_json::from_value(json).unwrap());
+                }
+            }
+        };
+        assert_eq!(paged, whole);
+        // Three pages of the objects' folder, then the (empty) folder of long keys.
+        assert_eq!(calls, 4);
     }
 
     #[test]

@@ -53,10 +53,14 @@ pub async fn worker(
         .map(|o| to_json(&o))
 }
 
-/// The validator function: `start` or `check`.
-pub async fn validator(clients: &Clients, event: Value) -> Result<Value, IngestError> {
+/// The validator function: `prepare`, `start` or `check`, within `deadline`.
+pub async fn validator(
+    clients: &Clients,
+    event: Value,
+    deadline: SystemTime,
+) -> Result<Value, IngestError> {
     let input: validator::ValidatorInput = parse_input(event)?;
-    validator::handle(clients, &input)
+    validator::handle(clients, &input, deadline)
         .await
         .map(|o| to_json(&o))
 }

@@ -42,6 +42,19 @@ fn default_prefix() -> String {
     DEFAULT_LEDGER_PREFIX.to_owned()
 }
 
+/// Where a listing of ledger entries continues: in the folder of the objects' own keys, or in
+/// `#hashed/` (long keys) after it, after the ledger key `after`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryCursor {
+    /// Whether the listing is in `#hashed/`.
+    #[serde(default)]
+    pub hashed: bool,
+    /// The last ledger key read (`None`: the folder's start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
 /// A bucket and prefix holding the ledger and the reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -377,11 +390,66 @@ impl<'a> Ledger<'a> {
 
     /// Every entry of objects under `prefix` in `bucket`, in key order, read concurrently.
     pub async fn entries(&self, bucket: &str, prefix: &str) -> Result<Vec<Stored>, IngestError> {
+        let mut out: Vec<Stored> = Vec::new();
+        let mut cursor = Some(EntryCursor::default());
+        while let Some(at) = cursor {
+            let (page, next) = self.entries_page(bucket, prefix, &at).await?;
+            out.extend(page);
+            cursor = next;
+        }
+        out.sort_by(|a, b| a.entry.key.cmp(&b.entry.key));
+        Ok(out)
+    }
+
+    /// The entries of objects under `prefix` in `bucket` from one ListObjectsV2 page of the
+    /// ledger (at most 1,000), read concurrently, and where the listing continues (`None`:
+    /// done). A ledger of any size can so be read over several calls, each within its time.
+    pub async fn entries_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        cursor: &EntryCursor,
+    ) -> Result<(Vec<Stored>, Option<EntryCursor>), IngestError> {
         use futures::StreamExt as _;
         let folder = format!("{}objects/{bucket}/", self.location.prefix);
         // Long keys live under `#hashed/`, outside the prefix's folder; their entries name them.
-        let mut ledger_keys = self.list(&format!("{folder}{prefix}")).await?;
-        ledger_keys.extend(self.list(&format!("{folder}#hashed/")).await?);
+        let listed = if cursor.hashed {
+            format!("{folder}#hashed/")
+        } else {
+            format!("{folder}{prefix}")
+        };
+        let page = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.location.bucket)
+            .prefix(&listed)
+            .set_start_after(cursor.after.clone())
+            .send()
+            .await
+            .map_err(|e| self.error("ListObjectsV2", &listed, CallFailure::from_sdk(&e)))?;
+        let last = page
+            .contents()
+            .last()
+            .and_then(|o| o.key())
+            .map(str::to_owned);
+        let next = match (page.is_truncated().unwrap_or(false), last) {
+            (true, Some(after)) => Some(EntryCursor {
+                hashed: cursor.hashed,
+                after: Some(after),
+            }),
+            _ if !cursor.hashed => Some(EntryCursor {
+                hashed: true,
+                after: None,
+            }),
+            _ => None,
+        };
+        let ledger_keys = page
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .filter(|k| k.ends_with(".json"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
         let reads = futures::stream::iter(ledger_keys)
             .map(|ledger_key| self.read_key(ledger_key))
             .buffer_unordered(ENTRY_READS_AT_ONCE);
@@ -395,8 +463,7 @@ impl<'a> Ledger<'a> {
                 out.push(stored);
             }
         }
-        out.sort_by(|a, b| a.entry.key.cmp(&b.entry.key));
-        Ok(out)
+        Ok((out, next))
     }
 
     /// Ends the claims `run_id` holds on objects under `prefix` in `bucket`: their leases

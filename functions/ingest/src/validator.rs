@@ -2,6 +2,7 @@
 //! what the run expects, in two actions so the state machine can wait between them.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_iotanalytics::types::{
     DatasetAction, DatasetContentState, SqlQueryDatasetAction, VersioningConfiguration,
@@ -9,7 +10,9 @@ use aws_sdk_iotanalytics::types::{
 use serde::{Deserialize, Serialize};
 
 use crate::clients::Clients;
-use crate::completeness::{PerObject, compare as compare_objects, identity_sql, parse_counts};
+use crate::completeness::{
+    CheckProgress, Compared, PerObject, compare_ledger, identity_sql, parse_counts,
+};
 use crate::error::IngestError;
 use crate::launcher::{ObjectCounts, Totals};
 use crate::ledger::Ledger;
@@ -112,6 +115,9 @@ pub struct CheckValidation {
     /// Compare the result (of [`identity_sql`]) object by object with the ledger instead.
     #[serde(default)]
     pub per_object: Option<PerObject>,
+    /// Where an earlier `check` that answered `CHECKING` stopped (`null`: from the start).
+    #[serde(default)]
+    pub progress: Option<CheckProgress>,
 }
 
 /// What a result column must hold.
@@ -153,7 +159,8 @@ pub struct StartOutput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckOutput {
-    /// `CREATING` (check again later) or `SUCCEEDED`.
+    /// `CREATING` (check again later), `CHECKING` (the content is done and part of the ledger
+    /// compared: check again at once, with `progress`) or `SUCCEEDED`.
     pub state: String,
     /// Whether every expectation held (`null` while CREATING).
     #[serde(default)]
@@ -161,9 +168,13 @@ pub struct CheckOutput {
     /// The expectations.
     #[serde(default)]
     pub expected: BTreeMap<String, Expectation>,
-    /// The first row of the result, column → value.
+    /// The first row of the result, column → value (while `CHECKING`, the figures so far).
     #[serde(default)]
     pub actual: BTreeMap<String, String>,
+    /// Where the per-object comparison goes on while `CHECKING`; `null` otherwise. Always
+    /// present, so the state machine can pass it back whatever the state.
+    #[serde(default)]
+    pub progress: Option<CheckProgress>,
 }
 
 /// Output of either action.
@@ -178,20 +189,28 @@ pub enum ValidatorOutput {
     Prepared(Prepared),
 }
 
-/// Runs one validator action.
+/// Runs one validator action, leaving a third of the time until `deadline` unused.
 pub async fn handle(
     clients: &Clients,
     input: &ValidatorInput,
+    deadline: SystemTime,
 ) -> Result<ValidatorOutput, IngestError> {
+    // A ledger page read after this could run past the deadline.
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    let stop_at = Some(Instant::now() + left * 2 / 3);
     match input {
         ValidatorInput::Start(start) => {
             let mut started = start_content(&clients.iotanalytics, start).await?;
-            started.check = wait_and_check(clients, &started, start.wait_seconds).await?;
+            started.check = wait_and_check(clients, &started, start.wait_seconds, stop_at).await?;
             Ok(ValidatorOutput::Started(started))
         }
-        ValidatorInput::Check(check) => check_with(&clients.iotanalytics, Some(&clients.s3), check)
-            .await
-            .map(ValidatorOutput::Checked),
+        ValidatorInput::Check(check) => {
+            check_with(&clients.iotanalytics, Some(&clients.s3), check, stop_at)
+                .await
+                .map(ValidatorOutput::Checked)
+        }
         ValidatorInput::Prepare(prepare) => ensure_resources(&clients.iotanalytics, prepare)
             .await
             .map(ValidatorOutput::Prepared),
@@ -347,28 +366,30 @@ async fn wait_and_check(
     clients: &Clients,
     started: &StartOutput,
     wait_seconds: u64,
+    stop_at: Option<Instant>,
 ) -> Result<CheckOutput, IngestError> {
     let check = CheckValidation {
         dataset_name: started.dataset_name.clone(),
         version_id: started.version_id.clone(),
         expected: Some(started.expected.clone()),
         per_object: started.per_object.as_deref().cloned(),
+        progress: None,
     };
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(wait_seconds);
-    let mut pause = std::time::Duration::from_millis(10);
+    let until = Instant::now() + Duration::from_secs(wait_seconds);
+    let mut pause = Duration::from_millis(10);
     loop {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         if now >= until {
             return Ok(creating(started.expected.clone()));
         }
         tokio::time::sleep(pause.min(until - now)).await;
-        let result = check_with(&clients.iotanalytics, Some(&clients.s3), &check).await?;
+        let result = check_with(&clients.iotanalytics, Some(&clients.s3), &check, stop_at).await?;
         if result.state != "CREATING" {
             return Ok(result);
         }
         // Growing by half, not doubling: a content found just after a poll waits at most a
         // third of its own time more, and the polls stay a few per second at the cap.
-        pause = (pause * 3 / 2).min(std::time::Duration::from_millis(250));
+        pause = (pause * 3 / 2).min(Duration::from_millis(250));
     }
 }
 
@@ -379,6 +400,7 @@ fn creating(expected: BTreeMap<String, Expectation>) -> CheckOutput {
         passed: None,
         expected,
         actual: BTreeMap::new(),
+        progress: None,
     }
 }
 
@@ -387,15 +409,16 @@ pub async fn check_content(
     client: &aws_sdk_iotanalytics::Client,
     input: &CheckValidation,
 ) -> Result<CheckOutput, IngestError> {
-    check_with(client, None, input).await
+    check_with(client, None, input, None).await
 }
 
 /// [`check_content`], or with `per_object` set, the per-object comparison with the ledger
-/// (read with `s3`).
+/// (read with `s3`), paused at `stop_at` if it has not finished by then.
 async fn check_with(
     client: &aws_sdk_iotanalytics::Client,
     s3: Option<&aws_sdk_s3::Client>,
     input: &CheckValidation,
+    stop_at: Option<Instant>,
 ) -> Result<CheckOutput, IngestError> {
     let name = &input.dataset_name;
     let expected = input.expected.clone().unwrap_or_default();
@@ -449,7 +472,13 @@ async fn check_with(
         let s3 = s3.ok_or_else(|| {
             IngestError::invalid_input("perObject", "needs the S3 client to read the ledger")
         })?;
-        return check_objects(s3, name, uri, &csv, per_object, expected).await;
+        let ledger = Compare {
+            s3,
+            per_object,
+            progress: input.progress.clone(),
+            stop_at,
+        };
+        return check_objects(ledger, name, uri, &csv, expected).await;
     }
     let actual = first_row(&csv).map_err(|message| IngestError::ResultUnreadable {
         uri: uri.to_owned(),
@@ -468,37 +497,66 @@ async fn check_with(
         passed: Some(true),
         expected,
         actual,
+        progress: None,
     })
 }
 
-/// Compares the per-object counts in `csv` with the ledger's entries.
+/// The ledger side of a per-object check: where to read it, how far an earlier call got, and
+/// when to pause.
+struct Compare<'a> {
+    s3: &'a aws_sdk_s3::Client,
+    per_object: &'a PerObject,
+    progress: Option<CheckProgress>,
+    stop_at: Option<Instant>,
+}
+
+/// Compares the per-object counts in `csv` with the ledger's entries, or as many of them as
+/// fit before `compare.stop_at` (answering `CHECKING` with where to go on).
 async fn check_objects(
-    s3: &aws_sdk_s3::Client,
+    compare: Compare<'_>,
     dataset: &str,
     uri: &str,
     csv: &[u8],
-    per_object: &PerObject,
     expected: BTreeMap<String, Expectation>,
 ) -> Result<CheckOutput, IngestError> {
     let counts = parse_counts(csv).map_err(|message| IngestError::ResultUnreadable {
         uri: uri.to_owned(),
         message,
     })?;
-    let ledger = per_object
+    let location = compare
+        .per_object
         .ledger
         .as_ref()
         .ok_or_else(|| IngestError::invalid_input("perObject.ledger", "is required"))?;
-    let entries: Vec<_> = Ledger::new(s3, ledger)
-        .entries(&per_object.bucket, &per_object.prefix)
-        .await?
-        .into_iter()
-        .map(|stored| stored.entry)
-        .filter(|entry| entry.key.ends_with(&per_object.suffix))
-        .collect();
-    let result = compare_objects(&entries, &counts);
+    let ledger = Ledger::new(compare.s3, location);
+    let compared = compare_ledger(
+        ledger,
+        compare.per_object,
+        &counts,
+        compare.progress.clone(),
+        compare.stop_at,
+    )
+    .await?;
+    let result = match compared {
+        Compared::Done(result) => result,
+        Compared::Paused(progress) => {
+            tracing::info!(
+                dataset,
+                objects = progress.so_far.objects,
+                "part of the ledger compared; the next check goes on from there"
+            );
+            return Ok(CheckOutput {
+                state: "CHECKING".to_owned(),
+                passed: None,
+                expected,
+                actual: progress.so_far.actual(),
+                progress: Some(progress),
+            });
+        }
+    };
     let actual = result.actual();
     if !result.passed() {
-        let mut mismatches = result.failures(&per_object.bucket);
+        let mut mismatches = result.failures(&compare.per_object.bucket);
         mismatches.push(format!(
             "{} of {} rows stored, {} duplicates",
             result.distinct_rows,
@@ -520,6 +578,7 @@ async fn check_objects(
         passed: Some(true),
         expected,
         actual,
+        progress: None,
     })
 }
 
@@ -774,6 +833,7 @@ mod tests {
             version_id: "v".into(),
             expected: None,
             per_object: None,
+            progress: None,
         };
         let error = check_content(&client, &input).await.unwrap_err();
         assert_eq!(error.error_type(), "DatasetContentFailed");
@@ -797,6 +857,7 @@ mod tests {
             version_id: "v".into(),
             expected: None,
             per_object: None,
+            progress: None,
         };
         let out = check_content(&client, &input).await.unwrap();
         assert_eq!(out.state, "CREATING");

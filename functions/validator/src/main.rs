@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     // message naming the secret.
     let clients = &ingest::Clients::load().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
-        ingest::handlers::validator(clients, event.payload).await
+        ingest::handlers::validator(clients, event.payload, event.context.deadline()).await
     }))
     .await
 }

@@ -249,6 +249,7 @@ pub async fn measure(
         prefix: String::new(),
     });
     let stack = LocalStack::start(options, &names).await?;
+    stack.activity.record_invocations();
     let result = async {
         ensure_iotanalytics(&stack.clients.iotanalytics, &names).await?;
         let before = stack.s3.requests().snapshot();
@@ -287,13 +288,7 @@ pub async fn measure(
                 s3_workflow.add(&operation, count);
             }
         }
-        let invocations = std::mem::take(
-            &mut *stack
-                .activity
-                .invocations
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let invocations = stack.activity.take_invocations();
         let retries = stack
             .activity
             .retries

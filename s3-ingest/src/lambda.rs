@@ -49,10 +49,44 @@ pub struct Activity {
     pub listed: AtomicU64,
     /// Validator invocations that start or check a validation (not `prepare`).
     pub validations: AtomicU64,
-    /// Every invocation's function and duration, in the order they ended (for benchmarks
-    /// that price a run by its Lambda invocations); a worker invocation given a batch of
-    /// objects (an ItemBatcher's `Items`) is named `worker-batch`.
-    pub invocations: std::sync::Mutex<Vec<(&'static str, Duration)>>,
+    /// Every invocation's function and duration, in the order they ended, once
+    /// [`Activity::record_invocations`] asked for them (benchmarks that price a run by its
+    /// Lambda invocations; a long `serve` would otherwise keep one entry per invocation for
+    /// ever). A worker invocation given a batch of objects (an ItemBatcher's `Items`) is named
+    /// `worker-batch`.
+    invocations: std::sync::Mutex<Option<Vec<(&'static str, Duration)>>>,
+}
+
+impl Activity {
+    /// Starts keeping each invocation's function and duration.
+    pub fn record_invocations(&self) {
+        self.invocations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Vec::new);
+    }
+
+    /// The invocations recorded since [`Activity::record_invocations`] or the last call,
+    /// recording on.
+    pub fn take_invocations(&self) -> Vec<(&'static str, Duration)> {
+        self.invocations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn record(&self, function: &'static str, duration: Duration) {
+        if let Some(log) = self
+            .invocations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            log.push((function, duration));
+        }
+    }
 }
 
 /// Serves the definition's Lambda functions with the library handlers, in-process, over the
@@ -170,11 +204,7 @@ impl local_stepfunctions::Resources for InProcessLambda {
         let (limit, cut_short) = self.cut_short(name).unwrap_or((timeout, None));
         let started = std::time::Instant::now();
         let result = tokio::time::timeout(limit, call).await;
-        self.activity
-            .invocations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((label, started.elapsed()));
+        self.activity.record(label, started.elapsed());
         if let (Ok(_), Some(environment)) = (&result, environment) {
             self.idle_workers
                 .lock()
@@ -408,5 +438,22 @@ mod tests {
         );
         assert_eq!(function_name("launcher"), "launcher");
         assert_eq!(function_name("validator:1"), "validator");
+    }
+
+    #[test]
+    fn invocations_are_kept_only_once_asked_for() {
+        let activity = Activity::default();
+        activity.record("worker", Duration::from_millis(5));
+        assert!(activity.take_invocations().is_empty());
+        activity.record_invocations();
+        activity.record("worker", Duration::from_millis(5));
+        activity.record("validator", Duration::from_millis(7));
+        assert_eq!(activity.take_invocations().len(), 2);
+        // Taken means gone, and recording goes on.
+        activity.record("launcher", Duration::from_millis(1));
+        assert_eq!(
+            activity.take_invocations(),
+            vec![("launcher", Duration::from_millis(1))]
+        );
     }
 }

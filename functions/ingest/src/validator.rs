@@ -287,11 +287,9 @@ pub async fn start_content(
                     .update_dataset()
                     .dataset_name(name)
                     .actions(action)
-                    .versioning_configuration(if keeps_enough {
-                        kept.cloned().unwrap_or(versions)
-                    } else {
-                        versions
-                    })
+                    .versioning_configuration(
+                        kept.filter(|_| keeps_enough).cloned().unwrap_or(versions),
+                    )
                     .send()
                     .await
                     .map_err(|e| iota_error("UpdateDataset", name, CallFailure::from_sdk(&e)))?;

@@ -1,0 +1,733 @@
+//! IoT Analytics definitions as JSON (the camelCase shapes of the service model, which
+//! `describe-*` prints and `--cli-input-json` reads) turned into aws-sdk-iotanalytics types.
+//!
+//! Only the fields a Create or Update request takes are read, so read-only fields (`arn`,
+//! `status`, `creationTime`, `statistics`…) are left behind. Numbers and booleans may also be
+//! written as strings, as CloudFormation templates often do.
+
+use std::collections::HashMap;
+
+use aws_sdk_iotanalytics::types::{
+    AddAttributesActivity, ChannelActivity, ChannelStorage, Column, ComputeType,
+    ContainerDatasetAction, CustomerManagedChannelS3Storage, CustomerManagedDatastoreS3Storage,
+    DatasetAction, DatasetContentDeliveryDestination, DatasetContentDeliveryRule,
+    DatasetContentVersionValue, DatasetTrigger, DatastoreActivity,
+    DatastoreIotSiteWiseMultiLayerStorage, DatastorePartition, DatastorePartitions,
+    DatastoreStorage, DeltaTime, DeltaTimeSessionWindowConfiguration, DeviceRegistryEnrichActivity,
+    DeviceShadowEnrichActivity, FileFormatConfiguration, FilterActivity, GlueConfiguration,
+    IotEventsDestinationConfiguration, IotSiteWiseCustomerManagedDatastoreS3Storage,
+    JsonConfiguration, LambdaActivity, LateDataRule, LateDataRuleConfiguration, MathActivity,
+    OutputFileUriValue, ParquetConfiguration, Partition, PipelineActivity, QueryFilter,
+    RemoveAttributesActivity, ResourceConfiguration, RetentionPeriod, S3DestinationConfiguration,
+    Schedule, SchemaDefinition, SelectAttributesActivity, ServiceManagedChannelS3Storage,
+    ServiceManagedDatastoreS3Storage, SqlQueryDatasetAction, TimestampPartition, TriggeringDataset,
+    Variable, VersioningConfiguration,
+};
+use aws_smithy_types::error::operation::BuildError;
+use serde_json::{Map, Value};
+
+/// A definition that does not have the shape the service model gives it.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{path}: {message}")]
+pub struct ShapeError {
+    /// Where in the definition, e.g. `pipelineActivities[2].math`.
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+/// A JSON object being read, with its path for error messages.
+#[derive(Debug, Clone)]
+pub struct Obj<'a> {
+    map: &'a Map<String, Value>,
+    path: String,
+}
+
+type Result<T> = std::result::Result<T, ShapeError>;
+
+impl<'a> Obj<'a> {
+    /// The top of a definition.
+    pub fn root(map: &'a Map<String, Value>) -> Self {
+        Self {
+            map,
+            path: String::new(),
+        }
+    }
+
+    fn at(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn error(&self, key: &str, message: impl Into<String>) -> ShapeError {
+        ShapeError {
+            path: self.at(key),
+            message: message.into(),
+        }
+    }
+
+    /// A field that is absent or `null` is `None`.
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key).filter(|value| !value.is_null())
+    }
+
+    /// A string field; numbers and booleans are taken as their text.
+    pub fn string(&self, key: &str) -> Result<Option<String>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+            Some(_) => Err(self.error(key, "expected a string")),
+        }
+    }
+
+    /// An integer field (or a string holding one).
+    pub fn int(&self, key: &str) -> Result<Option<i32>> {
+        let number = match self.get(key) {
+            None => return Ok(None),
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            Some(_) => None,
+        };
+        number
+            .and_then(|n| i32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| self.error(key, "expected a whole number"))
+    }
+
+    /// A number field (or a string holding one).
+    pub fn float(&self, key: &str) -> Result<Option<f64>> {
+        let number = match self.get(key) {
+            None => return Ok(None),
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            Some(_) => None,
+        };
+        number
+            .map(Some)
+            .ok_or_else(|| self.error(key, "expected a number"))
+    }
+
+    /// A boolean field (or the string `true` or `false`).
+    pub fn boolean(&self, key: &str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(_) => Err(self.error(key, "expected true or false")),
+        }
+    }
+
+    /// An object field.
+    pub fn object(&self, key: &str) -> Result<Option<Obj<'a>>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(Obj {
+                map,
+                path: self.at(key),
+            })),
+            Some(_) => Err(self.error(key, "expected an object")),
+        }
+    }
+
+    /// A list of objects.
+    pub fn objects(&self, key: &str) -> Result<Option<Vec<Obj<'a>>>> {
+        let Some(value) = self.get(key) else {
+            return Ok(None);
+        };
+        let Value::Array(items) = value else {
+            return Err(self.error(key, "expected a list"));
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::Object(map) => Ok(Obj {
+                    map,
+                    path: format!("{}[{i}]", self.at(key)),
+                }),
+                _ => Err(self.error(&format!("{key}[{i}]"), "expected an object")),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// A list of strings.
+    pub fn strings(&self, key: &str) -> Result<Option<Vec<String>>> {
+        let Some(value) = self.get(key) else {
+            return Ok(None);
+        };
+        let Value::Array(items) = value else {
+            return Err(self.error(key, "expected a list of strings"));
+        };
+        items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(self.error(key, "expected a list of strings")),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// An object of string values (AddAttributes' attribute map).
+    pub fn string_map(&self, key: &str) -> Result<Option<HashMap<String, String>>> {
+        let Some(map) = self.object(key)? else {
+            return Ok(None);
+        };
+        map.map
+            .keys()
+            .map(|name| {
+                map.string(name)?
+                    .map(|value| (name.clone(), value))
+                    .ok_or_else(|| map.error(name, "expected a string"))
+            })
+            .collect::<Result<HashMap<_, _>>>()
+            .map(Some)
+    }
+
+    /// Turns a builder's error (a required field missing) into one naming this object.
+    fn built<T>(&self, result: std::result::Result<T, BuildError>) -> Result<T> {
+        result.map_err(|error| ShapeError {
+            path: if self.path.is_empty() {
+                "(top level)".to_owned()
+            } else {
+                self.path.clone()
+            },
+            message: error.to_string(),
+        })
+    }
+
+    /// A list of objects, each read by `read`.
+    pub fn each<T>(
+        &self,
+        key: &str,
+        read: impl Fn(&Obj<'a>) -> Result<T>,
+    ) -> Result<Option<Vec<T>>> {
+        self.objects(key)?
+            .map(|items| items.iter().map(&read).collect())
+            .transpose()
+    }
+
+    /// An object field read by `read`.
+    pub fn with<T>(&self, key: &str, read: impl Fn(&Obj<'a>) -> Result<T>) -> Result<Option<T>> {
+        self.object(key)?.as_ref().map(read).transpose()
+    }
+}
+
+/// `retentionPeriod`: `unlimited` or `numberOfDays`.
+pub fn retention_period(o: &Obj) -> Result<RetentionPeriod> {
+    Ok(RetentionPeriod::builder()
+        .set_unlimited(o.boolean("unlimited")?)
+        .set_number_of_days(o.int("numberOfDays")?)
+        .build())
+}
+
+/// A channel's `channelStorage`.
+pub fn channel_storage(o: &Obj) -> Result<ChannelStorage> {
+    let customer = o.with("customerManagedS3", |c| {
+        c.built(
+            CustomerManagedChannelS3Storage::builder()
+                .set_bucket(c.string("bucket")?)
+                .set_key_prefix(c.string("keyPrefix")?)
+                .set_role_arn(c.string("roleArn")?)
+                .build(),
+        )
+    })?;
+    let service = o.with("serviceManagedS3", |_| {
+        Ok(ServiceManagedChannelS3Storage::builder().build())
+    })?;
+    Ok(ChannelStorage::builder()
+        .set_service_managed_s3(service)
+        .set_customer_managed_s3(customer)
+        .build())
+}
+
+/// A datastore's `datastoreStorage`.
+pub fn datastore_storage(o: &Obj) -> Result<DatastoreStorage> {
+    let customer = o.with("customerManagedS3", |c| {
+        c.built(
+            CustomerManagedDatastoreS3Storage::builder()
+                .set_bucket(c.string("bucket")?)
+                .set_key_prefix(c.string("keyPrefix")?)
+                .set_role_arn(c.string("roleArn")?)
+                .build(),
+        )
+    })?;
+    let sitewise = o.with("iotSiteWiseMultiLayerStorage", |m| {
+        let storage = m.with("customerManagedS3Storage", |c| {
+            c.built(
+                IotSiteWiseCustomerManagedDatastoreS3Storage::builder()
+                    .set_bucket(c.string("bucket")?)
+                    .set_key_prefix(c.string("keyPrefix")?)
+                    .build(),
+            )
+        })?;
+        Ok(DatastoreIotSiteWiseMultiLayerStorage::builder()
+            .set_customer_managed_s3_storage(storage)
+            .build())
+    })?;
+    let service = o.with("serviceManagedS3", |_| {
+        Ok(ServiceManagedDatastoreS3Storage::builder().build())
+    })?;
+    // A union in the model: exactly one choice.
+    match (service, customer, sitewise) {
+        (Some(service), None, None) => Ok(DatastoreStorage::ServiceManagedS3(service)),
+        (None, Some(customer), None) => Ok(DatastoreStorage::CustomerManagedS3(customer)),
+        (None, None, Some(sitewise)) => {
+            Ok(DatastoreStorage::IotSiteWiseMultiLayerStorage(sitewise))
+        }
+        _ => Err(ShapeError {
+            path: o.path.clone(),
+            message: "expected exactly one of serviceManagedS3, customerManagedS3 and \
+                      iotSiteWiseMultiLayerStorage"
+                .into(),
+        }),
+    }
+}
+
+/// A datastore's `fileFormatConfiguration`: JSON, or Parquet with a schema.
+pub fn file_format(o: &Obj) -> Result<FileFormatConfiguration> {
+    let parquet = o.with("parquetConfiguration", |p| {
+        let schema = p.with("schemaDefinition", |s| {
+            let columns = s.each("columns", |c| {
+                c.built(
+                    Column::builder()
+                        .set_name(c.string("name")?)
+                        .set_type(c.string("type")?)
+                        .build(),
+                )
+            })?;
+            Ok(SchemaDefinition::builder().set_columns(columns).build())
+        })?;
+        Ok(ParquetConfiguration::builder()
+            .set_schema_definition(schema)
+            .build())
+    })?;
+    let json = o.with("jsonConfiguration", |_| {
+        Ok(JsonConfiguration::builder().build())
+    })?;
+    Ok(FileFormatConfiguration::builder()
+        .set_json_configuration(json)
+        .set_parquet_configuration(parquet)
+        .build())
+}
+
+/// A datastore's `datastorePartitions`.
+pub fn partitions(o: &Obj) -> Result<DatastorePartitions> {
+    let partitions = o.each("partitions", |p| {
+        let attribute = p.with("attributePartition", |a| {
+            a.built(
+                Partition::builder()
+                    .set_attribute_name(a.string("attributeName")?)
+                    .build(),
+            )
+        })?;
+        let timestamp = p.with("timestampPartition", |t| {
+            t.built(
+                TimestampPartition::builder()
+                    .set_attribute_name(t.string("attributeName")?)
+                    .set_timestamp_format(t.string("timestampFormat")?)
+                    .build(),
+            )
+        })?;
+        Ok(DatastorePartition::builder()
+            .set_attribute_partition(attribute)
+            .set_timestamp_partition(timestamp)
+            .build())
+    })?;
+    Ok(DatastorePartitions::builder()
+        .set_partitions(partitions)
+        .build())
+}
+
+/// One of a pipeline's `pipelineActivities`: an object with one key naming the activity.
+pub fn activity(o: &Obj) -> Result<PipelineActivity> {
+    let mut builder = PipelineActivity::builder()
+        .set_channel(o.with("channel", |a| {
+            a.built(
+                ChannelActivity::builder()
+                    .set_name(a.string("name")?)
+                    .set_channel_name(a.string("channelName")?)
+                    .set_next(a.string("next")?)
+                    .build(),
+            )
+        })?)
+        .set_datastore(o.with("datastore", |a| {
+            a.built(
+                DatastoreActivity::builder()
+                    .set_name(a.string("name")?)
+                    .set_datastore_name(a.string("datastoreName")?)
+                    .build(),
+            )
+        })?)
+        .set_lambda(o.with("lambda", |a| {
+            a.built(
+                LambdaActivity::builder()
+                    .set_name(a.string("name")?)
+                    .set_lambda_name(a.string("lambdaName")?)
+                    .set_batch_size(a.int("batchSize")?)
+                    .set_next(a.string("next")?)
+                    .build(),
+            )
+        })?)
+        .set_add_attributes(o.with("addAttributes", |a| {
+            a.built(
+                AddAttributesActivity::builder()
+                    .set_name(a.string("name")?)
+                    .set_attributes(a.string_map("attributes")?)
+                    .set_next(a.string("next")?)
+                    .build(),
+            )
+        })?)
+        .set_remove_attributes(o.with("removeAttributes", |a| {
+            a.built(
+                RemoveAttributesActivity::builder()
+                    .set_name(a.string("name")?)
+                    .set_attributes(a.strings("attributes")?)
+                    .set_next(a.string("next")?)
+                    .build(),
+            )
+        })?)
+        .set_select_attributes(o.with("selectAttributes", |a| {
+            a.built(
+                SelectAttributesActivity::builder()
+                    .set_name(a.string("name")?)
+                    .set_attributes(a.strings("attributes")?)
+                    .set_next(a.string("next")?)
+                    .build(),
+            )
+        })?)
+        .set_filter(o.with("filter", |a| {
+            a.built(
+                FilterActivity::builder()
+                    .set_name(a.string("name")?)
+                    .set_filter(a.string("filter")?)
+                    .set_next(a.string("next")?)
+                    .build(),
+            )
+        })?)
+        .set_math(o.with("math", |a| {
+            a.built(
+                MathActivity::builder()
+                    .set_name(a.string("name")?)
+                    .set_attribute(a.string("attribute")?)
+                    .set_math(a.string("math")?)
+                    .set_next(a.string("next")?)
+                    .build(),
+            )
+        })?);
+    builder = builder
+        .set_device_registry_enrich(o.with("deviceRegistryEnrich", |a| {
+            a.built(
+                DeviceRegistryEnrichActivity::builder()
+                    .set_name(a.string("name")?)
+                    .set_attribute(a.string("attribute")?)
+                    .set_thing_name(a.string("thingName")?)
+                    .set_role_arn(a.string("roleArn")?)
+                    .set_next(a.string("next")?)
+                    .build(),
+            )
+        })?)
+        .set_device_shadow_enrich(o.with("deviceShadowEnrich", |a| {
+            a.built(
+                DeviceShadowEnrichActivity::builder()
+                    .set_name(a.string("name")?)
+                    .set_attribute(a.string("attribute")?)
+                    .set_thing_name(a.string("thingName")?)
+                    .set_role_arn(a.string("roleArn")?)
+                    .set_next(a.string("next")?)
+                    .build(),
+            )
+        })?);
+    Ok(builder.build())
+}
+
+/// A pipeline's activities, in order.
+pub fn activities(o: &Obj, key: &str) -> Result<Option<Vec<PipelineActivity>>> {
+    o.each(key, activity)
+}
+
+/// One of a dataset's `actions`: a `queryAction` or a `containerAction`.
+pub fn dataset_action(o: &Obj) -> Result<DatasetAction> {
+    let query = o.with("queryAction", |q| {
+        let filters = q.each("filters", |f| {
+            let delta = f.with("deltaTime", |d| {
+                d.built(
+                    DeltaTime::builder()
+                        .set_offset_seconds(d.int("offsetSeconds")?)
+                        .set_time_expression(d.string("timeExpression")?)
+                        .build(),
+                )
+            })?;
+            Ok(QueryFilter::builder().set_delta_time(delta).build())
+        })?;
+        q.built(
+            SqlQueryDatasetAction::builder()
+                .set_sql_query(q.string("sqlQuery")?)
+                .set_filters(filters)
+                .build(),
+        )
+    })?;
+    let container = o.with("containerAction", container_action)?;
+    Ok(DatasetAction::builder()
+        .set_action_name(o.string("actionName")?)
+        .set_query_action(query)
+        .set_container_action(container)
+        .build())
+}
+
+fn container_action(c: &Obj) -> Result<ContainerDatasetAction> {
+    let resources = c.with("resourceConfiguration", |r| {
+        r.built(
+            ResourceConfiguration::builder()
+                .set_compute_type(
+                    r.string("computeType")?
+                        .map(|t| ComputeType::from(t.as_str())),
+                )
+                .set_volume_size_in_gb(r.int("volumeSizeInGB")?)
+                .build(),
+        )
+    })?;
+    let variables = c.each("variables", |v| {
+        let version = v.with("datasetContentVersionValue", |d| {
+            d.built(
+                DatasetContentVersionValue::builder()
+                    .set_dataset_name(d.string("datasetName")?)
+                    .build(),
+            )
+        })?;
+        let output = v.with("outputFileUriValue", |f| {
+            f.built(
+                OutputFileUriValue::builder()
+                    .set_file_name(f.string("fileName")?)
+                    .build(),
+            )
+        })?;
+        v.built(
+            Variable::builder()
+                .set_name(v.string("name")?)
+                .set_string_value(v.string("stringValue")?)
+                .set_double_value(v.float("doubleValue")?)
+                .set_dataset_content_version_value(version)
+                .set_output_file_uri_value(output)
+                .build(),
+        )
+    })?;
+    c.built(
+        ContainerDatasetAction::builder()
+            .set_image(c.string("image")?)
+            .set_execution_role_arn(c.string("executionRoleArn")?)
+            .set_resource_configuration(resources)
+            .set_variables(variables)
+            .build(),
+    )
+}
+
+/// One of a dataset's `triggers`: a `schedule` or a triggering `dataset`.
+pub fn trigger(o: &Obj) -> Result<DatasetTrigger> {
+    let schedule = o.with("schedule", |s| {
+        Ok(Schedule::builder()
+            .set_expression(s.string("expression")?)
+            .build())
+    })?;
+    let dataset = o.with("dataset", |d| {
+        d.built(
+            TriggeringDataset::builder()
+                .set_name(d.string("name")?)
+                .build(),
+        )
+    })?;
+    Ok(DatasetTrigger::builder()
+        .set_schedule(schedule)
+        .set_dataset(dataset)
+        .build())
+}
+
+/// One of a dataset's `contentDeliveryRules`.
+pub fn delivery_rule(o: &Obj) -> Result<DatasetContentDeliveryRule> {
+    let destination = o.with("destination", |d| {
+        let events = d.with("iotEventsDestinationConfiguration", |e| {
+            e.built(
+                IotEventsDestinationConfiguration::builder()
+                    .set_input_name(e.string("inputName")?)
+                    .set_role_arn(e.string("roleArn")?)
+                    .build(),
+            )
+        })?;
+        let s3 = d.with("s3DestinationConfiguration", |s| {
+            let glue = s.with("glueConfiguration", |g| {
+                g.built(
+                    GlueConfiguration::builder()
+                        .set_table_name(g.string("tableName")?)
+                        .set_database_name(g.string("databaseName")?)
+                        .build(),
+                )
+            })?;
+            s.built(
+                S3DestinationConfiguration::builder()
+                    .set_bucket(s.string("bucket")?)
+                    .set_key(s.string("key")?)
+                    .set_glue_configuration(glue)
+                    .set_role_arn(s.string("roleArn")?)
+                    .build(),
+            )
+        })?;
+        Ok(DatasetContentDeliveryDestination::builder()
+            .set_iot_events_destination_configuration(events)
+            .set_s3_destination_configuration(s3)
+            .build())
+    })?;
+    Ok(DatasetContentDeliveryRule::builder()
+        .set_entry_name(o.string("entryName")?)
+        .set_destination(destination)
+        .build())
+}
+
+/// A dataset's `versioningConfiguration`.
+pub fn versioning(o: &Obj) -> Result<VersioningConfiguration> {
+    Ok(VersioningConfiguration::builder()
+        .set_unlimited(o.boolean("unlimited")?)
+        .set_max_versions(o.int("maxVersions")?)
+        .build())
+}
+
+/// One of a dataset's `lateDataRules`.
+pub fn late_data_rule(o: &Obj) -> Result<LateDataRule> {
+    let configuration = o.with("ruleConfiguration", |c| {
+        let window = c.with("deltaTimeSessionWindowConfiguration", |w| {
+            w.built(
+                DeltaTimeSessionWindowConfiguration::builder()
+                    .set_timeout_in_minutes(w.int("timeoutInMinutes")?)
+                    .build(),
+            )
+        })?;
+        Ok(LateDataRuleConfiguration::builder()
+            .set_delta_time_session_window_configuration(window)
+            .build())
+    })?;
+    Ok(LateDataRule::builder()
+        .set_rule_name(o.string("ruleName")?)
+        .set_rule_configuration(configuration)
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(value: &Value) -> Obj<'_> {
+        Obj::root(value.as_object().unwrap())
+    }
+
+    #[test]
+    fn a_pipeline_of_channel_math_filter_and_datastore_keeps_every_field_in_order() {
+        let definition = json!({"pipelineActivities": [
+            {"channel": {"name": "in", "channelName": "c", "next": "scale"}},
+            {"math": {"name": "scale", "attribute": "f", "math": "temp * 1.8 + 32", "next": "hot"}},
+            {"filter": {"name": "hot", "filter": "f > 90", "next": "out"}},
+            {"datastore": {"name": "out", "datastoreName": "d"}}]});
+        let activities = activities(&obj(&definition), "pipelineActivities")
+            .unwrap()
+            .unwrap();
+        assert_eq!(activities.len(), 4);
+        assert_eq!(activities[0].channel().unwrap().channel_name(), "c");
+        let math = activities[1].math().unwrap();
+        assert_eq!(
+            (math.attribute(), math.math(), math.next()),
+            ("f", "temp * 1.8 + 32", Some("hot"))
+        );
+        assert_eq!(activities[2].filter().unwrap().filter(), "f > 90");
+        assert_eq!(activities[3].datastore().unwrap().datastore_name(), "d");
+    }
+
+    #[test]
+    fn a_missing_required_field_is_named_with_its_path() {
+        let definition = json!({"pipelineActivities": [
+            {"channel": {"name": "in", "channelName": "c", "next": "m"}},
+            {"math": {"name": "m", "math": "a + 1"}}]});
+        let error = activities(&obj(&definition), "pipelineActivities").unwrap_err();
+        assert_eq!(error.path, "pipelineActivities[1].math");
+        assert!(error.message.contains("attribute"), "{error}");
+    }
+
+    #[test]
+    fn numbers_and_booleans_written_as_strings_are_read_as_values() {
+        let retention = json!({"numberOfDays": "30"});
+        let period = retention_period(&obj(&retention)).unwrap();
+        assert_eq!(period.number_of_days(), Some(30));
+        let versions = json!({"unlimited": "false", "maxVersions": 5});
+        let config = versioning(&obj(&versions)).unwrap();
+        assert_eq!(
+            (config.unlimited(), config.max_versions()),
+            (false, Some(5))
+        );
+        let wrong = json!({"numberOfDays": "thirty"});
+        assert_eq!(
+            retention_period(&obj(&wrong)).unwrap_err().path,
+            "numberOfDays"
+        );
+    }
+
+    #[test]
+    fn a_dataset_action_carries_its_sql_and_delta_time_filter() {
+        let action = json!({"actionName": "q", "queryAction": {
+            "sqlQuery": "SELECT * FROM d",
+            "filters": [{"deltaTime": {"offsetSeconds": -60, "timeExpression": "from_unixtime(t)"}}]}});
+        let action = dataset_action(&obj(&action)).unwrap();
+        let query = action.query_action().unwrap();
+        assert_eq!(query.sql_query(), "SELECT * FROM d");
+        let delta = query.filters()[0].delta_time().unwrap();
+        assert_eq!(delta.offset_seconds(), -60);
+        assert_eq!(delta.time_expression(), "from_unixtime(t)");
+    }
+
+    #[test]
+    fn triggers_and_delivery_rules_map_to_their_sdk_types() {
+        let schedule = json!({"schedule": {"expression": "cron(0 12 * * ? *)"}});
+        assert_eq!(
+            trigger(&obj(&schedule))
+                .unwrap()
+                .schedule()
+                .unwrap()
+                .expression(),
+            Some("cron(0 12 * * ? *)")
+        );
+        let rule = json!({"entryName": "e", "destination": {"s3DestinationConfiguration": {
+            "bucket": "b", "key": "k/!{iotanalytics:versionId}.csv", "roleArn": "arn:aws:iam::1:role/r"}}});
+        let rule = delivery_rule(&obj(&rule)).unwrap();
+        let s3 = rule
+            .destination()
+            .unwrap()
+            .s3_destination_configuration()
+            .unwrap();
+        assert_eq!(
+            (s3.bucket(), s3.key()),
+            ("b", "k/!{iotanalytics:versionId}.csv")
+        );
+    }
+
+    #[test]
+    fn storage_and_file_format_choices_are_kept() {
+        let storage =
+            json!({"customerManagedS3": {"bucket": "b", "roleArn": "arn:aws:iam::1:role/r"}});
+        let storage = channel_storage(&obj(&storage)).unwrap();
+        assert_eq!(storage.customer_managed_s3().unwrap().bucket(), "b");
+        let format = json!({"parquetConfiguration": {"schemaDefinition": {
+            "columns": [{"name": "temp", "type": "double"}]}}});
+        let format = file_format(&obj(&format)).unwrap();
+        let columns = format
+            .parquet_configuration()
+            .unwrap()
+            .schema_definition()
+            .unwrap()
+            .columns();
+        assert_eq!((columns[0].name(), columns[0].r#type()), ("temp", "double"));
+    }
+}

@@ -179,7 +179,10 @@ async fn describe_output_and_a_template_are_recreated_field_for_field_and_a_seco
         ],
         "{out}"
     );
-    assert!(out.contains("8 created, 0 updated, 0 skipped, 0 failed"), "{out}");
+    assert!(
+        out.contains("8 created, 0 updated, 0 skipped, 0 failed"),
+        "{out}"
+    );
 
     let client = &stack.clients.iotanalytics;
     let channel = client
@@ -189,7 +192,10 @@ async fn describe_output_and_a_template_are_recreated_field_for_field_and_a_seco
         .await
         .unwrap();
     let channel = channel.channel().unwrap();
-    assert_eq!(channel.retention_period().unwrap().number_of_days(), Some(30));
+    assert_eq!(
+        channel.retention_period().unwrap().number_of_days(),
+        Some(30)
+    );
     assert!(channel.storage().unwrap().service_managed_s3().is_some());
     let mill = client
         .describe_channel()
@@ -296,7 +302,10 @@ async fn describe_output_and_a_template_are_recreated_field_for_field_and_a_seco
         dataset.versioning_configuration().unwrap().max_versions(),
         Some(3)
     );
-    assert_eq!(dataset.retention_period().unwrap().number_of_days(), Some(7));
+    assert_eq!(
+        dataset.retention_period().unwrap().number_of_days(),
+        Some(7)
+    );
     let hourly = client
         .describe_dataset()
         .dataset_name("mill_hourly")
@@ -325,11 +334,11 @@ async fn describe_output_and_a_template_are_recreated_field_for_field_and_a_seco
     let again = migrate(&stack, &args).await;
     let out = stdout(&again);
     assert_eq!(again.status.code(), Some(0), "{out}");
-    assert!(out.contains("0 created, 0 updated, 8 skipped, 0 failed"), "{out}");
     assert!(
-        out.contains("skipped channel mill_raw: it exists"),
+        out.contains("0 created, 0 updated, 8 skipped, 0 failed"),
         "{out}"
     );
+    assert!(out.contains("skipped channel mill_raw: it exists"), "{out}");
 
     // --update replaces the definitions: a longer retention and a new tag.
     let changed = TEMPLATE
@@ -339,7 +348,10 @@ async fn describe_output_and_a_template_are_recreated_field_for_field_and_a_seco
     let updated = migrate(&stack, &["--update", &template]).await;
     let out = stdout(&updated);
     assert_eq!(updated.status.code(), Some(0), "{out}");
-    assert!(out.contains("0 created, 4 updated, 0 skipped, 0 failed"), "{out}");
+    assert!(
+        out.contains("0 created, 4 updated, 0 skipped, 0 failed"),
+        "{out}"
+    );
     let mill = client
         .describe_channel()
         .channel_name("mill_raw")
@@ -423,7 +435,10 @@ async fn a_resource_the_service_refuses_fails_with_its_message_and_the_others_go
     assert!(failed.to_lowercase().contains("lambda"), "{failed}");
     assert!(out.contains("created channel enrich_in"), "{out}");
     assert!(out.contains("created dataset enrich_report"), "{out}");
-    assert!(out.contains("3 created, 0 updated, 0 skipped, 1 failed"), "{out}");
+    assert!(
+        out.contains("3 created, 0 updated, 0 skipped, 1 failed"),
+        "{out}"
+    );
 
     // --dry-run prints the requests and calls nothing.
     command_args.insert(0, "--dry-run");
@@ -434,8 +449,7 @@ async fn a_resource_the_service_refuses_fails_with_its_message_and_the_others_go
         .lines()
         .find(|l| l.starts_with("would create pipeline enrich"))
         .unwrap_or_else(|| panic!("{out}"));
-    let body: serde_json::Value =
-        serde_json::from_str(&line[line.find('{').unwrap()..]).unwrap();
+    let body: serde_json::Value = serde_json::from_str(&line[line.find('{').unwrap()..]).unwrap();
     assert_eq!(body["pipelineName"], "enrich");
     assert_eq!(
         body["pipelineActivities"][1]["lambda"]["lambdaName"],

@@ -96,8 +96,7 @@ fn triggers_and_delivery_rules_map_to_their_sdk_types() {
 
 #[test]
 fn storage_and_file_format_choices_are_kept() {
-    let storage =
-        json!({"customerManagedS3": {"bucket": "b", "roleArn": "arn:aws:iam::1:role/r"}});
+    let storage = json!({"customerManagedS3": {"bucket": "b", "roleArn": "arn:aws:iam::1:role/r"}});
     let storage = channel_storage(&obj(&storage)).unwrap();
     assert_eq!(storage.customer_managed_s3().unwrap().bucket(), "b");
     let format = json!({"parquetConfiguration": {"schemaDefinition": {

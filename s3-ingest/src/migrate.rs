@@ -9,6 +9,7 @@
 mod calls;
 pub mod cloudformation;
 pub mod input;
+mod reader;
 pub mod shapes;
 
 use std::collections::HashMap;
@@ -112,7 +113,8 @@ pub struct MigrateArgs {
     /// UpdateDataset, and TagResource for the template's tags) instead of skipping them.
     #[arg(long)]
     pub update: bool,
-    /// Print each Create request's body and call nothing.
+    /// Print each Create request's body and call nothing (definitions the SDK would refuse
+    /// still fail).
     #[arg(long)]
     pub dry_run: bool,
     /// A template parameter's value, for `Ref`s to it (repeatable; a parameter's Default is
@@ -210,14 +212,18 @@ pub async fn run(args: &MigrateArgs, out: &mut dyn Write) -> anyhow::Result<Summ
     let mut summary = Summary::default();
     if args.dry_run {
         for resource in &resources {
-            writeln!(
-                out,
-                "would create {} {} ({}): {}",
-                resource.kind,
-                resource.name,
-                resource.origin,
-                resource.request()
-            )?;
+            let (kind, name, origin) = (resource.kind, &resource.name, &resource.origin);
+            match calls::check(resource) {
+                Ok(()) => writeln!(
+                    out,
+                    "would create {kind} {name} ({origin}): {}",
+                    resource.request()
+                )?,
+                Err(error) => {
+                    summary.failed += 1;
+                    writeln!(out, "failed {kind} {name} ({origin}): {error}")?;
+                }
+            }
         }
         return Ok(summary);
     }

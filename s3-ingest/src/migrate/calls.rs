@@ -102,6 +102,37 @@ fn tags(resource: &Resource) -> Result<Option<Vec<Tag>>, ShapeError> {
         .map(Some)
 }
 
+/// Reads the definition into the SDK's types without calling anything (what `--dry-run`
+/// checks): the shape errors a Create call would end with before it is sent.
+pub fn check(resource: &Resource) -> Result<(), ShapeError> {
+    let o = Obj::root(&resource.definition);
+    tags(resource)?;
+    match resource.kind {
+        Kind::Channel => {
+            o.with("channelStorage", shapes::channel_storage)?;
+            o.with("retentionPeriod", shapes::retention_period)?;
+        }
+        Kind::Datastore => {
+            o.with("datastoreStorage", shapes::datastore_storage)?;
+            o.with("retentionPeriod", shapes::retention_period)?;
+            o.with("fileFormatConfiguration", shapes::file_format)?;
+            o.with("datastorePartitions", shapes::partitions)?;
+        }
+        Kind::Pipeline => {
+            o.each("pipelineActivities", shapes::activity)?;
+        }
+        Kind::Dataset => {
+            o.each("actions", shapes::dataset_action)?;
+            o.each("triggers", shapes::trigger)?;
+            o.each("contentDeliveryRules", shapes::delivery_rule)?;
+            o.with("retentionPeriod", shapes::retention_period)?;
+            o.with("versioningConfiguration", shapes::versioning)?;
+            o.each("lateDataRules", shapes::late_data_rule)?;
+        }
+    }
+    Ok(())
+}
+
 /// The Create call: a shape error before any call, else the call's own result.
 async fn create(client: &Client, resource: &Resource) -> Result<Result<(), CallError>, ShapeError> {
     let o = Obj::root(&resource.definition);
@@ -259,4 +290,46 @@ async fn tag(client: &Client, resource: &Resource) -> Result<(), Failed> {
         .await
         .map_err(CallError::from)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(kind: Kind, definition: serde_json::Value) -> Resource {
+        Resource {
+            kind,
+            name: "r".into(),
+            definition: definition.as_object().unwrap().clone(),
+            tags: vec![("k".into(), "v".into())],
+            origin: "f.json: document 1".into(),
+        }
+    }
+
+    #[test]
+    fn the_dry_run_check_names_a_field_the_sdk_requires() {
+        let dataset = resource(
+            Kind::Dataset,
+            serde_json::json!({"actions": [{"actionName": "q", "queryAction": {}}]}),
+        );
+        let error = check(&dataset).unwrap_err();
+        assert_eq!(error.path, "actions[0].queryAction");
+        assert!(error.message.contains("sql_query"), "{error}");
+        let fine = resource(
+            Kind::Datastore,
+            serde_json::json!({"datastoreStorage": {"serviceManagedS3": {}}}),
+        );
+        assert_eq!(check(&fine), Ok(()));
+    }
+
+    #[test]
+    fn a_datastore_storage_naming_two_choices_is_refused() {
+        let datastore = resource(
+            Kind::Datastore,
+            serde_json::json!({"datastoreStorage": {"serviceManagedS3": {},
+                "customerManagedS3": {"bucket": "b", "roleArn": "arn:aws:iam::1:role/r"}}}),
+        );
+        let error = check(&datastore).unwrap_err();
+        assert_eq!(error.path, "datastoreStorage");
+    }
 }

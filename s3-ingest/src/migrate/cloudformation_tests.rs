@@ -194,3 +194,63 @@ fn sub_keeps_escaped_placeholders_and_uses_its_own_variables() {
         "Properties": {"ChannelName": {"Fn::Sub": ["${a}_${!b}", {"a": "x"}]}}}}});
     assert_eq!(read_one(&template).unwrap().resources[0].name, "x_${b}");
 }
+
+#[test]
+fn container_variables_late_data_rules_and_delta_time_take_the_models_names() {
+    let template = yaml(
+        r#"
+Resources:
+  Report:
+    Type: AWS::IoTAnalytics::Dataset
+    Properties:
+      Actions:
+        - ActionName: q
+          QueryAction:
+            SqlQuery: SELECT * FROM s
+            Filters: [{DeltaTime: {OffsetSeconds: -30, TimeExpression: from_unixtime(ts)}}]
+        - ActionName: c
+          ContainerAction:
+            Image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/model:latest
+            ExecutionRoleArn: arn:aws:iam::123456789012:role/r
+            ResourceConfiguration: {ComputeType: ACU_1, VolumeSizeInGB: 2}
+            Variables:
+              - {VariableName: input, DatasetContentVersionValue: {DatasetName: other}}
+              - {VariableName: out, OutputFileUriValue: {FileName: out.csv}}
+      LateDataRules:
+        - RuleName: late
+          RuleConfiguration: {DeltaTimeSessionWindowConfiguration: {TimeoutInMinutes: 15}}
+"#,
+    );
+    let template = read_one(&template).unwrap();
+    let dataset = Value::Object(template.resources[0].definition.clone());
+    assert_eq!(
+        dataset["actions"][0]["queryAction"]["filters"][0],
+        json!({"deltaTime": {"offsetSeconds": -30, "timeExpression": "from_unixtime(ts)"}})
+    );
+    let container = &dataset["actions"][1]["containerAction"];
+    assert_eq!(
+        container["resourceConfiguration"],
+        json!({"computeType": "ACU_1", "volumeSizeInGB": 2})
+    );
+    assert_eq!(
+        container["variables"],
+        json!([{"name": "input", "datasetContentVersionValue": {"datasetName": "other"}},
+               {"name": "out", "outputFileUriValue": {"fileName": "out.csv"}}])
+    );
+    assert_eq!(
+        dataset["lateDataRules"][0]["ruleConfiguration"]["deltaTimeSessionWindowConfiguration"]["timeoutInMinutes"],
+        15
+    );
+    // And the SDK reads every one of them.
+    let o = crate::migrate::shapes::Obj::root(&template.resources[0].definition);
+    let actions = o
+        .each("actions", crate::migrate::shapes::dataset_action)
+        .unwrap()
+        .unwrap();
+    let variables = actions[1].container_action().unwrap().variables();
+    assert_eq!(variables[0].name(), "input");
+    assert_eq!(
+        variables[1].output_file_uri_value().unwrap().file_name(),
+        "out.csv"
+    );
+}

@@ -1,7 +1,7 @@
 //! Unit tests of reading definitions into SDK types.
 
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn obj(value: &Value) -> Obj<'_> {
     Obj::root(value.as_object().unwrap())

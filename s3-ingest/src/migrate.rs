@@ -131,8 +131,10 @@ Fn::ImportValue, pseudo parameters...), stops the command with nothing created. 
 created in order: channels, datastores, pipelines, datasets. Read-only fields (arn, status, \
 times, statistics) are left out. A resource without a name property in a template is named \
 after its logical id. Each resource gets one line: created, skipped (it exists), updated \
-(--update) or failed with the service's error; the others go on. Region and credentials come \
-from the usual AWS configuration (AWS_REGION, AWS_ACCESS_KEY_ID, profiles...).
+(--update) or failed with the service's error; the others go on. An endpoint that does not \
+answer (or credentials that cannot be loaded) stops the command at the first resource. Region \
+and credentials come from the usual AWS configuration (AWS_REGION, AWS_ACCESS_KEY_ID, \
+profiles...).
 
 Exit codes: 0 every resource created, skipped or updated; 1 a resource failed, or nothing \
 could be read.";
@@ -245,6 +247,15 @@ pub async fn run(args: &MigrateArgs, out: &mut dyn Write) -> anyhow::Result<Summ
                     out,
                     "skipped {kind} {name}: it exists (--update replaces it)"
                 )?;
+            }
+            Err(calls::Failed::Unreachable(error)) => {
+                writeln!(out, "failed {kind} {name} ({}): {error}", resource.origin)?;
+                out.flush()?;
+                bail!(
+                    "no answer from the IoT Analytics endpoint (--endpoint-url, \
+                     AWS_ENDPOINT_URL_IOTANALYTICS or AWS_ENDPOINT_URL), so nothing after \
+                     {kind} {name} was tried: {error}"
+                );
             }
             Err(error) => {
                 summary.failed += 1;

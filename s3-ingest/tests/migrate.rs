@@ -406,7 +406,7 @@ async fn a_template_with_an_unresolvable_intrinsic_fails_naming_it_and_creates_n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resource_the_service_refuses_fails_with_its_message_and_the_others_go_on() {
+async fn a_refused_resource_fails_alone_a_dry_run_calls_nothing_and_a_silent_endpoint_stops_it() {
     let dir = tempfile::tempdir().unwrap();
     let stack = start(&dir.path().join("stack")).await;
     let file = write(
@@ -454,6 +454,18 @@ async fn a_resource_the_service_refuses_fails_with_its_message_and_the_others_go
     assert_eq!(
         body["pipelineActivities"][1]["lambda"]["lambdaName"],
         "enrich_fn"
+    );
+
+    // An endpoint that does not answer stops the command at the first resource.
+    let nowhere = migrate(&stack, &["--endpoint-url", "http://127.0.0.1:1", &file]).await;
+    let out = stdout(&nowhere);
+    let stderr = String::from_utf8_lossy(&nowhere.stderr);
+    assert_eq!(nowhere.status.code(), Some(1), "{out}{stderr}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("failed channel enrich_in"), "{out}");
+    assert!(
+        stderr.contains("no answer from the IoT Analytics endpoint"),
+        "{stderr}"
     );
     stack.shutdown().await;
 }

@@ -2,7 +2,7 @@
 //! already, nothing (the default) or its Update request and TagResource (`--update`).
 
 use aws_sdk_iotanalytics::Client;
-use aws_sdk_iotanalytics::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iotanalytics::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iotanalytics::types::Tag;
 
 use super::shapes::{self, Obj, ShapeError};
@@ -25,31 +25,58 @@ pub enum Failed {
     /// Its definition does not have the service model's shape.
     #[error("{0}")]
     Shape(#[from] ShapeError),
-    /// The service refused a request, or could not be reached.
+    /// The service refused a request.
     #[error("{0}")]
     Call(String),
+    /// No answer came: the endpoint could not be reached, or the request could not be
+    /// signed. Every other resource would fail the same way.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// A failed call's error code (when the service answered) and its text: `Code: message`.
 struct CallError {
     code: Option<String>,
     text: String,
+    answered: bool,
 }
 
 impl<E, R> From<SdkError<E, R>> for CallError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     fn from(error: SdkError<E, R>) -> Self {
+        let answered = matches!(
+            error,
+            SdkError::ServiceError(_) | SdkError::ResponseError(_)
+        );
         let code = error.code().map(str::to_owned);
         let text = match (&code, error.message()) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
             (Some(code), None) => code.clone(),
-            _ => DisplayErrorContext(&error).to_string(),
+            _ => causes(&error),
         };
-        Self { code, text }
+        Self {
+            code,
+            text,
+            answered,
+        }
     }
+}
+
+/// An error and its sources, each once: `dispatch failure: io error: … Connection refused`.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(error) = next {
+        let text = error.to_string();
+        if !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+        next = error.source();
+    }
+    parts.join(": ")
 }
 
 impl CallError {
@@ -60,7 +87,11 @@ impl CallError {
 
 impl From<CallError> for Failed {
     fn from(error: CallError) -> Self {
-        Self::Call(error.text)
+        if error.answered {
+            Self::Call(error.text)
+        } else {
+            Self::Unreachable(error.text)
+        }
     }
 }
 

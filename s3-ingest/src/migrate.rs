@@ -4,7 +4,8 @@
 //!
 //! Every file is read before anything is created, so a file that cannot be taken changes
 //! nothing. Resources are then created in dependency order (channels, datastores, pipelines,
-//! datasets), one line each; a resource that fails is reported and the others go on.
+//! datasets, a dataset after those that trigger it), one line each; a resource that fails is
+//! reported and the others go on.
 
 mod calls;
 pub mod cloudformation;
@@ -128,8 +129,8 @@ pub const AFTER_HELP: &str = "\
 Every file is read before anything is created: a file that cannot be read, or a template \
 property whose intrinsic function cannot be resolved from the template (Fn::GetAtt, \
 Fn::ImportValue, pseudo parameters...), stops the command with nothing created. Resources are \
-created in order: channels, datastores, pipelines, datasets. Read-only fields (arn, status, \
-times, statistics) are left out. A resource without a name property in a template is named \
+created in order: channels, datastores, pipelines, datasets (a dataset after those whose \
+contents trigger it). Read-only fields (arn, status, times, statistics) are left out. A resource without a name property in a template is named \
 after its logical id. Each resource gets one line: created, skipped (it exists), updated \
 (--update) or failed with the service's error; the others go on. An endpoint that does not \
 answer (or credentials that cannot be loaded) stops the command at the first resource. Region \
@@ -187,7 +188,84 @@ pub fn read_all(
     }
     // Stable: within a kind, the files' order.
     resources.sort_by_key(|resource| resource.kind);
-    Ok((resources, notes))
+    Ok((triggering_datasets_first(resources), notes))
+}
+
+/// The names of the datasets whose contents trigger `resource`'s (its `dataset` triggers).
+fn triggered_by(resource: &Resource) -> Vec<&str> {
+    let Some(Value::Array(triggers)) = resource.definition.get("triggers") else {
+        return Vec::new();
+    };
+    triggers
+        .iter()
+        .filter_map(|t| t.get("dataset")?.get("name")?.as_str())
+        .collect()
+}
+
+/// `resources` with every dataset after the datasets of this migration that trigger it, so a
+/// triggering dataset exists when the dataset naming it is created. Otherwise (and in a
+/// cycle) the order stays as it was.
+fn triggering_datasets_first(resources: Vec<Resource>) -> Vec<Resource> {
+    let (datasets, mut ordered): (Vec<_>, Vec<_>) =
+        resources.into_iter().partition(|r| r.kind == Kind::Dataset);
+    let names: Vec<String> = datasets.iter().map(|d| d.name.clone()).collect();
+    let mut pending = datasets;
+    let mut placed: Vec<String> = Vec::new();
+    while !pending.is_empty() {
+        let ready = pending.iter().position(|d| {
+            triggered_by(d)
+                .iter()
+                .all(|n| placed.iter().any(|p| p == n) || !names.iter().any(|m| m == n))
+        });
+        // A cycle: take the next one as it comes.
+        let next = pending.remove(ready.unwrap_or(0));
+        placed.push(next.name.clone());
+        ordered.push(next);
+    }
+    ordered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dataset(name: &str, triggered_by: &[&str]) -> Resource {
+        let triggers: Vec<Value> = triggered_by
+            .iter()
+            .map(|n| serde_json::json!({"dataset": {"name": n}}))
+            .collect();
+        Resource {
+            kind: Kind::Dataset,
+            name: name.into(),
+            definition: Map::from_iter([("triggers".to_owned(), Value::Array(triggers))]),
+            tags: Vec::new(),
+            origin: "f.json".into(),
+        }
+    }
+
+    #[test]
+    fn a_dataset_triggered_by_another_is_created_after_it() {
+        let channel = Resource {
+            kind: Kind::Channel,
+            ..dataset("c", &[])
+        };
+        let ordered = triggering_datasets_first(vec![
+            channel,
+            dataset("report", &["daily"]),
+            dataset("daily", &["hourly"]),
+            dataset("hourly", &[]),
+            dataset("outside", &["not_migrated"]),
+        ]);
+        let names: Vec<&str> = ordered.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["c", "hourly", "daily", "report", "outside"]);
+    }
+
+    #[test]
+    fn datasets_triggering_each_other_keep_their_order() {
+        let ordered = triggering_datasets_first(vec![dataset("a", &["b"]), dataset("b", &["a"])]);
+        let names: Vec<&str> = ordered.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
 }
 
 /// The IoT Analytics client: `endpoint_url` if given, else the AWS configuration's

@@ -225,49 +225,6 @@ fn triggering_datasets_first(resources: Vec<Resource>) -> Vec<Resource> {
     ordered
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dataset(name: &str, triggered_by: &[&str]) -> Resource {
-        let triggers: Vec<Value> = triggered_by
-            .iter()
-            .map(|n| serde_json::json!({"dataset": {"name": n}}))
-            .collect();
-        Resource {
-            kind: Kind::Dataset,
-            name: name.into(),
-            definition: Map::from_iter([("triggers".to_owned(), Value::Array(triggers))]),
-            tags: Vec::new(),
-            origin: "f.json".into(),
-        }
-    }
-
-    #[test]
-    fn a_dataset_triggered_by_another_is_created_after_it() {
-        let channel = Resource {
-            kind: Kind::Channel,
-            ..dataset("c", &[])
-        };
-        let ordered = triggering_datasets_first(vec![
-            channel,
-            dataset("report", &["daily"]),
-            dataset("daily", &["hourly"]),
-            dataset("hourly", &[]),
-            dataset("outside", &["not_migrated"]),
-        ]);
-        let names: Vec<&str> = ordered.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["c", "hourly", "daily", "report", "outside"]);
-    }
-
-    #[test]
-    fn datasets_triggering_each_other_keep_their_order() {
-        let ordered = triggering_datasets_first(vec![dataset("a", &["b"]), dataset("b", &["a"])]);
-        let names: Vec<&str> = ordered.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["a", "b"]);
-    }
-}
-
 /// The IoT Analytics client: `endpoint_url` if given, else the AWS configuration's
 /// (which reads AWS_ENDPOINT_URL_IOTANALYTICS and AWS_ENDPOINT_URL).
 pub async fn client(endpoint_url: Option<&str>) -> aws_sdk_iotanalytics::Client {
@@ -348,4 +305,47 @@ pub async fn run(args: &MigrateArgs, out: &mut dyn Write) -> anyhow::Result<Summ
         summary.created, summary.updated, summary.skipped, summary.failed
     )?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dataset(name: &str, triggered_by: &[&str]) -> Resource {
+        let triggers: Vec<Value> = triggered_by
+            .iter()
+            .map(|n| serde_json::json!({"dataset": {"name": n}}))
+            .collect();
+        Resource {
+            kind: Kind::Dataset,
+            name: name.into(),
+            definition: Map::from_iter([("triggers".to_owned(), Value::Array(triggers))]),
+            tags: Vec::new(),
+            origin: "f.json".into(),
+        }
+    }
+
+    #[test]
+    fn a_dataset_triggered_by_another_is_created_after_it() {
+        let channel = Resource {
+            kind: Kind::Channel,
+            ..dataset("c", &[])
+        };
+        let ordered = triggering_datasets_first(vec![
+            channel,
+            dataset("report", &["daily"]),
+            dataset("daily", &["hourly"]),
+            dataset("hourly", &[]),
+            dataset("outside", &["not_migrated"]),
+        ]);
+        let names: Vec<&str> = ordered.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["c", "hourly", "daily", "report", "outside"]);
+    }
+
+    #[test]
+    fn datasets_triggering_each_other_keep_their_order() {
+        let ordered = triggering_datasets_first(vec![dataset("a", &["b"]), dataset("b", &["a"])]);
+        let names: Vec<&str> = ordered.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
 }

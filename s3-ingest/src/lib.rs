@@ -6,6 +6,7 @@ pub mod console;
 pub mod control;
 pub mod failed_items;
 pub mod lambda;
+pub mod migrate;
 pub mod output;
 pub mod recovery;
 pub mod run;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use s3_ingest::{control, run, sample};
+use s3_ingest::{control, migrate, run, sample};
 
 /// The allocator the functions are built with.
 #[global_allocator]
@@ -43,6 +43,17 @@ enum Command {
     Status(control::ExecutionArgs),
     /// Redrive a failed execution: resume where it failed without redoing finished work.
     Redrive(control::ExecutionArgs),
+    /// Recreate AWS IoT Analytics resources in the compatible service, from `aws iotanalytics
+    /// describe-*` output or a CloudFormation template.
+    ///
+    /// Channels, datastores, pipelines and datasets, with their retention, storage, file
+    /// format, activities, actions, triggers, delivery rules, versioning and (from templates)
+    /// tags. Point it at the service with --endpoint-url or AWS_ENDPOINT_URL_IOTANALYTICS
+    /// (`s3-ingest serve` prints it), e.g.
+    /// `s3-ingest migrate channel.json datastore.json pipeline.json dataset.json` or
+    /// `s3-ingest migrate --dry-run template.yaml`.
+    #[command(after_long_help = migrate::AFTER_HELP, after_help = "Exit codes: 0 done, 1 a resource failed or the files could not be read (--help for more)")]
+    Migrate(migrate::MigrateArgs),
     /// Write the sample data set (5 folders × 20 CSV files, 56,570 rows) under DIR.
     Sample {
         /// Directory to write into (created if missing).
@@ -111,6 +122,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Start(args) => control::start(args).await,
         Command::Status(args) => control::status(args).await,
         Command::Redrive(args) => control::redrive(args).await,
+        Command::Migrate(args) => {
+            let summary = migrate::run(&args, &mut std::io::stdout().lock()).await?;
+            return Ok(if summary.failed > 0 {
+                std::process::ExitCode::FAILURE
+            } else {
+                std::process::ExitCode::SUCCESS
+            });
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "s3-ingest", &mut std::io::stdout());

@@ -16,7 +16,9 @@ fn completions_cover_every_subcommand_for_each_shell() {
         let output = s3_ingest(&["completions", shell]);
         assert!(output.status.success(), "{shell}: {output:?}");
         let script = String::from_utf8(output.stdout).unwrap();
-        for subcommand in ["run", "serve", "start", "status", "redrive", "sample"] {
+        for subcommand in [
+            "run", "serve", "start", "status", "redrive", "sample", "migrate",
+        ] {
             assert!(script.contains(subcommand), "{shell} lacks {subcommand}");
         }
         // bash and zsh write flags as `--page-size`, fish as `-l page-size`.

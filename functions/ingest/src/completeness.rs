@@ -415,6 +415,26 @@ mod tests {
         );
     }
 
+    /// Counts for `s3://src/00.csv` … of four rows stored each, three distinct where `short`.
+    fn four_rows_each(
+        objects: usize,
+        short: impl Fn(usize) -> bool,
+    ) -> HashMap<String, StoredCounts> {
+        (0..objects)
+            .map(|i| {
+                let distinct = if short(i) { 3 } else { 4 };
+                let id = source_id("src", &format!("{i:02}.csv"), "e1");
+                (
+                    id,
+                    StoredCounts {
+                        stored: 4,
+                        distinct,
+                    },
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn outcomes_over_pages_of_the_ledger_add_up_to_the_outcome_over_all_of_it() {
         let entries: Vec<LedgerEntry> = (0..25)
@@ -428,19 +448,7 @@ mod tests {
             })
             .collect();
         // Every third object misses a row.
-        let stored: HashMap<String, StoredCounts> = (0..25)
-            .map(|i| {
-                let distinct = if i % 3 == 0 { 3 } else { 4 };
-                let id = source_id("src", &format!("{i:02}.csv"), "e1");
-                (
-                    id,
-                    StoredCounts {
-                        stored: 4,
-                        distinct,
-                    },
-                )
-            })
-            .collect();
+        let stored = four_rows_each(25, |i| i % 3 == 0);
         let whole = compare(&entries, &stored);
         let mut paged = Completeness::default();
         for page in entries.chunks(4) {
@@ -527,19 +535,7 @@ mod tests {
             suffix: ".csv".into(),
         };
         // 01.csv misses a row.
-        let stored: HashMap<String, StoredCounts> = (0..5)
-            .map(|i| {
-                let distinct = if i == 1 { 3 } else { 4 };
-                let id = source_id("src", &format!("{i:02}.csv"), "e1");
-                (
-                    id,
-                    StoredCounts {
-                        stored: 4,
-                        distinct,
-                    },
-                )
-            })
-            .collect();
+        let stored = four_rows_each(5, |i| i == 1);
         let all = compare_ledger(
             Ledger::new(&s3, &location),
             &per_object,

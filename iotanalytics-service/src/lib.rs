@@ -19,6 +19,8 @@ mod api;
 pub mod athena;
 pub mod catalog;
 pub mod config;
+pub mod cron;
+pub mod delivery;
 pub mod delta;
 pub mod error;
 pub mod glue;
@@ -29,6 +31,7 @@ pub mod pipeline;
 pub mod query;
 pub mod retention;
 pub mod rules;
+pub mod schedule;
 pub mod sigv4;
 pub mod store;
 pub mod validate;
@@ -42,7 +45,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{
     Credentials, DEFAULT_CHANNEL_QUOTA, FaultConfig, QueryEngineConfig, RetentionClock,
-    ServiceConfig, StorageConfig,
+    ScheduleClock, ServiceConfig, StorageConfig,
 };
 pub use error::Error;
 pub use limits::Controls;
@@ -64,6 +67,7 @@ pub struct RunningService {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
+    scheduler: JoinHandle<()>,
 }
 
 impl RunningService {
@@ -102,6 +106,7 @@ impl RunningService {
             let _ = server.await;
         }
         self.sweeper.abort();
+        self.scheduler.abort();
         self.backend.shutdown().await;
         tracing::info!(addr = %self.local_addr, "IoT Analytics service stopped");
     }
@@ -110,6 +115,7 @@ impl RunningService {
 impl Drop for RunningService {
     fn drop(&mut self) {
         self.sweeper.abort();
+        self.scheduler.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -148,6 +154,17 @@ pub struct App {
     /// Run-time controls for quotas and fault injection.
     pub controls: Arc<Controls>,
     backend: Arc<Backend>,
+    service: Arc<api::Service>,
+}
+
+impl App {
+    /// Creates the contents of every dataset whose schedule came due (in real time) since it
+    /// last looked; returns how many were started. What the local host's scheduler does at
+    /// every check, for a host that has no background time.
+    pub async fn run_schedules(&self) -> Result<usize, Error> {
+        let timeline = schedule::Timeline::new(ScheduleClock::default());
+        api::runs::run_schedules(&self.service, &timeline).await
+    }
 }
 
 /// Opens the configured storage, recovers stored state and builds the router.
@@ -196,9 +213,10 @@ pub async fn app(config: ServiceConfig) -> Result<App, Error> {
     let controls = Arc::new(Controls::new(&config));
     let svc = api::Service::new(config, backend.clone(), engine, controls.clone());
     Ok(App {
-        router: api::router(svc),
+        router: api::router(svc.clone()),
         controls,
         backend,
+        service: svc,
     })
 }
 
@@ -237,10 +255,12 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, Error> {
     let verify_signatures = config.credentials.is_some();
     let durable = config.durable;
     let retention = config.retention;
+    let schedules = config.schedules;
     let App {
         router,
         controls,
         backend,
+        service,
     } = app(config).await?;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let local_addr = listener.local_addr()?;
@@ -266,6 +286,11 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, Error> {
         }
     });
     let sweeper = retention::spawn(backend.clone(), retention);
+    let timeline = schedule::Timeline::new(schedules);
+    let scheduler = schedule::spawn(schedules, move || {
+        let service = service.clone();
+        async move { api::runs::run_schedules(&service, &timeline).await }
+    });
     Ok(RunningService {
         local_addr,
         controls,
@@ -273,5 +298,6 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, Error> {
         stop: Some(stop),
         server: Some(server),
         sweeper,
+        scheduler,
     })
 }

@@ -155,15 +155,46 @@ pub struct App {
     pub controls: Arc<Controls>,
     backend: Arc<Backend>,
     service: Arc<api::Service>,
+    timeline: schedule::Timeline,
+    retention: RetentionClock,
+}
+
+/// What one [`App::tick`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TickReport {
+    /// Scheduled dataset contents started.
+    pub scheduled: usize,
+    /// Datasets whose Athena contents were polled.
+    pub polled: usize,
+    /// Objects or segments the retention sweep removed (when it ran).
+    pub expired: Option<u64>,
 }
 
 impl App {
-    /// Creates the contents of every dataset whose schedule came due (in real time) since it
-    /// last looked; returns how many were started. What the local host's scheduler does at
-    /// every check, for a host that has no background time.
-    pub async fn run_schedules(&self) -> Result<usize, Error> {
-        let timeline = schedule::Timeline::new(ScheduleClock::default());
-        api::runs::run_schedules(&self.service, &timeline).await
+    /// Now on the schedules' clock, seconds since the epoch (ahead of real time when
+    /// [`ServiceConfig::schedules`] shortens the minute).
+    pub fn schedule_clock_now(&self) -> f64 {
+        self.timeline.now()
+    }
+
+    /// What the local host does in the background, once, for a host without background time
+    /// (the Lambda host, on a schedule): starts the contents of datasets whose schedule came
+    /// due, polls the contents Athena is computing (so that they are delivered and trigger
+    /// their dependents) and, with `sweep`, runs the retention sweep.
+    pub async fn tick(&self, sweep: bool) -> Result<TickReport, Error> {
+        let scheduled = api::runs::run_schedules(&self.service, &self.timeline).await?;
+        let polled = api::runs::refresh_all(&self.service).await?;
+        let expired = if sweep {
+            Some(retention::sweep(&self.backend, self.retention).await?)
+        } else {
+            None
+        };
+        Ok(TickReport {
+            scheduled,
+            polled,
+            expired,
+        })
     }
 }
 
@@ -211,8 +242,12 @@ pub async fn app(config: ServiceConfig) -> Result<App, Error> {
         }
     };
     let controls = Arc::new(Controls::new(&config));
+    let timeline = schedule::Timeline::new(config.schedules);
+    let retention = config.retention;
     let svc = api::Service::new(config, backend.clone(), engine, controls.clone());
     Ok(App {
+        timeline,
+        retention,
         router: api::router(svc.clone()),
         controls,
         backend,
@@ -261,6 +296,8 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, Error> {
         controls,
         backend,
         service,
+        timeline,
+        ..
     } = app(config).await?;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let local_addr = listener.local_addr()?;
@@ -286,7 +323,6 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, Error> {
         }
     });
     let sweeper = retention::spawn(backend.clone(), retention);
-    let timeline = schedule::Timeline::new(schedules);
     let scheduler = schedule::spawn(schedules, move || {
         let service = service.clone();
         async move { api::runs::run_schedules(&service, &timeline).await }

@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::store::Backend;
 use crate::validate::check_resource_name;
 
-use super::runs::{Origin, finish, start_content};
+use super::runs::{Origin, refresh, start_content};
 use super::{ApiResult, Service, list_body, no_content, ok, page};
 
 /// Prefix of the filesystem backend's dataset content download route.
@@ -43,28 +43,6 @@ async fn create_dataset_content(
         .await?
         .ok_or_else(|| Error::InternalFailure("the content was not started".into()))?;
     ok(StatusCode::OK, json!({ "versionId": version_id }))
-}
-
-/// Brings a dataset's contents still being created by Athena up to date.
-async fn refresh(svc: &Arc<Service>, mut def: DatasetDef) -> Result<DatasetDef, Error> {
-    let pending: Vec<(String, String)> = def
-        .contents
-        .iter()
-        .filter(|c| c.state == ContentState::Creating)
-        .filter_map(|c| Some((c.version_id.clone(), c.query_execution_id.clone()?)))
-        .collect();
-    if pending.is_empty() {
-        return Ok(def);
-    }
-    for (version, id) in pending {
-        if let Some(outcome) = svc.engine.poll(&id).await? {
-            finish(svc, &def.name, &version, outcome).await?;
-        }
-    }
-    if let Some(fresh) = svc.backend.get::<DatasetDef>(&def.name).await? {
-        def = fresh;
-    }
-    Ok(def)
 }
 
 async fn dataset(svc: &Arc<Service>, name: &str) -> Result<DatasetDef, Error> {

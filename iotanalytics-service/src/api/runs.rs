@@ -190,6 +190,49 @@ pub(crate) async fn run_schedules(
     Ok(started)
 }
 
+/// Brings a dataset's contents still being created by Athena up to date.
+pub(crate) async fn refresh(svc: &Arc<Service>, mut def: DatasetDef) -> Result<DatasetDef, Error> {
+    let pending: Vec<(String, String)> = def
+        .contents
+        .iter()
+        .filter(|c| c.state == ContentState::Creating)
+        .filter_map(|c| Some((c.version_id.clone(), c.query_execution_id.clone()?)))
+        .collect();
+    if pending.is_empty() {
+        return Ok(def);
+    }
+    for (version, id) in pending {
+        if let Some(outcome) = svc.engine.poll(&id).await? {
+            finish(svc, &def.name, &version, outcome).await?;
+        }
+    }
+    if let Some(fresh) = svc.backend.get::<DatasetDef>(&def.name).await? {
+        def = fresh;
+    }
+    Ok(def)
+}
+
+/// Brings every content still being created by Athena up to date (so that it is delivered
+/// and triggers its dependents without a client asking for it); returns how many datasets
+/// had such contents.
+pub(crate) async fn refresh_all(svc: &Arc<Service>) -> Result<usize, Error> {
+    let mut pending = 0;
+    for def in svc.backend.list::<DatasetDef>().await? {
+        let waiting = def
+            .contents
+            .iter()
+            .any(|c| c.state == ContentState::Creating && c.query_execution_id.is_some());
+        if waiting {
+            pending += 1;
+            let name = def.name.clone();
+            if let Err(e) = refresh(svc, def).await {
+                tracing::warn!(dataset = %name, error = %e, "polling dataset contents failed");
+            }
+        }
+    }
+    Ok(pending)
+}
+
 /// What recording an outcome changed.
 struct Recorded {
     /// Finished versions the versioning configuration no longer keeps.

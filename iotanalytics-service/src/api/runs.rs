@@ -315,7 +315,8 @@ pub(crate) async fn finish(
     }
     if let Some((def, content)) = recorded.succeeded {
         deliver(svc, &def, &content).await;
-        tokio::spawn(trigger_dependents(svc.clone(), dataset.to_owned()));
+        // Awaited, not spawned: on the Lambda host a task outliving the invocation may never run.
+        trigger_dependents(svc.clone(), dataset.to_owned()).await;
     }
     Ok(())
 }

@@ -206,6 +206,31 @@ mod tests {
     }
 
     #[test]
+    fn a_loop_of_triggering_datasets_is_found_through_the_stored_ones() {
+        let stored = |name: &str, trigger: &str| DatasetDef {
+            name: name.into(),
+            actions: json!([]),
+            triggers: json!([{ "dataset": { "name": trigger } }]),
+            content_delivery_rules: json!([]),
+            retention_period: json!({}),
+            versioning_configuration: json!({}),
+            late_data_rules: json!([]),
+            creation_time: 0.0,
+            last_update_time: 0.0,
+            tags: Vec::new(),
+            contents: Vec::new(),
+            delta_end: None,
+            last_scheduled: None,
+        };
+        // b runs after a, c after b: a running after c closes the loop, after b does not.
+        let all = [stored("b", "a"), stored("c", "b")];
+        let after = |t: &str| json!([{ "dataset": { "name": t } }]);
+        assert!(closes_a_loop("a", &after("c"), &all));
+        assert!(!closes_a_loop("a", &after("x"), &all));
+        assert!(!closes_a_loop("d", &after("c"), &all));
+    }
+
+    #[test]
     fn only_the_newest_missed_instant_is_due() {
         let every_minute = [ScheduleExpr::parse("cron(* * * * ? *)").unwrap()];
         assert_eq!(due(&every_minute, 0.0, 59.0, 0.0), None);

@@ -161,8 +161,8 @@ pub(crate) async fn start_content(
 }
 
 /// Creates a content of every dataset whose schedule came due on `timeline` and has not
-/// fired yet; returns how many were started. Instants from before the dataset's triggers
-/// were last set do not fire; of several missed instants only the newest does.
+/// fired yet; returns how many were started. Instants from before the dataset was created
+/// or last updated do not fire; of several missed instants only the newest does.
 pub(crate) async fn run_schedules(
     svc: &Arc<Service>,
     timeline: &crate::schedule::Timeline,

@@ -257,6 +257,8 @@ fn the_service_role_reaches_only_its_own_bucket_database_workgroup_and_secret() 
         "ServiceGlueDatabase",
         "ServiceAthenaWorkGroup",
         "ServiceCredentials",
+        // The one bucket dataset contents may be delivered to, when the parameter names one.
+        "DeliveryBucketName",
     ];
     let service_statements: Vec<&Yaml> = statements(&template)
         .into_iter()
@@ -302,6 +304,52 @@ fn the_service_role_reaches_only_its_own_bucket_database_workgroup_and_secret() 
         extra.is_empty(),
         "actions beyond the service's needs: {extra:?}"
     );
+}
+
+#[test]
+fn content_delivery_may_only_put_objects_in_the_named_bucket_and_only_when_one_is_named() {
+    let template = template();
+    let policies = &service_function(&template)["Properties"]["Policies"];
+    let delivery: Vec<&Yaml> = as_list(policies)
+        .into_iter()
+        .flat_map(|policy| as_list(&policy["Statement"]))
+        .filter(|statement| text_of(statement).contains("DeliveryBucketName"))
+        .collect();
+    assert_eq!(
+        delivery.len(),
+        1,
+        "one statement mentions the delivery bucket"
+    );
+    let Some((function, arguments)) = function_of(delivery[0]) else {
+        panic!("the delivery statement is conditional");
+    };
+    assert_eq!(function, "If");
+    assert_eq!(as_list(arguments)[0].as_str(), Some("HasDeliveryBucket"));
+    let granted = branches(delivery[0]);
+    assert_eq!(granted.len(), 1, "the other branch grants nothing");
+    assert_eq!(actions(granted[0]), ["s3:PutObject"]);
+    assert_eq!(
+        text_of(&granted[0]["Resource"]).trim(),
+        "!Sub arn:${AWS::Partition}:s3:::${DeliveryBucketName}/*"
+    );
+    assert_eq!(
+        template["Parameters"]["DeliveryBucketName"]["Default"].as_str(),
+        Some("")
+    );
+}
+
+#[test]
+fn a_tick_every_minute_runs_the_service_schedules() {
+    let template = template();
+    let tick = &service_function(&template)["Properties"]["Events"]["Tick"];
+    assert_eq!(tick["Type"].as_str(), Some("ScheduleV2"));
+    assert_eq!(
+        tick["Properties"]["ScheduleExpression"].as_str(),
+        Some("rate(1 minute)")
+    );
+    let input: serde_json::Value =
+        serde_json::from_str(tick["Properties"]["Input"].as_str().unwrap()).unwrap();
+    assert_eq!(input, serde_json::json!({ "iotanalyticsServiceTick": {} }));
 }
 
 #[test]

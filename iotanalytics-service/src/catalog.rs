@@ -190,6 +190,10 @@ pub struct ContentVersion {
     pub reason: Option<String>,
     /// When CreateDatasetContent was called.
     pub creation_time: f64,
+    /// The instant a schedule trigger fired it for; `None` for the other contents (their
+    /// schedule time is their creation time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_time: Option<f64>,
     /// When the query finished.
     pub completion_time: Option<f64>,
     /// Rows in the result.
@@ -210,9 +214,9 @@ pub struct DatasetDef {
     pub name: String,
     /// `actions` as given.
     pub actions: Value,
-    /// `triggers` as given (stored, not run).
+    /// `triggers` as given (schedules and triggering datasets).
     pub triggers: Value,
-    /// `contentDeliveryRules` as given (stored, not run).
+    /// `contentDeliveryRules` as given (S3 destinations are delivered to).
     pub content_delivery_rules: Value,
     /// `retentionPeriod` as given.
     pub retention_period: Value,
@@ -233,6 +237,10 @@ pub struct DatasetDef {
     /// Where the last `deltaTime` window ended (seconds since the epoch): the next starts there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta_end: Option<f64>,
+    /// The newest instant a schedule trigger created a content for, so that an instant fires
+    /// once whichever instance (or tick) sees it first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scheduled: Option<f64>,
 }
 
 impl DatasetDef {

@@ -132,6 +132,12 @@ pub struct ServiceConfig {
     pub query_limits: QueryLimits,
     /// How long a retention period's day lasts and how often expired data is looked for.
     pub retention: RetentionClock,
+    /// How fast dataset schedules run and how often due ones are looked for.
+    pub schedules: ScheduleClock,
+    /// The S3 client that delivers dataset contents to their `contentDeliveryRules`' buckets.
+    /// `None` uses the S3 storage backend's client; on the filesystem backend without one,
+    /// datasets with S3 delivery rules are refused.
+    pub delivery_s3: Option<aws_sdk_s3::Client>,
 }
 
 /// The clock of `retentionPeriod`: data older than `numberOfDays × day` is removed by a sweep
@@ -153,7 +159,36 @@ impl Default for RetentionClock {
     }
 }
 
+/// The clock of dataset schedule triggers: one minute of schedule lasts `minute` of real time
+/// (from the service's start), and due schedules are looked for every `check_every`. Tests
+/// shorten both; the defaults are real time, checked every five seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleClock {
+    /// The real length of one schedule minute (one minute unless shortened).
+    pub minute: std::time::Duration,
+    /// Time between two looks for due schedules.
+    pub check_every: std::time::Duration,
+}
+
+impl Default for ScheduleClock {
+    fn default() -> Self {
+        Self {
+            minute: std::time::Duration::from_secs(60),
+            check_every: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
 impl ServiceConfig {
+    /// The client dataset contents are delivered with: [`ServiceConfig::delivery_s3`], else
+    /// the S3 storage backend's.
+    pub fn delivery_client(&self) -> Option<&aws_sdk_s3::Client> {
+        match (&self.delivery_s3, &self.storage) {
+            (Some(client), _) | (None, StorageConfig::S3 { client, .. }) => Some(client),
+            (None, StorageConfig::Filesystem) => None,
+        }
+    }
+
     /// Defaults: loopback on a free port, no signature verification, `us-east-1`,
     /// 100,000 messages/s per channel, no faults, durable writes, the filesystem backend and
     /// DataFusion within [`QueryLimits::default`].
@@ -174,6 +209,8 @@ impl ServiceConfig {
             engine: QueryEngineConfig::DataFusion,
             query_limits: QueryLimits::default(),
             retention: RetentionClock::default(),
+            delivery_s3: None,
+            schedules: ScheduleClock::default(),
         }
     }
 }

@@ -10,12 +10,20 @@
 //! | `IOTANALYTICS_CREDENTIALS_SECRET` | ARN of the secret `{"accessKeyId", "secretAccessKey"}` (required) |
 //! | `IOTANALYTICS_MAX_QUERY_SECONDS` | time limit of a DataFusion query (default 300) |
 //! | `IOTANALYTICS_CHANNEL_QUOTA` | messages per second per channel, per instance (default 100,000) |
+//!
+//! Besides function URL events the function takes a tick (`{"iotanalyticsServiceTick": {}}`,
+//! from the stack's EventBridge schedule every minute): it runs what the local host does in
+//! the background, [`crate::App::tick`], the retention sweep at the tick of minute 0.
 
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use lambda_http::lambda_runtime::LambdaEvent;
+use lambda_http::{Service as _, request::LambdaRequest};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
+use crate::App;
 use crate::config::{Credentials, QueryEngineConfig, ServiceConfig, StorageConfig};
 use crate::error::Error;
 use crate::store::s3::S3Location;
@@ -119,6 +127,39 @@ pub async fn config_from_env(sdk: &SdkConfig) -> Result<ServiceConfig, Error> {
         }
     };
     Ok(config)
+}
+
+/// The field that makes an event a tick rather than a function URL request.
+pub const TICK_FIELD: &str = "iotanalyticsServiceTick";
+
+/// Whether `event` is a tick (read without building the event's JSON tree).
+pub fn is_tick(event: &RawValue) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(rename = "iotanalyticsServiceTick")]
+        tick: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_str::<Probe>(event.get()).is_ok_and(|p| p.tick.is_some())
+}
+
+/// Answers one invocation: a tick runs [`App::tick`] (sweeping at minute 0 of the hour) and
+/// answers its report; anything else goes through `lambda_http` into the router.
+pub async fn handle(
+    app: &App,
+    event: LambdaEvent<Box<RawValue>>,
+) -> Result<serde_json::Value, lambda_http::Error> {
+    let LambdaEvent { payload, context } = event;
+    if is_tick(&payload) {
+        let sweep = chrono::Timelike::minute(&chrono::Utc::now()) == 0;
+        let report = app.tick(sweep).await?;
+        tracing::info!(?report, "tick");
+        return Ok(serde_json::to_value(report)?);
+    }
+    // lambda_http reads its events from raw JSON text.
+    let request: LambdaRequest = serde_json::from_str(payload.get())?;
+    let mut adapter = lambda_http::Adapter::from(app.router.clone());
+    let response = adapter.call(LambdaEvent::new(request, context)).await?;
+    Ok(serde_json::to_value(response)?)
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ mod api;
 pub mod athena;
 pub mod catalog;
 pub mod config;
+pub mod cron;
+pub mod delivery;
 pub mod delta;
 pub mod error;
 pub mod glue;
@@ -29,6 +31,7 @@ pub mod pipeline;
 pub mod query;
 pub mod retention;
 pub mod rules;
+pub mod schedule;
 pub mod sigv4;
 pub mod store;
 pub mod validate;
@@ -42,7 +45,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{
     Credentials, DEFAULT_CHANNEL_QUOTA, FaultConfig, QueryEngineConfig, RetentionClock,
-    ServiceConfig, StorageConfig,
+    ScheduleClock, ServiceConfig, StorageConfig,
 };
 pub use error::Error;
 pub use limits::Controls;
@@ -64,6 +67,7 @@ pub struct RunningService {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
+    scheduler: JoinHandle<()>,
 }
 
 impl RunningService {
@@ -102,6 +106,7 @@ impl RunningService {
             let _ = server.await;
         }
         self.sweeper.abort();
+        self.scheduler.abort();
         self.backend.shutdown().await;
         tracing::info!(addr = %self.local_addr, "IoT Analytics service stopped");
     }
@@ -110,6 +115,7 @@ impl RunningService {
 impl Drop for RunningService {
     fn drop(&mut self) {
         self.sweeper.abort();
+        self.scheduler.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -148,6 +154,48 @@ pub struct App {
     /// Run-time controls for quotas and fault injection.
     pub controls: Arc<Controls>,
     backend: Arc<Backend>,
+    service: Arc<api::Service>,
+    timeline: schedule::Timeline,
+    retention: RetentionClock,
+}
+
+/// What one [`App::tick`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TickReport {
+    /// Scheduled dataset contents started.
+    pub scheduled: usize,
+    /// Datasets whose Athena contents were polled.
+    pub polled: usize,
+    /// Objects or segments the retention sweep removed (when it ran).
+    pub expired: Option<u64>,
+}
+
+impl App {
+    /// Now on the schedules' clock, seconds since the epoch (ahead of real time when
+    /// [`ServiceConfig::schedules`] shortens the minute).
+    pub fn schedule_clock_now(&self) -> f64 {
+        self.timeline.now()
+    }
+
+    /// What the local host does in the background, once, for a host without background time
+    /// (the Lambda host, on a schedule): starts the contents of datasets whose schedule came
+    /// due, polls the contents Athena is computing (so that they are delivered and trigger
+    /// their dependents) and, with `sweep`, runs the retention sweep.
+    pub async fn tick(&self, sweep: bool) -> Result<TickReport, Error> {
+        let scheduled = api::runs::run_schedules(&self.service, &self.timeline).await?;
+        let polled = api::runs::refresh_all(&self.service).await?;
+        let expired = if sweep {
+            Some(retention::sweep(&self.backend, self.retention).await?)
+        } else {
+            None
+        };
+        Ok(TickReport {
+            scheduled,
+            polled,
+            expired,
+        })
+    }
 }
 
 /// Opens the configured storage, recovers stored state and builds the router.
@@ -194,11 +242,16 @@ pub async fn app(config: ServiceConfig) -> Result<App, Error> {
         }
     };
     let controls = Arc::new(Controls::new(&config));
+    let timeline = schedule::Timeline::new(config.schedules);
+    let retention = config.retention;
     let svc = api::Service::new(config, backend.clone(), engine, controls.clone());
     Ok(App {
-        router: api::router(svc),
+        timeline,
+        retention,
+        router: api::router(svc.clone()),
         controls,
         backend,
+        service: svc,
     })
 }
 
@@ -237,10 +290,14 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, Error> {
     let verify_signatures = config.credentials.is_some();
     let durable = config.durable;
     let retention = config.retention;
+    let schedules = config.schedules;
     let App {
         router,
         controls,
         backend,
+        service,
+        timeline,
+        ..
     } = app(config).await?;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let local_addr = listener.local_addr()?;
@@ -266,6 +323,10 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, Error> {
         }
     });
     let sweeper = retention::spawn(backend.clone(), retention);
+    let scheduler = schedule::spawn(schedules, move || {
+        let service = service.clone();
+        async move { api::runs::run_schedules(&service, &timeline).await }
+    });
     Ok(RunningService {
         local_addr,
         controls,
@@ -273,5 +334,6 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, Error> {
         stop: Some(stop),
         server: Some(server),
         sweeper,
+        scheduler,
     })
 }

@@ -10,6 +10,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let config = iotanalytics_service::host::config_from_env(&sdk).await?;
-    let app = iotanalytics_service::app(config).await?;
-    lambda_http::run(app.router).await
+    let app = std::sync::Arc::new(iotanalytics_service::app(config).await?);
+    // Function URL requests, and the stack's schedule's ticks.
+    lambda_http::lambda_runtime::run(lambda_http::service_fn(move |event| {
+        let app = app.clone();
+        async move { iotanalytics_service::host::handle(&app, event).await }
+    }))
+    .await
 }

@@ -89,6 +89,61 @@ def more_operations(iota, channel, datastore, pipeline):
         pipelineName=pipeline, reprocessingId="missing")) == "ResourceNotFoundException"
 
 
+def s3_client():
+    """A client of the stack's embedded S3, when the endpoint is known."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3")
+    if endpoint is None:
+        return None
+    import botocore.config
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=os.environ.get("AWS_REGION", "us-east-1"),
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "local-secret"),
+        config=botocore.config.Config(s3={"addressing_style": "path"}),
+    )
+
+
+def create_triggered_dataset(iota, s3, name, trigger, datastore, bucket):
+    """A dataset that runs when `trigger` succeeds and delivers to the embedded S3; a bad
+    schedule expression and an IoT Events destination are refused."""
+    bad = client_error_code(lambda: iota.create_dataset(
+        datasetName=name + "_bad",
+        actions=[{"actionName": "a", "queryAction": {"sqlQuery": "select 1"}}],
+        triggers=[{"schedule": {"expression": "cron(0 12 * * * *)"}}]))
+    assert bad == "InvalidRequestException", bad
+    events = client_error_code(lambda: iota.create_dataset(
+        datasetName=name + "_events",
+        actions=[{"actionName": "a", "queryAction": {"sqlQuery": "select 1"}}],
+        contentDeliveryRules=[{"destination": {"iotEventsDestinationConfiguration": {
+            "inputName": "input", "roleArn": "arn:aws:iam::000000000000:role/events"}}}]))
+    assert events == "InvalidRequestException", events
+    s3.create_bucket(Bucket=bucket)
+    iota.create_dataset(
+        datasetName=name,
+        actions=[{"actionName": "a", "queryAction": {"sqlQuery": f"select temp from {datastore}"}}],
+        triggers=[{"dataset": {"name": trigger}}],
+        contentDeliveryRules=[{"destination": {"s3DestinationConfiguration": {
+            "bucket": bucket, "key": "d/!{iotanalytics:versionId}.csv",
+            "roleArn": "arn:aws:iam::000000000000:role/delivery"}}}],
+    )
+
+
+def check_delivered(iota, s3, name, bucket):
+    for _ in range(600):
+        contents = iota.list_dataset_contents(datasetName=name)["datasetContentSummaries"]
+        if contents and contents[0]["status"]["state"] == "SUCCEEDED":
+            listed = s3.list_objects_v2(Bucket=bucket, Prefix="d/").get("Contents", [])
+            if listed:
+                break
+        time.sleep(0.1)
+    assert listed, contents
+    assert listed[0]["Key"] == f"d/{contents[0]['version']}.csv", (listed, contents)
+    body = s3.get_object(Bucket=bucket, Key=listed[0]["Key"])["Body"].read().decode()
+    assert body == "temp\n10\n50\n", body
+
+
 def main():
     proc = None
     if "AWS_ENDPOINT_URL_IOTANALYTICS" not in os.environ:
@@ -129,6 +184,10 @@ def main():
             datasetName=dataset,
             actions=[{"actionName": "a", "queryAction": {"sqlQuery": f"select temp from {datastore}"}}],
         )
+        s3 = s3_client()
+        triggered, bucket = f"py_triggered_{suffix}", f"py-delivery-{suffix}"
+        if s3 is not None:
+            create_triggered_dataset(iota, s3, triggered, dataset, datastore, bucket)
         iota.create_dataset_content(datasetName=dataset)
         for _ in range(600):
             content = iota.get_dataset_content(datasetName=dataset, versionId="$LATEST")
@@ -138,6 +197,8 @@ def main():
         assert content["status"]["state"] == "SUCCEEDED", content
         csv = urllib.request.urlopen(content["entries"][0]["dataURI"]).read().decode()
         assert csv == "temp\n10\n50\n", csv
+        if s3 is not None:
+            check_delivered(iota, s3, triggered, bucket)
         more_operations(iota, channel, datastore, f"py_pipeline_{suffix}")
         print("boto3 walk-through: ok")
     finally:

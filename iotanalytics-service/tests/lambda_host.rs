@@ -160,3 +160,139 @@ async fn function_url_events_get_the_answers_http_clients_get() {
     assert_eq!(csv.lines().nth(1), Some("4,2"), "{csv}");
     http.shutdown().await;
 }
+
+/// One invocation of the function with `payload`, as the Lambda runtime hands it over.
+async fn invoke(app: &iotanalytics_service::App, payload: &serde_json::Value) -> serde_json::Value {
+    let raw = serde_json::value::RawValue::from_string(payload.to_string()).unwrap();
+    iotanalytics_service::host::handle(
+        app,
+        lambda_http::LambdaEvent::new(raw, lambda_http::Context::default()),
+    )
+    .await
+    .expect("the invocation is answered")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_start_due_schedules_once_and_requests_still_reach_the_router() {
+    let dir = tempfile::tempdir().unwrap();
+    local_s3::ensure_bucket(&dir.path().join("s3"), "delivered").unwrap();
+    let (_s3, s3_client) = embedded_s3(dir.path()).await;
+    let config = |clock: iotanalytics_service::ScheduleClock| {
+        let mut config = ServiceConfig::new(dir.path().join("unused"));
+        config.credentials = Some(Credentials::new(KEY_ID, SECRET));
+        config.storage = StorageConfig::S3 {
+            location: S3Location::parse("s3://iotanalytics/service/").unwrap(),
+            client: s3_client.clone(),
+        };
+        config.schedules = clock;
+        config
+    };
+    // The HTTP instance looks for due schedules once, at its start; the Lambda host's
+    // schedule minute lasts a second, and only ticks run it.
+    let http = iotanalytics_service::start(config(iotanalytics_service::ScheduleClock {
+        minute: Duration::from_secs(60),
+        check_every: Duration::from_secs(3600),
+    }))
+    .await
+    .unwrap();
+    let lambda = iotanalytics_service::app(config(iotanalytics_service::ScheduleClock {
+        minute: Duration::from_secs(1),
+        check_every: Duration::from_secs(3600),
+    }))
+    .await
+    .unwrap();
+    let client = client_with(&http.endpoint_url(), KEY_ID, SECRET).await;
+    setup_flow(&client, "bpm_blog").await;
+    let mut put = event("iotanalytics-service-batch-put-message.json");
+    sign_event(&mut put);
+    let answer = invoke(&lambda, &put).await;
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+
+    let rule = aws_sdk_iotanalytics::types::DatasetContentDeliveryRule::builder()
+        .destination(
+            aws_sdk_iotanalytics::types::DatasetContentDeliveryDestination::builder()
+                .s3_destination_configuration(
+                    aws_sdk_iotanalytics::types::S3DestinationConfiguration::builder()
+                        .bucket("delivered")
+                        .key("ticks/!{iotanalytics:scheduleTime}.csv")
+                        .role_arn("arn:aws:iam::123456789012:role/delivery")
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .build();
+    client
+        .create_dataset()
+        .dataset_name("ticked")
+        .actions(common::query_action(
+            "count",
+            "SELECT count(*) AS row_count FROM bpm_blog_datastore",
+        ))
+        .triggers(
+            aws_sdk_iotanalytics::types::DatasetTrigger::builder()
+                .schedule(
+                    aws_sdk_iotanalytics::types::Schedule::builder()
+                        .expression("cron(* * * * ? *)")
+                        .build(),
+                )
+                .build(),
+        )
+        .content_delivery_rules(rule)
+        .send()
+        .await
+        .unwrap();
+    let tick = serde_json::json!({ "iotanalyticsServiceTick": {} });
+    // Early in a schedule minute that began after the dataset was created, that minute is
+    // due, once: two ticks within it start one content.
+    let created = lambda.schedule_clock_now();
+    let minute_start = loop {
+        let now = lambda.schedule_clock_now();
+        if now - created > 61.0 && (1.0..10.0).contains(&(now % 60.0)) {
+            break now - now % 60.0;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(invoke(&lambda, &tick).await["scheduled"], 1);
+    assert_eq!(invoke(&lambda, &tick).await["scheduled"], 0);
+    assert!(
+        lambda.schedule_clock_now() < minute_start + 60.0,
+        "both ticks fell within one schedule minute"
+    );
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let key = loop {
+        let listed = s3_client
+            .list_objects_v2()
+            .bucket("delivered")
+            .prefix("ticks/")
+            .send()
+            .await
+            .unwrap();
+        if let Some(key) = listed.contents().first().and_then(|o| o.key()) {
+            break key.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let contents = client
+        .list_dataset_contents()
+        .dataset_name("ticked")
+        .send()
+        .await
+        .unwrap();
+    let summary = &contents.dataset_content_summaries()[0];
+    let scheduled = summary.schedule_time().unwrap().as_secs_f64();
+    assert_eq!(
+        scheduled, minute_start,
+        "the content is scheduled at the minute's start"
+    );
+    assert_eq!(
+        key,
+        format!(
+            "ticks/{}.csv",
+            iotanalytics_service::delivery::key_time(scheduled)
+        )
+    );
+    http.shutdown().await;
+}

@@ -201,14 +201,18 @@ impl LocalStack {
         iota_config.seed = options.seed;
         iota_config.durable = options.durable;
         let sdk = sdk_config(&options, None).await;
-        if let Some(location) = &options.iotanalytics_storage {
-            let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
+        let s3_client = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
                 .endpoint_url(s3.endpoint_url())
                 .force_path_style(true)
-                .build();
+                .build(),
+        );
+        // Dataset contents with delivery rules go to the embedded S3's buckets.
+        iota_config.delivery_s3 = Some(s3_client.clone());
+        if let Some(location) = &options.iotanalytics_storage {
             iota_config.storage = iotanalytics_service::StorageConfig::S3 {
                 location: location.clone(),
-                client: aws_sdk_s3::Client::from_conf(s3_config),
+                client: s3_client,
             };
         }
         let iotanalytics = iotanalytics_service::start(iota_config)

@@ -1,7 +1,7 @@
 //! CreateDatasetContent, GetDatasetContent, ListDatasetContents, DeleteDatasetContent, and the
 //! download route of the filesystem backend's content CSVs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -12,13 +12,13 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::catalog::{ContentState, ContentVersion, DatasetDef, DatastoreDef};
+use crate::catalog::{ContentState, ContentVersion, DatasetDef};
 use crate::error::Error;
-use crate::query::{Engine, Outcome, Started};
 use crate::store::Backend;
 use crate::validate::check_resource_name;
 
-use super::{ApiResult, Service, list_body, no_content, now, ok, page};
+use super::runs::{Origin, refresh, start_content};
+use super::{ApiResult, Service, list_body, no_content, ok, page};
 
 /// Prefix of the filesystem backend's dataset content download route.
 pub(crate) const CONTENT_PREFIX: &str = "/_content/";
@@ -39,202 +39,13 @@ async fn create_dataset_content(
     State(svc): State<Arc<Service>>,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let version_id = uuid::Uuid::new_v4().to_string();
-    // A deltaTime filter needs the datastore names to know which tables to window.
-    let delta = crate::delta::delta_time(&svc.backend.require::<DatasetDef>(&name).await?.actions);
-    let datastores: Vec<String> = match delta {
-        Some(_) => svc
-            .backend
-            .list::<DatastoreDef>()
-            .await?
-            .into_iter()
-            .map(|d| d.name)
-            .collect(),
-        None => Vec::new(),
-    };
-    let sql = svc
-        .backend
-        .modify(&name, |def: &mut DatasetDef| {
-            let t = now();
-            // One per second per dataset, counted from the newest content's creation, so
-            // every instance of the service applies the same quota.
-            if def
-                .contents
-                .last()
-                .is_some_and(|c| (t - c.creation_time).abs() < 1.0)
-            {
-                return Err(Error::Throttling(format!(
-                    "CreateDatasetContent is limited to 1 request per second for dataset {}",
-                    def.name
-                )));
-            }
-            let mut sql = def
-                .sql()
-                .ok_or_else(|| Error::InvalidRequest("The dataset has no queryAction".into()))?
-                .to_owned();
-            if let Some(delta) = crate::delta::delta_time(&def.actions) {
-                let end = t - delta.offset_seconds as f64;
-                sql = crate::delta::restrict(&sql, &datastores, &delta, def.delta_end, end)?;
-                def.delta_end = Some(end);
-            }
-            def.contents.push(ContentVersion {
-                version_id: version_id.clone(),
-                state: ContentState::Creating,
-                reason: None,
-                creation_time: t,
-                completion_time: None,
-                rows: None,
-                query_execution_id: None,
-                result: None,
-            });
-            Ok(sql)
-        })
-        .await?;
-    tracing::info!(dataset = %name, version = %version_id, "dataset content started");
-    let started = match &svc.engine {
-        Engine::DataFusion(engine) => {
-            let datastores = svc.backend.list::<DatastoreDef>().await?;
-            let scratch = match &*svc.backend {
-                Backend::Fs(fs) => fs.scratch_dir(),
-                Backend::S3(_) => std::env::temp_dir(),
-            };
-            std::fs::create_dir_all(&scratch)?;
-            Ok(engine.start(
-                svc.backend.clone(),
-                datastores,
-                &name,
-                &version_id,
-                sql,
-                scratch,
-            ))
-        }
-        Engine::Athena(athena) => athena
-            .start(&sql, &version_id)
-            .await
-            .map(Started::Submitted),
-    };
-    match started {
-        Ok(Started::Running(task)) => {
-            let backend = svc.backend.clone();
-            let (dataset, version) = (name.clone(), version_id.clone());
-            tokio::spawn(async move {
-                let outcome = task.await.unwrap_or_else(|e| Outcome::Failed {
-                    reason: format!("The query failed: {e}"),
-                });
-                if let Err(e) = finish(&backend, &dataset, &version, outcome).await {
-                    tracing::error!(dataset, version, error = %e, "recording a dataset content failed");
-                }
-            });
-        }
-        Ok(Started::Submitted(id)) => {
-            svc.backend
-                .update(&name, |def: &mut DatasetDef| {
-                    if let Some(c) = def.contents.iter_mut().find(|c| c.version_id == version_id) {
-                        c.query_execution_id = Some(id.clone());
-                    }
-                    Ok(())
-                })
-                .await?;
-        }
-        Err(e) => {
-            finish(
-                &svc.backend,
-                &name,
-                &version_id,
-                Outcome::Failed {
-                    reason: e.to_string(),
-                },
-            )
-            .await?;
-        }
-    }
+    let version_id = start_content(&svc, &name, Origin::Request)
+        .await?
+        .ok_or_else(|| Error::InternalFailure("the content was not started".into()))?;
     ok(StatusCode::OK, json!({ "versionId": version_id }))
 }
 
-/// Records how a content's query ended, and drops the finished versions the dataset's
-/// versioning configuration no longer keeps.
-async fn finish(
-    backend: &Backend,
-    dataset: &str,
-    version: &str,
-    outcome: Outcome,
-) -> Result<(), Error> {
-    let dropped = backend
-        .update(dataset, |def: &mut DatasetDef| {
-            let Some(content) = def.contents.iter_mut().find(|c| c.version_id == version) else {
-                // Deleted while its query ran.
-                return Ok(vec![version.to_owned()]);
-            };
-            if content.state != ContentState::Creating {
-                return Ok(Vec::new());
-            }
-            content.completion_time = Some(now());
-            match &outcome {
-                Outcome::Succeeded { rows, result } => {
-                    content.state = ContentState::Succeeded;
-                    content.rows = *rows;
-                    content.result.clone_from(result);
-                }
-                Outcome::Failed { reason } => {
-                    content.state = ContentState::Failed;
-                    content.reason = Some(reason.clone());
-                }
-            }
-            let keep = def.max_versions();
-            let finished: Vec<String> = def
-                .contents
-                .iter()
-                .filter(|c| c.state != ContentState::Creating)
-                .map(|c| c.version_id.clone())
-                .collect();
-            let mut dropped = Vec::new();
-            if finished.len() > keep {
-                dropped = finished[..finished.len() - keep].to_vec();
-                let drop: HashSet<&String> = dropped.iter().collect();
-                def.contents.retain(|c| !drop.contains(&c.version_id));
-            }
-            Ok(dropped)
-        })
-        .await?
-        // The dataset was deleted while its query ran.
-        .unwrap_or_else(|| vec![version.to_owned()]);
-    match &outcome {
-        Outcome::Succeeded { rows, .. } => {
-            tracing::info!(dataset, version, rows, "dataset content succeeded")
-        }
-        Outcome::Failed { reason } => {
-            tracing::info!(dataset, version, reason, "dataset content failed")
-        }
-    }
-    if !dropped.is_empty() {
-        backend.delete_results(dataset, &dropped).await;
-    }
-    Ok(())
-}
-
-/// Brings a dataset's contents still being created by Athena up to date.
-async fn refresh(svc: &Service, mut def: DatasetDef) -> Result<DatasetDef, Error> {
-    let pending: Vec<(String, String)> = def
-        .contents
-        .iter()
-        .filter(|c| c.state == ContentState::Creating)
-        .filter_map(|c| Some((c.version_id.clone(), c.query_execution_id.clone()?)))
-        .collect();
-    if pending.is_empty() {
-        return Ok(def);
-    }
-    for (version, id) in pending {
-        if let Some(outcome) = svc.engine.poll(&id).await? {
-            finish(&svc.backend, &def.name, &version, outcome).await?;
-        }
-    }
-    if let Some(fresh) = svc.backend.get::<DatasetDef>(&def.name).await? {
-        def = fresh;
-    }
-    Ok(def)
-}
-
-async fn dataset(svc: &Service, name: &str) -> Result<DatasetDef, Error> {
+async fn dataset(svc: &Arc<Service>, name: &str) -> Result<DatasetDef, Error> {
     let def = svc.backend.require::<DatasetDef>(name).await?;
     refresh(svc, def).await
 }
@@ -347,7 +158,7 @@ async fn list_dataset_contents(
                 "version": c.version_id,
                 "status": status_json(c),
                 "creationTime": c.creation_time,
-                "scheduleTime": c.creation_time,
+                "scheduleTime": c.schedule_time.unwrap_or(c.creation_time),
             });
             if let Some(t) = c.completion_time {
                 v["completionTime"] = t.into();

@@ -67,6 +67,30 @@ fn check_actions(actions: &Value) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks the triggers and delivery rules of a Create or Update request for `name`.
+async fn check_automation(
+    svc: &Service,
+    name: &str,
+    triggers: Option<&Value>,
+    rules: Option<&Value>,
+) -> Result<(), Error> {
+    if let Some(rules) = rules {
+        crate::delivery::check_rules(rules, svc.config.delivery_client().is_some())?;
+    }
+    if let Some(triggers) = triggers {
+        crate::schedule::check_triggers(triggers, name)?;
+        if crate::schedule::triggered_by(triggers).next().is_some() {
+            let all = svc.backend.list::<DatasetDef>().await?;
+            if crate::schedule::closes_a_loop(name, triggers, &all) {
+                return Err(Error::InvalidRequest(format!(
+                    "triggers: the dataset {name} would trigger itself through the datasets it                      names"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn create_dataset(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResult {
     let req: DatasetRequest = parse(&body)?;
     let name = req
@@ -77,6 +101,13 @@ async fn create_dataset(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResu
         .actions
         .ok_or_else(|| Error::InvalidRequest("actions is required".into()))?;
     check_actions(&actions)?;
+    check_automation(
+        &svc,
+        &name,
+        req.triggers.as_ref(),
+        req.content_delivery_rules.as_ref(),
+    )
+    .await?;
     if let Some(r) = req.retention_period.as_ref().filter(|v| !v.is_null()) {
         crate::rules::check_retention("retentionPeriod", r)?;
     }
@@ -100,6 +131,7 @@ async fn create_dataset(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResu
         last_update_time: t,
         contents: Vec::new(),
         delta_end: None,
+        last_scheduled: None,
         tags,
     };
     if !svc.backend.create(&def).await? {
@@ -127,6 +159,13 @@ async fn update_dataset(
         .clone()
         .ok_or_else(|| Error::InvalidRequest("actions is required".into()))?;
     check_actions(&actions)?;
+    check_automation(
+        &svc,
+        &name,
+        req.triggers.as_ref(),
+        req.content_delivery_rules.as_ref(),
+    )
+    .await?;
     svc.backend
         .modify(&name, |def: &mut DatasetDef| {
             def.actions = actions.clone();

@@ -12,6 +12,7 @@ mod logging;
 mod messages;
 mod pipelines;
 mod reprocessing;
+pub(crate) mod runs;
 mod tags;
 
 use std::collections::HashMap;

@@ -238,6 +238,22 @@ impl Backend {
         }
     }
 
+    /// A succeeded content's CSV: from the backend's results, or from `result` (`s3://…`)
+    /// where the query engine wrote it.
+    pub async fn read_result(
+        &self,
+        dataset: &str,
+        version: &str,
+        result: Option<&str>,
+    ) -> Result<bytes::Bytes, Error> {
+        match self {
+            Backend::Fs(b) => Ok(tokio::fs::read(b.result_path(dataset, version))
+                .await?
+                .into()),
+            Backend::S3(b) => b.read_result(dataset, version, result).await,
+        }
+    }
+
     /// Deletes dataset content CSVs (missing ones are fine).
     pub async fn delete_results(&self, dataset: &str, versions: &[String]) {
         match self {

@@ -194,6 +194,43 @@ impl S3Backend {
         Ok(())
     }
 
+    pub(super) async fn read_result(
+        &self,
+        dataset: &str,
+        version: &str,
+        result: Option<&str>,
+    ) -> Result<bytes::Bytes, Error> {
+        let (bucket, key) = match result {
+            Some(uri) => {
+                let (bucket, key) = uri
+                    .strip_prefix("s3://")
+                    .and_then(|r| r.split_once('/'))
+                    .ok_or_else(|| {
+                        Error::InternalFailure(format!("unusable result location {uri}"))
+                    })?;
+                (bucket.to_owned(), key.to_owned())
+            }
+            None => (
+                self.location.bucket.clone(),
+                self.result_key(dataset, version),
+            ),
+        };
+        let out = self
+            .client
+            .get_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| s3_failure("GetObject", &key, e))?;
+        Ok(out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::InternalFailure(format!("reading {key}: {e}")))?
+            .into_bytes())
+    }
+
     pub(super) async fn delete_results(&self, dataset: &str, versions: &[String]) {
         for version in versions {
             let key = self.result_key(dataset, version);

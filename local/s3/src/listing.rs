@@ -1,4 +1,5 @@
-//! ListObjects and ListObjectsV2: one synchronous walk of the bucket's directory per page,
+//! ListObjects and ListObjectsV2: one synchronous walk of the bucket's directory per page (in
+//! key order, stopping once the page is full, when no delimiter asks for the whole listing),
 //! file names decoded back to keys, and file metadata read only for the keys the page
 //! returns.
 //!
@@ -70,6 +71,107 @@ fn keys(bucket: &str, bucket_dir: &Path, prefix: &str) -> std::io::Result<Vec<(S
     Ok(found)
 }
 
+/// The first `want` keys under `bucket_dir` that start with `prefix` and sort after `after`,
+/// sorted, with their files: a walk of the directories in key order that skips the ones
+/// wholly before `after` and stops once it has enough, so a page costs about its own size
+/// rather than the bucket's (a page loop over 200,000 keys walked 200,000 names per page).
+fn first_keys(
+    bucket: &str,
+    bucket_dir: &Path,
+    prefix: &str,
+    after: Option<&str>,
+    want: usize,
+) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    let overflow = bucket_dir.join(keys::OVERFLOW_DIR);
+    if overflow.is_dir() {
+        overflow_keys(&overflow, prefix, &mut found)?;
+        found.retain(|(key, _)| after.is_none_or(|after| key.as_str() > after));
+    }
+    let mut walk = OrderedWalk {
+        bucket,
+        prefix,
+        after,
+        want,
+        found: Vec::new(),
+    };
+    walk.directory(bucket_dir, "", "")?;
+    found.append(&mut walk.found);
+    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // A key moving between its path and the overflow directory is in both for a moment.
+    found.dedup_by(|a, b| a.0 == b.0);
+    found.truncate(want);
+    Ok(found)
+}
+
+/// A walk of a bucket's directories in key order, collecting keys until it has `want`.
+struct OrderedWalk<'a> {
+    bucket: &'a str,
+    prefix: &'a str,
+    after: Option<&'a str>,
+    want: usize,
+    found: Vec<(String, PathBuf)>,
+}
+
+impl OrderedWalk<'_> {
+    /// Walks `dir` (whose keys start with `dir_key`); returns whether enough keys are found.
+    fn directory(&mut self, dir: &Path, dir_key: &str, dir_stored: &str) -> std::io::Result<bool> {
+        // (what the entry sorts as: a directory as its keys' common start, with `/`)
+        let mut entries: Vec<(String, String, PathBuf, bool)> = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if dir_stored.is_empty() && name == keys::OVERFLOW_DIR {
+                continue;
+            }
+            let Some(segment) = keys::segment_of(&name) else {
+                continue;
+            };
+            let file_type = entry.file_type()?;
+            if !file_type.is_dir() && !file_type.is_file() {
+                continue;
+            }
+            let is_dir = file_type.is_dir();
+            let sorts_as = format!("{dir_key}{segment}{}", if is_dir { "/" } else { "" });
+            entries.push((
+                sorts_as,
+                format!("{dir_stored}{name}"),
+                entry.path(),
+                is_dir,
+            ));
+        }
+        // Every key under a directory starts with its `key/`, and no sibling's key does, so
+        // sorting siblings this way puts the keys of the whole bucket in byte order.
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (key, stored, path, is_dir) in entries {
+            if is_dir {
+                let may_hold_prefix = key.starts_with(self.prefix) || self.prefix.starts_with(&key);
+                // Every key under it sorts before `after` when `after` leaves it for good.
+                let wholly_before = self
+                    .after
+                    .is_some_and(|after| after > key.as_str() && !after.starts_with(&key));
+                if may_hold_prefix
+                    && !wholly_before
+                    && self.directory(&path, &key, &format!("{stored}/"))?
+                {
+                    return Ok(true);
+                }
+            } else if key.starts_with(self.prefix)
+                && self.after.is_none_or(|after| key.as_str() > after)
+                && keys::fits(self.bucket, &stored)
+            {
+                self.found.push((key, path));
+                if self.found.len() >= self.want {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// The keys stored in the overflow directory that start with `prefix`.
 fn overflow_keys(
     dir: &Path,
@@ -120,11 +222,16 @@ pub(crate) fn page(bucket_dir: &Path, query: &Query) -> S3Result<Page> {
     }
     let prefix = query.prefix.as_deref().unwrap_or("");
     let delimiter = query.delimiter.as_deref().filter(|d| !d.is_empty());
-    let all = keys(&query.bucket, bucket_dir, prefix)
-        .map_err(|e| s3_error!(InternalError, "listing {}: {e}", query.bucket))?;
     let max_keys = query.max_keys.unwrap_or(1000);
     let limit = usize::try_from(max_keys.max(0)).unwrap_or(0);
     let after = query.after.as_deref();
+    // Without a delimiter a page is its first keys after the token (one more tells whether
+    // it is truncated); with one, any number of keys may roll up into one entry.
+    let all = match delimiter {
+        None => first_keys(&query.bucket, bucket_dir, prefix, after, limit + 1),
+        Some(_) => keys(&query.bucket, bucket_dir, prefix),
+    }
+    .map_err(|e| s3_error!(InternalError, "listing {}: {e}", query.bucket))?;
     // Entries in order: a key, or the common prefix it rolls up into. Entries never go
     // backwards as keys go forwards, so "after the token" is a comparison of entries.
     // Keys under a common prefix already returned sort after it, and are skipped below.
@@ -401,6 +508,55 @@ mod tests {
             .filter_map(|o| o.size)
             .collect();
         assert_eq!(sizes, [9, 5]);
+    }
+
+    #[test]
+    fn the_ordered_walk_pages_exactly_as_the_whole_listing_does() {
+        let keys = [
+            "b.csv",
+            "a/2.csv",
+            "a/10.csv",
+            "a-b.csv",
+            "a/x/1.csv",
+            "a/x-y.csv",
+            "a0",
+            "p/q/r/s.csv",
+            "p/q-r.csv",
+            "p/q/r-s.csv",
+            "z/1",
+            "z/2",
+            "z/3",
+        ];
+        let dir = bucket(&keys);
+        let mut everything: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        everything.sort();
+        for prefix in [
+            None,
+            Some("a"),
+            Some("a/"),
+            Some("p/q"),
+            Some("z/"),
+            Some("nothing"),
+        ] {
+            for page_size in [1, 2, 3, 1000] {
+                let mut listed = Vec::new();
+                let mut after: Option<String> = None;
+                loop {
+                    let page = list(dir.path(), prefix, after.as_deref(), page_size);
+                    listed.extend(names(&page).into_iter().map(str::to_owned));
+                    match page.next_continuation_token {
+                        Some(token) => after = Some(token_key(&token)),
+                        None => break,
+                    }
+                }
+                let expected: Vec<String> = everything
+                    .iter()
+                    .filter(|k| k.starts_with(prefix.unwrap_or("")))
+                    .cloned()
+                    .collect();
+                assert_eq!(listed, expected, "prefix {prefix:?}, pages of {page_size}");
+            }
+        }
     }
 
     #[test]

@@ -316,6 +316,14 @@ fn text<'a>(
         })
 }
 
+/// The activity's `name`, for logs and `logResult`.
+fn activity_name(body: &Map<String, Value>) -> String {
+    body.get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
 impl AwsStep {
     /// Checks a `lambda`, `deviceRegistryEnrich` or `deviceShadowEnrich` activity; `None` for
     /// another kind.
@@ -324,53 +332,58 @@ impl AwsStep {
         body: &Map<String, Value>,
         clients: &AwsActivityClients,
     ) -> Option<Result<Self, String>> {
-        let activity = body
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let parsed = match kind {
-            "lambda" => (|| {
-                let function = text(body, kind, "lambdaName", 64)?;
-                if !function
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                {
-                    return Err(format!(
-                        "lambdaName '{function}' must match ^[a-zA-Z0-9_-]+$"
-                    ));
-                }
-                let batch_size = body
-                    .get("batchSize")
-                    .and_then(Value::as_u64)
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or("The lambda activity requires a batchSize between 1 and 1000")?;
-                Ok(AwsStep::Lambda {
-                    activity,
-                    function: function.to_owned(),
-                    batch_size: batch_size as usize,
-                    client: clients.lambda.clone(),
-                })
-            })(),
-            "deviceRegistryEnrich" | "deviceShadowEnrich" => (|| {
-                let attribute = text(body, kind, "attribute", 256)?.to_owned();
-                let thing_name = text(body, kind, "thingName", 256)?.to_owned();
-                check_role_arn(text(body, kind, "roleArn", 2048)?)?;
-                let source = if kind == "deviceRegistryEnrich" {
-                    Source::Registry(clients.iot.clone())
-                } else {
-                    Source::Shadow(clients.iot_data.clone())
-                };
-                Ok(AwsStep::Enrich {
-                    activity,
-                    attribute,
-                    thing_name,
-                    source,
-                })
-            })(),
-            _ => return None,
-        };
-        Some(parsed)
+        match kind {
+            "lambda" => Some(Self::parse_lambda(body, clients)),
+            "deviceRegistryEnrich" => Some(Self::parse_enrich(
+                kind,
+                body,
+                Source::Registry(clients.iot.clone()),
+            )),
+            "deviceShadowEnrich" => Some(Self::parse_enrich(
+                kind,
+                body,
+                Source::Shadow(clients.iot_data.clone()),
+            )),
+            _ => None,
+        }
+    }
+
+    fn parse_lambda(
+        body: &Map<String, Value>,
+        clients: &AwsActivityClients,
+    ) -> Result<Self, String> {
+        let function = text(body, "lambda", "lambdaName", 64)?;
+        if !function
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(format!(
+                "lambdaName '{function}' must match ^[a-zA-Z0-9_-]+$"
+            ));
+        }
+        let batch_size = body
+            .get("batchSize")
+            .and_then(Value::as_u64)
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or("The lambda activity requires a batchSize between 1 and 1000")?;
+        Ok(AwsStep::Lambda {
+            activity: activity_name(body),
+            function: function.to_owned(),
+            batch_size: batch_size as usize,
+            client: clients.lambda.clone(),
+        })
+    }
+
+    fn parse_enrich(kind: &str, body: &Map<String, Value>, source: Source) -> Result<Self, String> {
+        let attribute = text(body, kind, "attribute", 256)?.to_owned();
+        let thing_name = text(body, kind, "thingName", 256)?.to_owned();
+        check_role_arn(text(body, kind, "roleArn", 2048)?)?;
+        Ok(AwsStep::Enrich {
+            activity: activity_name(body),
+            attribute,
+            thing_name,
+            source,
+        })
     }
 
     /// Runs the activity over messages, in order. A `lambda` batch whose call fails is left

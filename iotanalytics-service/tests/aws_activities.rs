@@ -15,7 +15,7 @@ use aws_sdk_iotanalytics::error::ProvideErrorMetadata;
 use aws_sdk_iotanalytics::primitives::Blob;
 use aws_sdk_iotanalytics::types::{
     ChannelActivity, DatastoreActivity, DeviceRegistryEnrichActivity, DeviceShadowEnrichActivity,
-    LambdaActivity, PipelineActivity,
+    LambdaActivity, PipelineActivity, ReprocessingStatus,
 };
 use axum::Router;
 use axum::body::Bytes;
@@ -372,6 +372,60 @@ async fn batch_put_message_runs_a_lambda_pipeline_into_the_datastore() {
         )
         .await,
         "temp,doubled,batch\n1,2,2\n2,4,2\n3,6,2\n4,8,2\n5,10,1\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reprocessing_runs_the_channel_through_the_lambda_activity_again() {
+    let (_t, client, seen) = service_with_aws().await;
+    flow(&client, "r", lambda("double", 2)).await;
+    let temps: Vec<Value> = (1..=3).map(|t| json!({ "temp": t })).collect();
+    put(&client, "r_channel", &temps).await;
+    let id = client
+        .start_pipeline_reprocessing()
+        .pipeline_name("r_pipeline")
+        .send()
+        .await
+        .unwrap()
+        .reprocessing_id()
+        .unwrap()
+        .to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = client
+            .describe_pipeline()
+            .pipeline_name("r_pipeline")
+            .send()
+            .await
+            .unwrap();
+        let status = out.pipeline().unwrap().reprocessing_summaries()[0]
+            .status()
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            out.pipeline().unwrap().reprocessing_summaries()[0].id(),
+            Some(id.as_str())
+        );
+        if status != ReprocessingStatus::Running {
+            assert_eq!(status, ReprocessingStatus::Succeeded);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still RUNNING");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        4,
+        "2 batches when put, 2 when reprocessed"
+    );
+    assert_eq!(
+        run_sql(
+            &client,
+            "r_ds",
+            "select temp, doubled, count(*) as n from r_datastore group by temp, doubled order by temp"
+        )
+        .await,
+        "temp,doubled,n\n1,2,2\n2,4,2\n3,6,2\n"
     );
 }
 

@@ -554,6 +554,31 @@ mod tests {
     }
 
     #[test]
+    fn aws_activities_compile_only_with_clients_and_mark_the_pipeline_as_calling_aws() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let clients = AwsActivityClients::new(&sdk, None);
+        let role = "arn:aws:iam::123456789012:role/enrich";
+        let activities = pipeline(vec![
+            json!({"lambda": {"lambdaName": "f", "batchSize": 10}}),
+            json!({"deviceShadowEnrich": {"attribute": "s", "thingName": "id", "roleArn": role}}),
+        ]);
+        assert!(compile("p", &activities, None).is_err());
+        let p = compile("p", &activities, Some(&clients)).unwrap();
+        assert!(p.calls_aws() && !p.is_passthrough());
+        let local = compile(
+            "p",
+            &pipeline(vec![json!({"filter": {"filter": "a > 1"}})]),
+            Some(&clients),
+        );
+        assert!(!local.unwrap().calls_aws());
+        let bad = pipeline(vec![json!({"lambda": {"lambdaName": "f", "batchSize": 0}})]);
+        let err = compile("p", &bad, Some(&clients)).unwrap_err();
+        assert!(err.to_string().contains("batchSize"), "{err}");
+    }
+
+    #[test]
     fn unsupported_activities_are_named_in_the_error() {
         let err = compile_local(
             "p",

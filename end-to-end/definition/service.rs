@@ -126,6 +126,7 @@ fn the_service_gets_its_storage_engine_workgroup_database_secret_and_query_limit
             "IOTANALYTICS_ATHENA_WORKGROUP",
             "IOTANALYTICS_CREDENTIALS_SECRET",
             "IOTANALYTICS_GLUE_DATABASE",
+            "IOTANALYTICS_IOT_DATA_ENDPOINT",
             "IOTANALYTICS_MAX_QUERY_SECONDS",
             "IOTANALYTICS_QUERY_ENGINE",
             "IOTANALYTICS_STORAGE",
@@ -259,6 +260,10 @@ fn the_service_role_reaches_only_its_own_bucket_database_workgroup_and_secret() 
         "ServiceCredentials",
         // The one bucket dataset contents may be delivered to, when the parameter names one.
         "DeliveryBucketName",
+        // The functions lambda activities may invoke, when the parameter names them.
+        "PipelineLambdaFunctions",
+        // The account's things in the stack's region, for the enrich activities, when allowed.
+        ":iot:${AWS::Region}:${AWS::AccountId}:thing/*",
     ];
     let service_statements: Vec<&Yaml> = statements(&template)
         .into_iter()
@@ -298,6 +303,9 @@ fn the_service_role_reaches_only_its_own_bucket_database_workgroup_and_secret() 
         "athena:StopQueryExecution",
         "athena:GetWorkGroup",
         "secretsmanager:GetSecretValue",
+        "lambda:InvokeFunction",
+        "iot:DescribeThing",
+        "iot:GetThingShadow",
     ]);
     let extra: Vec<_> = granted.difference(&allowed).collect();
     assert!(
@@ -336,6 +344,59 @@ fn content_delivery_may_only_put_objects_in_the_named_bucket_and_only_when_one_i
         template["Parameters"]["DeliveryBucketName"]["Default"].as_str(),
         Some("")
     );
+}
+
+/// The one statement of the service's policies that mentions `needle`: conditional on
+/// `condition`, its other branch granting nothing. Returns the granted branch.
+fn conditional_statement<'a>(template: &'a Yaml, needle: &str, condition: &str) -> &'a Yaml {
+    let policies = &service_function(template)["Properties"]["Policies"];
+    let found: Vec<&Yaml> = as_list(policies)
+        .into_iter()
+        .flat_map(|policy| as_list(&policy["Statement"]))
+        .filter(|statement| text_of(statement).contains(needle))
+        .collect();
+    assert_eq!(found.len(), 1, "one statement mentions {needle}");
+    let Some((function, arguments)) = function_of(found[0]) else {
+        panic!("the {needle} statement is conditional");
+    };
+    assert_eq!(function, "If");
+    assert_eq!(as_list(arguments)[0].as_str(), Some(condition));
+    let granted = branches(found[0]);
+    assert_eq!(granted.len(), 1, "the other branch grants nothing");
+    granted[0]
+}
+
+#[test]
+fn pipeline_activities_invoke_only_the_named_functions_and_read_things_only_when_allowed() {
+    let template = template();
+    let lambda = conditional_statement(
+        &template,
+        "PipelineLambdaFunctions",
+        "HasPipelineLambdaFunctions",
+    );
+    assert_eq!(actions(lambda), ["lambda:InvokeFunction"]);
+    assert_eq!(
+        text_of(&lambda["Resource"]).trim(),
+        "!Sub arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${PipelineLambdaFunctions}"
+    );
+    let enrich = conditional_statement(&template, "iot:", "AllowsDeviceEnrich");
+    assert_eq!(actions(enrich), ["iot:DescribeThing", "iot:GetThingShadow"]);
+    assert_eq!(
+        text_of(&enrich["Resource"]).trim(),
+        "!Sub arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*"
+    );
+    let parameters = &template["Parameters"];
+    assert_eq!(
+        parameters["PipelineLambdaFunctions"]["Default"].as_str(),
+        Some("")
+    );
+    assert_eq!(
+        parameters["AllowDeviceEnrich"]["Default"].as_str(),
+        Some("false")
+    );
+    let variables = &service_function(&template)["Properties"]["Environment"]["Variables"];
+    let endpoint = branches(&variables["IOTANALYTICS_IOT_DATA_ENDPOINT"]);
+    assert!(endpoint.len() == 1 && is_ref_to(endpoint[0], "IotDataEndpoint"));
 }
 
 #[test]

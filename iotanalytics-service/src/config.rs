@@ -138,6 +138,9 @@ pub struct ServiceConfig {
     /// `None` uses the S3 storage backend's client; on the filesystem backend without one,
     /// datasets with S3 delivery rules are refused.
     pub delivery_s3: Option<aws_sdk_s3::Client>,
+    /// The clients of the `lambda`, `deviceRegistryEnrich` and `deviceShadowEnrich` pipeline
+    /// activities. `None` (the default, and the local host) refuses those activities.
+    pub aws_activities: Option<crate::aws_activities::AwsActivityClients>,
 }
 
 /// The clock of `retentionPeriod`: data older than `numberOfDays × day` is removed by a sweep
@@ -210,6 +213,7 @@ impl ServiceConfig {
             query_limits: QueryLimits::default(),
             retention: RetentionClock::default(),
             delivery_s3: None,
+            aws_activities: None,
             schedules: ScheduleClock::default(),
         }
     }

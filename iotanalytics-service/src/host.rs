@@ -10,6 +10,10 @@
 //! | `IOTANALYTICS_CREDENTIALS_SECRET` | ARN of the secret `{"accessKeyId", "secretAccessKey"}` (required) |
 //! | `IOTANALYTICS_MAX_QUERY_SECONDS` | time limit of a DataFusion query (default 300) |
 //! | `IOTANALYTICS_CHANNEL_QUOTA` | messages per second per channel, per instance (default 100,000) |
+//! | `IOTANALYTICS_IOT_DATA_ENDPOINT` | endpoint of `deviceShadowEnrich`'s GetThingShadow, e.g. the account's `iot:Data-ATS` one (default: the SDK's regional `data-ats.iot` endpoint) |
+//!
+//! On this host the pipeline activities `lambda`, `deviceRegistryEnrich` and
+//! `deviceShadowEnrich` run ([`crate::aws_activities`]), with the function's role.
 //!
 //! Besides function URL events the function takes a tick (`{"iotanalyticsServiceTick": {}}`,
 //! from the stack's EventBridge schedule every minute): it runs what the local host does in
@@ -126,6 +130,10 @@ pub async fn config_from_env(sdk: &SdkConfig) -> Result<ServiceConfig, Error> {
             )));
         }
     };
+    config.aws_activities = Some(crate::aws_activities::AwsActivityClients::new(
+        sdk,
+        var("IOTANALYTICS_IOT_DATA_ENDPOINT").as_deref(),
+    ));
     Ok(config)
 }
 

@@ -17,6 +17,7 @@
 
 mod api;
 pub mod athena;
+pub mod aws_activities;
 pub mod catalog;
 pub mod config;
 pub mod cron;

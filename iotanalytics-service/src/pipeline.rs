@@ -4,7 +4,8 @@
 //! `addAttributes`, `filter` and `math` (see [`crate::math`]). The filter expression is parsed
 //! as SQL and evaluated with Presto-like leniency: a string that holds a number compares as that
 //! number, because the workflow sends CSV values as strings. `lambda`, `deviceRegistryEnrich`
-//! and `deviceShadowEnrich` call other AWS services and are refused, saying so.
+//! and `deviceShadowEnrich` call other AWS services ([`crate::aws_activities`]): they compile
+//! only with [`AwsActivityClients`] (the Lambda host) and are refused, saying why, without.
 
 use std::collections::HashMap;
 
@@ -13,6 +14,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use serde_json::{Map, Value};
 
+use crate::aws_activities::{AwsActivityClients, AwsStep};
 use crate::error::Error;
 
 /// One transforming step of a compiled pipeline.
@@ -23,6 +25,33 @@ enum Step {
     Add(Vec<(String, String)>),
     Filter(Box<Expr>),
     Math(String, Box<crate::math::Expr>),
+    /// An activity that calls another AWS service; only [`run_steps`] runs it.
+    Aws(Box<AwsStep>),
+}
+
+/// What running activities over messages gave.
+#[derive(Debug, Default)]
+pub struct Ran {
+    /// The messages that came out, in order.
+    pub messages: Vec<Map<String, Value>>,
+    /// What went wrong on the way (a failed Lambda batch, a message left unenriched).
+    pub problems: Vec<String>,
+}
+
+/// Runs steps over a batch of messages: the local steps message by message, the AWS-calling
+/// ones over the whole batch.
+async fn run_steps(pipeline: &str, steps: &[Step], mut messages: Vec<Map<String, Value>>) -> Ran {
+    let mut problems = Vec::new();
+    for step in steps {
+        messages = match step {
+            Step::Aws(aws) => aws.run(pipeline, messages, &mut problems).await,
+            local => messages
+                .into_iter()
+                .filter_map(|mut m| apply_step(local, &mut m).then_some(m))
+                .collect(),
+        };
+    }
+    Ran { messages, problems }
 }
 
 /// A pipeline ready to run: the steps between its channel and its datastore.
@@ -55,21 +84,21 @@ fn parse_filter(text: &str) -> Result<Expr, Error> {
         .map_err(|e| invalid(format!("The filter expression '{text}' is not valid: {e}")))
 }
 
-/// What this service says about an activity kind it does not run.
-fn refusal(kind: &str) -> Option<String> {
+/// Why the AWS-calling activities are refused without clients.
+const NO_AWS: &str = "and this service calls other AWS services only when it runs on AWS \
+     (the Lambda host of template.yaml, with the role the template gives it)";
+
+/// What this service says about an activity kind it does not run; `aws` tells whether it has
+/// the clients of the AWS-calling activities.
+fn refusal(kind: &str, aws: bool) -> Option<String> {
     let why = match kind {
-        "lambda" => {
-            "it invokes an AWS Lambda function, and this service does not call other AWS services"
-        }
-        "deviceRegistryEnrich" => {
-            "it reads the AWS IoT device registry, and this service does not call other AWS services"
-        }
-        "deviceShadowEnrich" => {
-            "it reads AWS IoT device shadows, and this service does not call other AWS services"
-        }
+        "lambda" | "deviceRegistryEnrich" | "deviceShadowEnrich" if aws => return None,
+        "lambda" => format!("it invokes an AWS Lambda function, {NO_AWS}"),
+        "deviceRegistryEnrich" => format!("it reads the AWS IoT device registry, {NO_AWS}"),
+        "deviceShadowEnrich" => format!("it reads AWS IoT device shadows, {NO_AWS}"),
         "channel" | "datastore" | "selectAttributes" | "removeAttributes" | "addAttributes"
         | "filter" | "math" => return None,
-        _ => "it is not an IoT Analytics pipeline activity",
+        _ => "it is not an IoT Analytics pipeline activity".to_owned(),
     };
     Some(format!(
         "The pipeline activity '{kind}' is not supported by this service: {why}; supported: \
@@ -77,15 +106,22 @@ fn refusal(kind: &str) -> Option<String> {
     ))
 }
 
-fn check_kind(kind: &str) -> Result<(), Error> {
-    match refusal(kind) {
+fn check_kind(kind: &str, aws: Option<&AwsActivityClients>) -> Result<(), Error> {
+    match refusal(kind, aws.is_some()) {
         Some(message) => Err(invalid(message)),
         None => Ok(()),
     }
 }
 
 /// The step of a transforming activity (`kind` is neither channel nor datastore).
-fn step(kind: &str, body: &Map<String, Value>) -> Result<Step, Error> {
+fn step(
+    kind: &str,
+    body: &Map<String, Value>,
+    aws: Option<&AwsActivityClients>,
+) -> Result<Step, Error> {
+    if let Some(parsed) = aws.and_then(|clients| AwsStep::parse(kind, body, clients)) {
+        return parsed.map(|s| Step::Aws(Box::new(s))).map_err(invalid);
+    }
     let names = |field: &str| -> Result<Vec<String>, Error> {
         body.get(field)
             .and_then(Value::as_array)
@@ -143,8 +179,9 @@ pub struct Activity(Step);
 
 impl Activity {
     /// Checks a `pipelineActivity` object: exactly one transforming activity that this service
-    /// runs (not `channel` or `datastore`, which only load and store messages).
-    pub fn parse(activity: &Value) -> Result<Self, Error> {
+    /// runs (not `channel` or `datastore`, which only load and store messages; the AWS-calling
+    /// ones only with `aws`).
+    pub fn parse(activity: &Value, aws: Option<&AwsActivityClients>) -> Result<Self, Error> {
         let obj = activity
             .as_object()
             .ok_or_else(|| invalid("pipelineActivity must be an object".to_owned()))?;
@@ -154,7 +191,7 @@ impl Activity {
                 "pipelineActivity must hold exactly one activity".to_owned(),
             ));
         };
-        check_kind(kind)?;
+        check_kind(kind, aws)?;
         if kind == "channel" || kind == "datastore" {
             return Err(invalid(format!(
                 "pipelineActivity must not be a {kind} activity: it only loads or stores messages"
@@ -163,12 +200,17 @@ impl Activity {
         let body = body
             .as_object()
             .ok_or_else(|| invalid(format!("The {kind} activity must be an object")))?;
-        Ok(Activity(step(kind, body)?))
+        Ok(Activity(step(kind, body, aws)?))
     }
 
-    /// Applies it; `None` means a filter dropped the message.
-    pub fn apply(&self, mut message: Map<String, Value>) -> Option<Map<String, Value>> {
-        apply_step(&self.0, &mut message).then_some(message)
+    /// Runs it over messages (a filter leaves some out, a `lambda` activity may return more).
+    pub async fn run(&self, messages: Vec<Map<String, Value>>) -> Ran {
+        run_steps(
+            "RunPipelineActivity",
+            std::slice::from_ref(&self.0),
+            messages,
+        )
+        .await
     }
 }
 
@@ -185,6 +227,8 @@ fn apply_step(step: &Step, message: &mut Map<String, Value>) -> bool {
             }
         }
         Step::Filter(expr) => return matches!(eval(expr, message), Scalar::Bool(true)),
+        // Run over whole batches by `run_steps`; `Compiled::apply` is not used for them.
+        Step::Aws(_) => {}
         Step::Math(attribute, expr) => {
             // An expression with no value (a missing attribute) leaves the message as it was.
             if let Some(v) = crate::math::eval(expr, message) {
@@ -196,7 +240,12 @@ fn apply_step(step: &Step, message: &mut Map<String, Value>) -> bool {
 }
 
 /// Checks a pipeline's activities and follows `next` from the channel activity to the datastore.
-pub fn compile(name: &str, activities: &[Value]) -> Result<Compiled, Error> {
+/// The AWS-calling activities compile only with `aws`, and call through those clients.
+pub fn compile(
+    name: &str,
+    activities: &[Value],
+    aws: Option<&AwsActivityClients>,
+) -> Result<Compiled, Error> {
     if activities.is_empty() || activities.len() > 25 {
         return Err(invalid(
             "A pipeline must have between 1 and 25 activities".to_owned(),
@@ -216,7 +265,7 @@ pub fn compile(name: &str, activities: &[Value]) -> Result<Compiled, Error> {
             .iter()
             .find(|(_, v)| !v.is_null())
             .ok_or_else(|| invalid("A pipeline activity is empty".to_owned()))?;
-        check_kind(kind)?;
+        check_kind(kind, aws)?;
         let body = body
             .as_object()
             .ok_or_else(|| invalid(format!("The {kind} activity must be an object")))?
@@ -260,7 +309,7 @@ pub fn compile(name: &str, activities: &[Value]) -> Result<Compiled, Error> {
         match node.kind.as_str() {
             "datastore" => break str_field(&node.body, "datastore", "datastoreName")?.to_owned(),
             "channel" => {}
-            kind => steps.push(step(kind, &node.body)?),
+            kind => steps.push(step(kind, &node.body, aws)?),
         }
         let next = node.body.get("next").and_then(Value::as_str).ok_or_else(|| {
             invalid(format!(
@@ -288,7 +337,19 @@ impl Compiled {
         self.steps.is_empty()
     }
 
-    /// Applies the steps; `None` means a filter dropped the message.
+    /// True when an activity calls another AWS service, so messages go through [`Compiled::run`]
+    /// a batch at a time.
+    pub fn calls_aws(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, Step::Aws(_)))
+    }
+
+    /// Runs the steps over a batch of messages, the AWS-calling ones included.
+    pub async fn run(&self, messages: Vec<Map<String, Value>>) -> Ran {
+        run_steps(&self.name, &self.steps, messages).await
+    }
+
+    /// Applies the steps of a pipeline that does not [call AWS](Compiled::calls_aws) to one
+    /// message; `None` means a filter dropped the message.
     pub fn apply(&self, mut message: Map<String, Value>) -> Option<Map<String, Value>> {
         for step in &self.steps {
             if !apply_step(step, &mut message) {
@@ -434,6 +495,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn compile_local(name: &str, activities: &[Value]) -> Result<Compiled, Error> {
+        compile(name, activities, None)
+    }
+
     fn pipeline(extra: Vec<Value>) -> Vec<Value> {
         let mut acts = vec![json!({"channel": {"name": "in", "channelName": "c", "next": "a0"}})];
         let n = extra.len();
@@ -453,7 +518,7 @@ mod tests {
 
     #[test]
     fn filter_compares_numeric_strings_as_numbers() {
-        let p = compile(
+        let p = compile_local(
             "p",
             &pipeline(vec![
                 json!({"filter": {"filter": "temp > 20 AND location = 'B'"}}),
@@ -468,7 +533,7 @@ mod tests {
 
     #[test]
     fn attribute_activities_select_remove_and_copy() {
-        let p = compile(
+        let p = compile_local(
             "p",
             &pipeline(vec![
                 json!({"addAttributes": {"attributes": {"temp": "temp_copy"}}}),
@@ -489,12 +554,41 @@ mod tests {
     }
 
     #[test]
+    fn aws_activities_compile_only_with_clients_and_mark_the_pipeline_as_calling_aws() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let clients = AwsActivityClients::new(&sdk, None);
+        let role = "arn:aws:iam::123456789012:role/enrich";
+        let activities = pipeline(vec![
+            json!({"lambda": {"lambdaName": "f", "batchSize": 10}}),
+            json!({"deviceShadowEnrich": {"attribute": "s", "thingName": "id", "roleArn": role}}),
+        ]);
+        assert!(compile("p", &activities, None).is_err());
+        let p = compile("p", &activities, Some(&clients)).unwrap();
+        assert!(p.calls_aws() && !p.is_passthrough());
+        let local = compile(
+            "p",
+            &pipeline(vec![json!({"filter": {"filter": "a > 1"}})]),
+            Some(&clients),
+        );
+        assert!(!local.unwrap().calls_aws());
+        let bad = pipeline(vec![json!({"lambda": {"lambdaName": "f", "batchSize": 0}})]);
+        let err = compile("p", &bad, Some(&clients)).unwrap_err();
+        assert!(err.to_string().contains("batchSize"), "{err}");
+    }
+
+    #[test]
     fn unsupported_activities_are_named_in_the_error() {
-        let err = compile(
+        let err = compile_local(
             "p",
             &pipeline(vec![json!({"lambda": {"lambdaName": "f", "batchSize": 1}})]),
         )
         .unwrap_err();
         assert!(err.to_string().contains("'lambda'"), "{err}");
+        assert!(
+            err.to_string().contains("only when it runs on AWS"),
+            "{err}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! RunPipelineActivity: one transforming activity applied to sample payloads, as a pipeline
-//! would apply it, without a channel or datastore.
+//! would apply it, without a channel or datastore. What went wrong in an AWS-calling activity
+//! (a failed Lambda batch, a message left unenriched) is answered in `logResult`.
 
 use std::sync::Arc;
 
@@ -33,12 +34,13 @@ struct RunRequest {
     payloads: Option<Vec<String>>,
 }
 
-async fn run_pipeline_activity(State(_svc): State<Arc<Service>>, body: Bytes) -> ApiResult {
+async fn run_pipeline_activity(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResult {
     let req: RunRequest = parse(&body)?;
     let activity = Activity::parse(
         req.pipeline_activity
             .as_ref()
             .ok_or_else(|| Error::InvalidRequest("pipelineActivity is required".into()))?,
+        svc.config.aws_activities.as_ref(),
     )?;
     let payloads = req.payloads.unwrap_or_default();
     if payloads.is_empty() || payloads.len() > MAX_PAYLOADS {
@@ -47,7 +49,7 @@ async fn run_pipeline_activity(State(_svc): State<Arc<Service>>, body: Bytes) ->
             payloads.len()
         )));
     }
-    let mut out = Vec::with_capacity(payloads.len());
+    let mut messages = Vec::with_capacity(payloads.len());
     for (i, payload) in payloads.iter().enumerate() {
         let bytes = BASE64
             .decode(payload)
@@ -61,10 +63,18 @@ async fn run_pipeline_activity(State(_svc): State<Arc<Service>>, body: Bytes) ->
         let message: Map<String, Value> = serde_json::from_slice(&bytes).map_err(|e| {
             Error::InvalidRequest(format!("payloads[{i}] is not a JSON object: {e}"))
         })?;
-        // A message the activity drops (a filter) is left out of the answer.
-        if let Some(result) = activity.apply(message) {
-            out.push(BASE64.encode(serde_json::to_vec(&result)?));
-        }
+        messages.push(message);
     }
-    ok(StatusCode::OK, json!({ "payloads": out }))
+    // A message the activity drops (a filter, a failed Lambda batch) is left out of the answer.
+    let ran = activity.run(messages).await;
+    let out = ran
+        .messages
+        .iter()
+        .map(|m| serde_json::to_vec(m).map(|bytes| BASE64.encode(bytes)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut answer = json!({ "payloads": out });
+    if !ran.problems.is_empty() {
+        answer["logResult"] = ran.problems.join("\n").into();
+    }
+    ok(StatusCode::OK, answer)
 }

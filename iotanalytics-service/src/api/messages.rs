@@ -1,5 +1,6 @@
 //! BatchPutMessage: validates a batch, routes it through the channel's pipelines and answers
-//! once the backend has stored what it accepted.
+//! once the backend has stored what it accepted. Pipelines with an activity that calls another
+//! AWS service run over the request's messages together, so a `lambda` activity gets batches.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -59,12 +60,14 @@ fn push_line(out: &mut Vec<u8>, payload: &[u8]) {
 }
 
 /// Adds what pipeline `p` makes of one valid payload (whose attributes are `attr_types`) to
-/// its datastore's share.
+/// its datastore's share; for a pipeline that calls AWS, sets the message aside in `pending`
+/// for [`route_pending`].
 pub(super) fn route(
     p: &Compiled,
     payload: &[u8],
     attr_types: &[(&str, AttrType)],
     out: &mut DatastoreAppend,
+    pending: &mut Vec<serde_json::Map<String, Value>>,
 ) -> Result<(), Error> {
     if p.is_passthrough() {
         push_line(&mut out.lines, payload);
@@ -77,14 +80,41 @@ pub(super) fn route(
     let Ok(map) = serde_json::from_slice::<serde_json::Map<String, Value>>(payload) else {
         return Ok(());
     };
-    if let Some(result) = p.apply(map) {
-        for (k, v) in &result {
-            let raw = v.to_string();
-            merge_attr(&mut out.attrs, k, AttrType::of_raw(&raw));
-        }
-        serde_json::to_writer(&mut out.lines, &result)?;
-        out.lines.push(b'\n');
-        out.records += 1;
+    if p.calls_aws() {
+        pending.push(map);
+    } else if let Some(result) = p.apply(map) {
+        push_message(out, &result)?;
+    }
+    Ok(())
+}
+
+/// Adds a message a pipeline made to its datastore's share.
+fn push_message(
+    out: &mut DatastoreAppend,
+    message: &serde_json::Map<String, Value>,
+) -> Result<(), Error> {
+    for (k, v) in message {
+        let raw = v.to_string();
+        merge_attr(&mut out.attrs, k, AttrType::of_raw(&raw));
+    }
+    serde_json::to_writer(&mut out.lines, message)?;
+    out.lines.push(b'\n');
+    out.records += 1;
+    Ok(())
+}
+
+/// Runs the messages [`route`] set aside for a pipeline that calls AWS, all at once, and adds
+/// what comes out to its datastore's share.
+pub(super) async fn route_pending(
+    p: &Compiled,
+    pending: Vec<serde_json::Map<String, Value>>,
+    out: &mut DatastoreAppend,
+) -> Result<(), Error> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    for message in &p.run(pending).await.messages {
+        push_message(out, message)?;
     }
     Ok(())
 }
@@ -179,6 +209,7 @@ async fn batch_put_message(State(svc): State<Arc<Service>>, body: Bytes) -> ApiR
             ..DatastoreAppend::default()
         })
         .collect();
+    let mut pending = vec![Vec::new(); pipelines.len()];
     let mut failed = faults.failed_entries.into_iter().peekable();
     for (i, (id, payload)) in decoded.into_iter().enumerate() {
         if failed.peek() == Some(&i) {
@@ -202,11 +233,14 @@ async fn batch_put_message(State(svc): State<Arc<Service>>, body: Bytes) -> ApiR
             .iter()
             .map(|(k, v)| (k.as_ref(), AttrType::of_raw(v.get())))
             .collect();
-        for (p, out) in pipelines.iter().zip(outputs.iter_mut()) {
-            route(p, &payload, &attr_types, out)?;
+        for ((p, out), pending) in pipelines.iter().zip(&mut outputs).zip(&mut pending) {
+            route(p, &payload, &attr_types, out, pending)?;
         }
         push_line(&mut append.channel_lines, &payload);
         append.channel_records += 1;
+    }
+    for ((p, out), pending) in pipelines.iter().zip(&mut outputs).zip(pending) {
+        route_pending(p, pending, out).await?;
     }
     append.datastores = outputs;
     svc.backend.append(append).await?;

@@ -144,7 +144,7 @@ impl Service {
         let read_at = Instant::now();
         let mut routes: Routes = HashMap::new();
         for p in self.backend.list::<PipelineDef>().await? {
-            match pipeline::compile(&p.name, &p.activities) {
+            match pipeline::compile(&p.name, &p.activities, self.config.aws_activities.as_ref()) {
                 Ok(c) => routes
                     .entry(c.channel.clone())
                     .or_default()

@@ -46,7 +46,11 @@ struct UpdatePipelineRequest {
 async fn create_pipeline(State(svc): State<Arc<Service>>, body: Bytes) -> ApiResult {
     let req: CreatePipelineRequest = parse(&body)?;
     check_resource_name("pipelineName", &req.pipeline_name)?;
-    pipeline::compile(&req.pipeline_name, &req.pipeline_activities)?;
+    pipeline::compile(
+        &req.pipeline_name,
+        &req.pipeline_activities,
+        svc.config.aws_activities.as_ref(),
+    )?;
     let tags = create_tags(req.tags)?;
     let t = now();
     let def = PipelineDef {
@@ -77,7 +81,11 @@ async fn update_pipeline(
     body: Bytes,
 ) -> ApiResult {
     let req: UpdatePipelineRequest = parse(&body)?;
-    pipeline::compile(&name, &req.pipeline_activities)?;
+    pipeline::compile(
+        &name,
+        &req.pipeline_activities,
+        svc.config.aws_activities.as_ref(),
+    )?;
     svc.backend
         .modify(&name, |def: &mut PipelineDef| {
             def.activities = req.pipeline_activities.clone();

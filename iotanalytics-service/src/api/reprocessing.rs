@@ -70,7 +70,7 @@ async fn start_pipeline_reprocessing(
         ));
     }
     let def = svc.backend.require::<PipelineDef>(&name).await?;
-    let compiled = pipeline::compile(&name, &def.activities)?;
+    let compiled = pipeline::compile(&name, &def.activities, svc.config.aws_activities.as_ref())?;
     let id = uuid::Uuid::new_v4().to_string();
     let run = Reprocessing {
         id: id.clone(),
@@ -171,6 +171,7 @@ async fn rerun(
             datastore: p.datastore.clone(),
             ..DatastoreAppend::default()
         };
+        let mut pending = Vec::new();
         for payload in chunk {
             // Stored payloads were valid when accepted; one that is not is skipped, as then.
             let Ok(attrs) = validate::parse_payload(payload) else {
@@ -181,8 +182,9 @@ async fn rerun(
                 .iter()
                 .map(|(k, v)| (k.as_ref(), AttrType::of_raw(v.get())))
                 .collect();
-            messages::route(p, payload, &attr_types, &mut out)?;
+            messages::route(p, payload, &attr_types, &mut out, &mut pending)?;
         }
+        messages::route_pending(p, pending, &mut out).await?;
         svc.backend
             .append(Append {
                 channel: p.channel.clone(),

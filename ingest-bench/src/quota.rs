@@ -15,7 +15,7 @@ use crate::history;
 use crate::report::{Check, Section, Table, Verdict, thousands};
 
 /// Messages per second achieved ÷ quota must reach this.
-pub const TARGET_USE: f64 = 0.9;
+pub const TARGET_USE: f64 = 0.95;
 
 /// Options of the quota section.
 #[derive(Debug, Clone, Args)]

@@ -41,6 +41,14 @@ pub async fn ingest_object_in(
     };
     let started = Instant::now();
     let lease_until_ms = to_ms(deadline) + LEASE_MARGIN_MS;
+    let rate = input.worker_rate();
+    let batch_limit = rate.map_or(MAX_BATCH_MESSAGES, |r| {
+        (r.get() as usize).min(MAX_BATCH_MESSAGES)
+    });
+    // Taken before the claim and the GET, so this environment's share of the rate banks
+    // while they take their round trips, and the first batches spend it.
+    let limiter =
+        rate.map(|rate| pacing.limiter(&input.channel_name, rate, first_batch(batch_limit)));
 
     // Claim: the ledger says whether there is work at all, and may know a later checkpoint
     // than the input (a crashed or timed-out invocation checkpoints there, not in the state).
@@ -62,10 +70,6 @@ pub async fn ingest_object_in(
 
     // Open: the batcher at the checkpoint, the object at its byte offset.
     let stop_at = stop_instant(deadline, Duration::from_secs(input.time_margin_seconds));
-    let rate = input.worker_rate();
-    let batch_limit = rate.map_or(MAX_BATCH_MESSAGES, |r| {
-        (r.get() as usize).min(MAX_BATCH_MESSAGES)
-    });
     let mut batcher = open_batcher(input, start_at.as_ref(), batch_limit)?;
     let mut progress = Progress::new(start_at.as_ref(), &batcher, claim.is_some(), started);
     let mut source = ObjectReader::open(&clients.s3, input, batcher.offset()).await?;
@@ -75,7 +79,7 @@ pub async fn ingest_object_in(
         &input.channel_name,
         &input.bucket,
         &input.key,
-        rate.map(|rate| pacing.limiter(&input.channel_name, rate, first_batch(batch_limit))),
+        limiter,
         policy,
     );
 

@@ -410,7 +410,14 @@ fn a_tick_every_minute_runs_the_service_schedules() {
     );
     let input: serde_json::Value =
         serde_json::from_str(tick["Properties"]["Input"].as_str().unwrap()).unwrap();
-    assert_eq!(input, serde_json::json!({ "iotanalyticsServiceTick": {} }));
+    // The same event as the one the Lambda host's test sends.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../events/iotanalytics-service-tick.json"
+    );
+    let event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(input, event);
 }
 
 #[test]

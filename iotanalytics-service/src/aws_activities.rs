@@ -22,18 +22,32 @@ pub struct AwsActivityClients {
     pub iot_data: aws_sdk_iotdataplane::Client,
 }
 
+/// The longest one Lambda Invoke, DescribeThing or GetThingShadow call (retries included)
+/// may take: well under the service function's 30 s timeout, so the request still answers.
+pub const ACTIVITY_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl AwsActivityClients {
     /// Clients from the SDK configuration. `iot_data_endpoint` (for example the account's
     /// `iot:Data-ATS` endpoint, `https://PREFIX-ats.iot.REGION.amazonaws.com`) replaces the
     /// SDK's regional `data-ats.iot` endpoint for shadows when given.
     pub fn new(sdk: &SdkConfig, iot_data_endpoint: Option<&str>) -> Self {
-        let mut data = aws_sdk_iotdataplane::config::Builder::from(sdk);
+        // These calls run inside a BatchPutMessage request, which the function URL's own
+        // timeout ends: a call that hangs must fail the activity first, not the request.
+        let sdk = sdk
+            .to_builder()
+            .timeout_config(
+                aws_smithy_types::timeout::TimeoutConfig::builder()
+                    .operation_timeout(ACTIVITY_CALL_TIMEOUT)
+                    .build(),
+            )
+            .build();
+        let mut data = aws_sdk_iotdataplane::config::Builder::from(&sdk);
         if let Some(url) = iot_data_endpoint {
             data = data.endpoint_url(url);
         }
         Self {
-            lambda: aws_sdk_lambda::Client::new(sdk),
-            iot: aws_sdk_iot::Client::new(sdk),
+            lambda: aws_sdk_lambda::Client::new(&sdk),
+            iot: aws_sdk_iot::Client::new(&sdk),
             iot_data: aws_sdk_iotdataplane::Client::from_conf(data.build()),
         }
     }

@@ -102,7 +102,9 @@ fn days(dom: &str, dow: &str) -> Result<DaySpec, String> {
         ("L", "?") => Ok(DaySpec::LastOfMonth),
         (d, "?") if d.contains('W') => Err("'W' (nearest weekday) is not supported".into()),
         (d, "?") => Ok(DaySpec::OfMonth(set(d, 1, 31, &[])?)),
-        ("?", "L") => Ok(DaySpec::LastWeekday(7)),
+        // `L` alone in day-of-week is the week's last day, Saturday, every week; only `nL`
+        // is the month's last such weekday.
+        ("?", "L") => Ok(DaySpec::OfWeek(set("7", 1, 7, &WEEKDAYS)?)),
         ("?", w) if w.len() > 1 && w.ends_with('L') => Ok(DaySpec::LastWeekday(value(
             &w[..w.len() - 1],
             1,
@@ -292,6 +294,15 @@ mod tests {
         assert_eq!(
             next("cron(0 0 ? * MON#1 *)", "2026-12-02T00:00:00Z"),
             "2026-12-07T00:00:00+00:00"
+        );
+        // `L` alone in day-of-week: the last day of every week, Saturday.
+        assert_eq!(
+            next("cron(0 0 ? * L *)", "2026-12-02T00:00:00Z"),
+            "2026-12-05T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("cron(0 0 ? * L *)", "2026-12-05T00:00:00Z"),
+            "2026-12-12T00:00:00+00:00"
         );
     }
 

@@ -242,7 +242,8 @@ async fn ticks_start_due_schedules_once_and_requests_still_reach_the_router() {
         .send()
         .await
         .unwrap();
-    let tick = serde_json::json!({ "iotanalyticsServiceTick": {} });
+    // The event the template's `Tick` schedule sends.
+    let tick = event("iotanalytics-service-tick.json");
     // Early in a schedule minute that began after the dataset was created, that minute is
     // due, once: two ticks within it start one content.
     let created = lambda.schedule_clock_now();

@@ -25,6 +25,13 @@ fn check(file: &Path) -> Result<(), String> {
         parse_input::<WorkerInput>(event).map(|_| ())
     } else if name.starts_with("validator-") {
         parse_input::<ValidatorInput>(event).map(|_| ())
+    } else if name == "iotanalytics-service-tick.json" {
+        // The template's `Tick` schedule; iotanalytics-service/tests/lambda_host.rs sends it
+        // to the Lambda host.
+        return match event.as_object().map(|o| o.keys().collect::<Vec<_>>()) {
+            Some(keys) if keys == ["iotanalyticsServiceTick"] => Ok(()),
+            _ => Err(format!("{name}: not {{\"iotanalyticsServiceTick\": {{}}}}")),
+        };
     } else if name.starts_with("iotanalytics-service-") {
         // Function URL events of the service; iotanalytics-service/tests/lambda_host.rs runs
         // them through the Lambda host.

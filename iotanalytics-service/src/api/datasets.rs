@@ -83,7 +83,7 @@ async fn check_automation(
             let all = svc.backend.list::<DatasetDef>().await?;
             if crate::schedule::closes_a_loop(name, triggers, &all) {
                 return Err(Error::InvalidRequest(format!(
-                    "triggers: the dataset {name} would trigger itself through the datasets it                      names"
+                    "triggers: the dataset {name} would trigger itself through the datasets it names"
                 )));
             }
         }

@@ -29,48 +29,6 @@ const URL_KEEPS: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'/');
 
-/// The keys under `bucket_dir` that start with `prefix`, sorted, with their files. A file
-/// no key maps to (or that the key's reads would not look at) is not an object.
-fn keys(bucket: &str, bucket_dir: &Path, prefix: &str) -> std::io::Result<Vec<(String, PathBuf)>> {
-    let mut found = Vec::new();
-    // (directory, key of its path with a trailing `/`, its stored path likewise)
-    let mut dirs = vec![(bucket_dir.to_path_buf(), String::new(), String::new())];
-    while let Some((dir, dir_key, dir_stored)) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            let file_type = entry.file_type()?;
-            if dir_stored.is_empty() && name == keys::OVERFLOW_DIR {
-                if file_type.is_dir() {
-                    overflow_keys(&entry.path(), prefix, &mut found)?;
-                }
-                continue;
-            }
-            let Some(segment) = keys::segment_of(&name) else {
-                continue;
-            };
-            let key = format!("{dir_key}{segment}");
-            let stored = format!("{dir_stored}{name}");
-            if file_type.is_dir() {
-                // Only directories that can hold a key with the prefix are walked.
-                let as_prefix = format!("{key}/");
-                if as_prefix.starts_with(prefix) || prefix.starts_with(&as_prefix) {
-                    dirs.push((entry.path(), as_prefix, format!("{stored}/")));
-                }
-            } else if file_type.is_file() && key.starts_with(prefix) && keys::fits(bucket, &stored)
-            {
-                found.push((key, entry.path()));
-            }
-        }
-    }
-    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    // A key moving between its path and the overflow directory is in both for a moment.
-    found.dedup_by(|a, b| a.0 == b.0);
-    Ok(found)
-}
-
 /// The first `want` keys under `bucket_dir` that start with `prefix` and sort after `after`,
 /// sorted, with their files: a walk of the directories in key order that skips the ones
 /// wholly before `after` and stops once it has enough, so a page costs about its own size
@@ -229,7 +187,7 @@ pub(crate) fn page(bucket_dir: &Path, query: &Query) -> S3Result<Page> {
     // it is truncated); with one, any number of keys may roll up into one entry.
     let all = match delimiter {
         None => first_keys(&query.bucket, bucket_dir, prefix, after, limit + 1),
-        Some(_) => keys(&query.bucket, bucket_dir, prefix),
+        Some(_) => first_keys(&query.bucket, bucket_dir, prefix, None, usize::MAX),
     }
     .map_err(|e| s3_error!(InternalError, "listing {}: {e}", query.bucket))?;
     // Entries in order: a key, or the common prefix it rolls up into. Entries never go

@@ -531,7 +531,7 @@ async fn check_objects(
         ledger,
         compare.per_object,
         &counts,
-        compare.progress.clone(),
+        compare.progress,
         compare.stop_at,
     )
     .await?;

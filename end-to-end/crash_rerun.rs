@@ -84,8 +84,7 @@ fn run_command(source: &Path, data: &Path) -> Command {
         .args(["--concurrency", &CONCURRENCY.to_string()])
         .args(["--checkpoint-every", &CHECKPOINT_EVERY.to_string()])
         .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null());
+        .stdin(Stdio::null());
     command
 }
 
@@ -93,6 +92,7 @@ fn run_command(source: &Path, data: &Path) -> Command {
 fn run_and_kill(source: &Path, data: &Path, after: Duration) -> bool {
     let mut child = run_command(source, data)
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let started = Instant::now();
@@ -107,16 +107,20 @@ fn run_and_kill(source: &Path, data: &Path, after: Duration) -> bool {
     true
 }
 
-/// Runs to the end; returns the exit code and the summary.
+/// Runs to the end; returns the exit code and the summary, followed by the error output
+/// when the run failed (so a failing round says why).
 fn run_to_end(source: &Path, data: &Path) -> (i32, String) {
     let out = run_command(source, data)
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .output()
         .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let code = out.status.code().unwrap_or(-1);
+    let mut summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    if code != 0 {
+        summary.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    (code, summary)
 }
 
 /// The number after `label` on the summary's line that starts with it.

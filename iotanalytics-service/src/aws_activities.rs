@@ -94,17 +94,34 @@ pub enum ActivityError {
     },
 }
 
-/// Splits messages into the batches a `lambda` activity sends: at most `batch_size` each, in
-/// order.
+/// The largest request payload a synchronous Lambda Invoke takes (6 MB).
+pub const INVOKE_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
+/// Splits messages into the batches a `lambda` activity sends, in order: at most
+/// `batch_size` messages each, and no more than `max_bytes` as the JSON array Invoke sends
+/// (a message bigger than that alone goes alone, and its call fails saying so).
 pub fn batches(
     messages: Vec<Map<String, Value>>,
     batch_size: usize,
+    max_bytes: usize,
 ) -> Vec<Vec<Map<String, Value>>> {
     let size = batch_size.max(1);
-    let mut out = Vec::with_capacity(messages.len().div_ceil(size));
-    let mut rest = messages.into_iter().peekable();
-    while rest.peek().is_some() {
-        out.push(rest.by_ref().take(size).collect());
+    let mut out: Vec<Vec<Map<String, Value>>> = Vec::new();
+    let mut current = Vec::new();
+    // `[` and `]`, then each message and the comma before all but the first.
+    let mut bytes = 2;
+    for message in messages {
+        let length = serde_json::to_vec(&message).map_or(0, |v| v.len());
+        let grown = bytes + length + usize::from(!current.is_empty());
+        if !current.is_empty() && (current.len() == size || grown > max_bytes) {
+            out.push(std::mem::take(&mut current));
+            bytes = 2;
+        }
+        bytes += length + usize::from(!current.is_empty());
+        current.push(message);
+    }
+    if !current.is_empty() {
+        out.push(current);
     }
     out
 }
@@ -419,7 +436,7 @@ impl AwsStep {
                 client,
             } => {
                 let results: Vec<_> =
-                    futures::stream::iter(batches(messages, *batch_size))
+                    futures::stream::iter(batches(messages, *batch_size, INVOKE_PAYLOAD_BYTES))
                         .map(|batch| async move {
                             (batch.len(), invoke(client, function, &batch).await)
                         })
@@ -511,11 +528,28 @@ mod tests {
     #[test]
     fn batches_hold_at_most_the_batch_size_in_order() {
         let messages: Vec<_> = (0..5).map(|i| msg(json!({ "i": i }))).collect();
-        let out = batches(messages, 2);
+        let out = batches(messages, 2, INVOKE_PAYLOAD_BYTES);
         let sizes: Vec<usize> = out.iter().map(Vec::len).collect();
         assert_eq!(sizes, [2, 2, 1]);
         assert_eq!(out[2][0]["i"], json!(4));
-        assert!(batches(Vec::new(), 3).is_empty());
+        assert!(batches(Vec::new(), 3, INVOKE_PAYLOAD_BYTES).is_empty());
+    }
+
+    #[test]
+    fn batches_stay_under_the_invoke_payload_limit() {
+        // Each message is {"p":"xx…"}: 8 bytes of JSON around its text.
+        let messages: Vec<_> = [10, 10, 10, 40, 10]
+            .iter()
+            .map(|&n| msg(json!({ "p": "x".repeat(n) })))
+            .collect();
+        let out = batches(messages, 100, 40);
+        for batch in &out {
+            let sent = serde_json::to_vec(batch).unwrap().len();
+            assert!(sent <= 40 || batch.len() == 1, "{sent} bytes in {batch:?}");
+        }
+        let sizes: Vec<usize> = out.iter().map(Vec::len).collect();
+        // 18 + 18 = 39 bytes as an array; a third would be 58; the 48-byte one goes alone.
+        assert_eq!(sizes, [2, 1, 1, 1]);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod journal;
 mod keys;
 mod listing;
 mod requests;
@@ -121,9 +122,17 @@ pub async fn start(config: S3Config) -> Result<RunningS3, S3Error> {
         path: config.root.clone(),
         message: format!("{e:?}"),
     })?;
+    // Before anything is served: a write a stopped process left half done is undone.
+    let journal = journal::Journal::new(config.root.clone())
+        .and_then(|journal| journal.recover().map(|_| journal))
+        .map_err(|e| S3Error::Root {
+            path: config.root.clone(),
+            message: format!("undoing writes a stopped process left half done: {e}"),
+        })?;
     let mut builder = S3ServiceBuilder::new(service::LocalS3::new(
         fs,
         config.root.clone(),
+        journal,
         config.faults,
     ));
     let requests = RequestCounts::default();

@@ -35,6 +35,7 @@ impl LocalS3 {
     pub(crate) fn new(
         inner: s3s_fs::FileSystem,
         root: std::path::PathBuf,
+        journal: crate::journal::Journal,
         faults: S3Faults,
     ) -> Self {
         let rng = match faults.seed {
@@ -42,7 +43,7 @@ impl LocalS3 {
             None => StdRng::from_os_rng(),
         };
         Self {
-            store: Arc::new(Store::new(inner, root)),
+            store: Arc::new(Store::new(inner, root, journal)),
             faults,
             rng: Mutex::new(rng),
         }
@@ -152,7 +153,24 @@ where
             )
             .await?;
     }
-    let output = write(destination, moving.is_some()).await?;
+    let pending = store
+        .journal
+        .begin(bucket, &destination)
+        .map_err(|e| s3_error!(InternalError, "saving {destination} before writing it: {e}"))?;
+    let output = match write(destination.clone(), moving.is_some()).await {
+        Ok(output) => {
+            pending.finish().map_err(|e| {
+                s3_error!(InternalError, "finishing the write of {destination}: {e}")
+            })?;
+            output
+        }
+        Err(error) => {
+            if let Err(e) = pending.abandon() {
+                tracing::error!(%destination, error = %e, "could not put an object back after a failed write");
+            }
+            return Err(error);
+        }
+    };
     if let Some(old) = moving {
         store.remove(bucket, &old)?;
     }

@@ -86,13 +86,20 @@ pub(crate) struct Store {
     /// always belong together, as S3 guarantees. Keys are spread over [`KEY_LOCKS`] locks, so
     /// writes to different objects seldom wait for each other.
     key_locks: Vec<tokio::sync::RwLock<()>>,
+    /// Saves each object before a write replaces it, so a write finishes whole or not at all.
+    pub(crate) journal: crate::journal::Journal,
 }
 
 impl Store {
-    pub(crate) fn new(fs: s3s_fs::FileSystem, root: PathBuf) -> Self {
+    pub(crate) fn new(
+        fs: s3s_fs::FileSystem,
+        root: PathBuf,
+        journal: crate::journal::Journal,
+    ) -> Self {
         Self {
             fs,
             root,
+            journal,
             key_locks: (0..KEY_LOCKS)
                 .map(|_| tokio::sync::RwLock::new(()))
                 .collect(),

@@ -92,8 +92,12 @@ fn files_outside(root: &Path, bucket: &str) -> Vec<String> {
                 continue;
             }
             let name = entry.file_name().into_string().unwrap();
-            // s3s-fs keeps checksums, ETags and temporary files at the root.
-            let own = dir == root && (name.starts_with(".bucket-") || name.starts_with(".tmp."));
+            // s3s-fs keeps checksums, ETags and temporary files at the root, and the endpoint
+            // the lock that says it is running (a finished write leaves nothing else).
+            let own = dir == root
+                && (name.starts_with(".bucket-")
+                    || name.starts_with(".tmp.")
+                    || (name.starts_with(".pending-write-") && name.ends_with(".lock")));
             if !own {
                 outside.push(path.display().to_string());
             }

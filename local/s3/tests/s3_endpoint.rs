@@ -158,3 +158,42 @@ async fn racing_conditional_writes_to_one_key_let_exactly_one_through() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_write_refused_for_its_checksum_leaves_the_object_as_it_was() {
+    let (_root, server) = serve("ledger").await;
+    let s3 = client(&server.endpoint_url(), "secret").await;
+    let first = s3
+        .put_object()
+        .bucket("ledger")
+        .key("objects/a.json")
+        .body(ByteStream::from_static(b"{\"rows\":1}"))
+        .send()
+        .await
+        .unwrap();
+    let refused = s3
+        .put_object()
+        .bucket("ledger")
+        .key("objects/a.json")
+        .checksum_crc32("AAAAAA==")
+        .body(ByteStream::from_static(b"{\"rows\":2}"))
+        .send()
+        .await
+        .expect_err("a body that does not match its checksum is refused");
+    assert_eq!(
+        refused.into_service_error().meta().code(),
+        Some("BadDigest")
+    );
+    // Read with checksum validation on: the body, its ETag and its checksums still agree.
+    let object = s3
+        .get_object()
+        .bucket("ledger")
+        .key("objects/a.json")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(object.e_tag(), first.e_tag());
+    let body = object.body.collect().await.unwrap().into_bytes();
+    assert_eq!(&body[..], b"{\"rows\":1}");
+}

@@ -255,6 +255,10 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr's reader gone, as in `| head`) is dropped;
+        // tracing-subscriber would otherwise report it with eprintln!, which panics there and
+        // takes down whichever task was logging.
+        .log_internal_errors(false)
         .init();
     let cli = Cli::parse();
     let command = cli

@@ -111,6 +111,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, not in files or pipes.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log line that cannot be written (stderr's reader gone, as in `| head`) is dropped;
+        // tracing-subscriber would otherwise report it with eprintln!, which panics there and
+        // takes down whichever task was logging.
+        .log_internal_errors(false)
         .init();
     match cli.command {
         Command::Run(args) => {

@@ -198,9 +198,11 @@ pub async fn run_until(
     let mut ingest_rate = (0u64, 0.001f64);
     let mut interrupt = std::pin::pin!(interrupt);
     let mut interrupted = false;
+    // Quick looks at first, since a small run ends within a second, then five a second.
+    let mut pause = Duration::from_millis(10);
     let (status, output, failure) = loop {
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = tokio::time::sleep(pause) => pause = (pause * 3 / 2).min(Duration::from_millis(200)),
             () = &mut interrupt, if !interrupted => {
                 interrupted = true;
                 bar.suspend(|| tracing::warn!("interrupted: stopping the execution"));

@@ -72,3 +72,45 @@ fn run_with_json_output_prints_one_document_a_script_can_read() {
     assert_eq!(summary["validation"]["passed"], true);
     assert_eq!(summary["failedItems"], serde_json::json!([]));
 }
+
+#[test]
+fn a_run_whose_log_reader_goes_away_still_finishes() {
+    use std::io::{BufRead as _, Read as _};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_s3-ingest"))
+        .args(["run", "--data-dir", data_dir.to_str().unwrap()])
+        .args(["--time-scale", "0.05"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // One log line read, then the pipe closed, as `s3-ingest run 2>&1 | head -1` does.
+    let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    log.read_line(&mut first).unwrap();
+    assert!(!first.is_empty(), "no log line at all");
+    drop(log);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            child.kill().unwrap();
+            panic!("the run hung after its log's reader went away");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut summary = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut summary)
+        .unwrap();
+    assert!(status.success(), "{status}: {summary}");
+    assert!(summary.contains("PASSED"), "{summary}");
+}

@@ -5,9 +5,11 @@
 //! checksums: readers then fail the checksum, and a conditional write on the old ETag would
 //! wrongly succeed.
 //!
-//! So before a write starts, its object's files are hard-linked aside and a marker names them;
-//! a write that fails puts them back, a write that succeeds removes the marker (the moment it
-//! counts) and then the links. When the endpoint starts, markers left by an endpoint that is
+//! So before a write replaces an object, its files are hard-linked aside and a marker names
+//! them; a write that fails puts them back, a write that succeeds removes the marker (the
+//! moment it counts) and then the links. A write that creates an object needs none of this
+//! on disk (each state s3s-fs passes through is a whole object: a body alone is served with
+//! its MD5 as ETag); if it fails, what it wrote is removed. When the endpoint starts, markers left by an endpoint that is
 //! gone are rolled back the same way: a write that never answered its client leaves no trace.
 //! Each endpoint holds a lock on a file of its own while it runs; the kernel releases it when
 //! the process ends, however it ends, so a lock that can be taken marks an endpoint gone
@@ -44,7 +46,8 @@ pub(crate) struct Journal {
 /// cancelled part-way), it puts the object back as well.
 #[derive(Debug)]
 pub(crate) struct PendingWrite {
-    marker: PathBuf,
+    /// The marker naming the saved files; none when the object did not exist.
+    marker: Option<PathBuf>,
     files: [PathBuf; 3],
     existed: [bool; 3],
     settled: bool,
@@ -53,7 +56,7 @@ pub(crate) struct PendingWrite {
 /// The three files s3s-fs keeps for the object stored at `stored` in `bucket`: its body, its
 /// attributes and its ETag with checksums (named as s3s-fs 0.14 names them; a test below
 /// fails if a new version names them otherwise).
-fn object_files(root: &Path, bucket: &str, stored: &str) -> [PathBuf; 3] {
+pub(crate) fn object_files(root: &Path, bucket: &str, stored: &str) -> [PathBuf; 3] {
     let (b, k) = (
         URL_SAFE_NO_PAD.encode(bucket),
         URL_SAFE_NO_PAD.encode(stored),
@@ -78,10 +81,14 @@ fn remove_if_there(path: &Path) -> std::io::Result<()> {
 
 /// Puts back the files a marker saved: each backup over its file, and a file that did not
 /// exist before the write removed. Safe to repeat after a crash part-way.
-fn roll_back(marker: &Path, files: &[PathBuf; 3], existed: [bool; 3]) -> std::io::Result<()> {
+fn roll_back(
+    marker: Option<&Path>,
+    files: &[PathBuf; 3],
+    existed: [bool; 3],
+) -> std::io::Result<()> {
     for (i, file) in files.iter().enumerate() {
-        let saved = backup(marker, i);
-        if saved.exists() {
+        let saved = marker.map(|m| backup(m, i));
+        if let Some(saved) = saved.filter(|s| s.exists()) {
             std::fs::rename(&saved, file)?;
             // Renaming a link onto the same file leaves both names (POSIX).
             remove_if_there(&saved)?;
@@ -90,7 +97,7 @@ fn roll_back(marker: &Path, files: &[PathBuf; 3], existed: [bool; 3]) -> std::io
         }
         // Otherwise the write had not started: the file is still the one it was.
     }
-    remove_if_there(marker)
+    marker.map_or(Ok(()), remove_if_there)
 }
 
 /// Whether the endpoint `id` of `root` is still running (and so may still be writing).
@@ -167,7 +174,7 @@ impl Journal {
                     for (i, flag) in flags.bytes().enumerate() {
                         existed[i] = flag == b'1';
                     }
-                    roll_back(&path, &files, existed)?;
+                    roll_back(Some(&path), &files, existed)?;
                     tracing::warn!(
                         bucket,
                         stored,
@@ -189,6 +196,14 @@ impl Journal {
     pub(crate) fn begin(&self, bucket: &str, stored: &str) -> std::io::Result<PendingWrite> {
         let files = object_files(&self.root, bucket, stored);
         let existed = files.clone().map(|f| f.exists());
+        if existed == [false; 3] {
+            return Ok(PendingWrite {
+                marker: None,
+                files,
+                existed,
+                settled: false,
+            });
+        }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let marker = self
             .root
@@ -196,14 +211,14 @@ impl Journal {
         let flags: String = existed.iter().map(|&e| if e { '1' } else { '0' }).collect();
         std::fs::write(&marker, format!("{bucket}\n{stored}\n{flags}\n"))?;
         let pending = PendingWrite {
-            marker,
+            marker: Some(marker.clone()),
             files,
             existed,
             settled: false,
         };
         for (i, file) in pending.files.iter().enumerate() {
             if pending.existed[i]
-                && let Err(e) = std::fs::hard_link(file, backup(&pending.marker, i))
+                && let Err(e) = std::fs::hard_link(file, backup(&marker, i))
             {
                 let _ = pending.abandon();
                 return Err(e);
@@ -217,9 +232,11 @@ impl PendingWrite {
     /// The write succeeded: the marker goes first, so a crash now keeps the new object.
     pub(crate) fn finish(mut self) -> std::io::Result<()> {
         self.settled = true;
-        remove_if_there(&self.marker)?;
-        for i in 0..3 {
-            remove_if_there(&backup(&self.marker, i))?;
+        if let Some(marker) = &self.marker {
+            remove_if_there(marker)?;
+            for i in 0..3 {
+                remove_if_there(&backup(marker, i))?;
+            }
         }
         Ok(())
     }
@@ -227,16 +244,16 @@ impl PendingWrite {
     /// The write failed: the object is put back as it was.
     pub(crate) fn abandon(mut self) -> std::io::Result<()> {
         self.settled = true;
-        roll_back(&self.marker, &self.files, self.existed)
+        roll_back(self.marker.as_deref(), &self.files, self.existed)
     }
 }
 
 impl Drop for PendingWrite {
     fn drop(&mut self) {
         if !self.settled
-            && let Err(e) = roll_back(&self.marker, &self.files, self.existed)
+            && let Err(e) = roll_back(self.marker.as_deref(), &self.files, self.existed)
         {
-            tracing::error!(marker = %self.marker.display(), error = %e, "could not put an object back after a cancelled write");
+            tracing::error!(object = %self.files[0].display(), error = %e, "could not put an object back after a cancelled write");
         }
     }
 }
@@ -283,6 +300,23 @@ mod tests {
             std::fs::read_dir(root.path()).unwrap().count(),
             3 + 1,
             "the object and the lock"
+        );
+    }
+
+    #[test]
+    fn a_failed_write_of_a_new_object_leaves_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("b")).unwrap();
+        let journal = Journal::new(root.path().to_owned()).unwrap();
+        let pending = journal.begin("b", "new").unwrap();
+        replace(&root.path().join("b/new"), "body");
+        replace(&object_files(root.path(), "b", "new")[1], "attributes");
+        pending.abandon().unwrap();
+        assert_eq!(contents(root.path(), "b", "new"), vec![None; 3]);
+        assert_eq!(
+            std::fs::read_dir(root.path()).unwrap().count(),
+            2,
+            "the bucket and the lock"
         );
     }
 
@@ -335,12 +369,16 @@ mod tests {
         drop(stopped);
 
         let journal = Journal::new(root.path().to_owned()).unwrap();
-        assert_eq!(journal.recover().unwrap(), 2);
+        assert_eq!(journal.recover().unwrap(), 1);
         assert_eq!(
             contents(root.path(), "b", "dir/k"),
             vec![Some("old".into()); 3]
         );
-        assert_eq!(contents(root.path(), "b", "other"), vec![None; 3]);
+        // A body alone is a whole object (its ETag is its MD5), and the write may have happened.
+        assert_eq!(
+            contents(root.path(), "b", "other"),
+            vec![Some("new".into()), None, None]
+        );
         // The object's three, and the running endpoint's lock.
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 3 + 1);
     }

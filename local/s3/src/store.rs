@@ -246,6 +246,17 @@ impl Store {
         if stored.starts_with(keys::OVERFLOW_DIR) {
             let _ = std::fs::remove_file(keys::overflow_key_file(&dir, stored));
         }
+        // Its attributes and checksums go too: left behind, they would be read as a later
+        // object's until that object's own were written.
+        let [_, attributes, checksums] = crate::journal::object_files(&self.root, bucket, stored);
+        for path in [attributes, checksums] {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(s3_error!(InternalError, "removing {}: {e}", path.display()));
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 }

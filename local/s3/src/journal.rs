@@ -9,8 +9,9 @@
 //! them; a write that fails puts them back, a write that succeeds removes the marker (the
 //! moment it counts) and then the links. A write that creates an object needs none of this
 //! on disk (each state s3s-fs passes through is a whole object: a body alone is served with
-//! its MD5 as ETag); if it fails, what it wrote is removed. When the endpoint starts, markers left by an endpoint that is
-//! gone are rolled back the same way: a write that never answered its client leaves no trace.
+//! its MD5 as ETag); if it fails, what it wrote is removed. When the endpoint starts, markers
+//! left by an endpoint that is gone are rolled back the same way: a write that never
+//! answered its client leaves no trace.
 //! Each endpoint holds a lock on a file of its own while it runs; the kernel releases it when
 //! the process ends, however it ends, so a lock that can be taken marks an endpoint gone
 //! (process ids are reused and cannot tell).
@@ -72,7 +73,8 @@ fn backup(marker: &Path, file: usize) -> PathBuf {
     marker.with_extension(file.to_string())
 }
 
-fn remove_if_there(path: &Path) -> std::io::Result<()> {
+/// Removes `path`; one that is not there is already as asked.
+pub(crate) fn remove_if_there(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -195,7 +197,7 @@ impl Journal {
     /// write lock.
     pub(crate) fn begin(&self, bucket: &str, stored: &str) -> std::io::Result<PendingWrite> {
         let files = object_files(&self.root, bucket, stored);
-        let existed = files.clone().map(|f| f.exists());
+        let existed = files.each_ref().map(|f| f.exists());
         if existed == [false; 3] {
             return Ok(PendingWrite {
                 marker: None,

@@ -238,24 +238,15 @@ impl Store {
     /// directories stay: removing one could race a write creating a file in it.
     pub(crate) fn remove(&self, bucket: &str, stored: &str) -> S3Result<()> {
         let dir = self.existing_bucket(bucket)?;
-        match std::fs::remove_file(dir.join(stored)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(s3_error!(InternalError, "removing {stored}: {e}")),
+        // The body first (with it the object is gone), then its attributes and checksums:
+        // left behind, they would be read as a later object's until that object's own were
+        // written.
+        for path in crate::journal::object_files(&self.root, bucket, stored) {
+            crate::journal::remove_if_there(&path)
+                .map_err(|e| s3_error!(InternalError, "removing {}: {e}", path.display()))?;
         }
         if stored.starts_with(keys::OVERFLOW_DIR) {
             let _ = std::fs::remove_file(keys::overflow_key_file(&dir, stored));
-        }
-        // Its attributes and checksums go too: left behind, they would be read as a later
-        // object's until that object's own were written.
-        let [_, attributes, checksums] = crate::journal::object_files(&self.root, bucket, stored);
-        for path in [attributes, checksums] {
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(s3_error!(InternalError, "removing {}: {e}", path.display()));
-                }
-                _ => {}
-            }
         }
         Ok(())
     }

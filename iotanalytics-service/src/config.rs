@@ -87,6 +87,7 @@ pub enum QueryEngineConfig {
     /// Apache DataFusion in this process (the default).
     DataFusion,
     /// Amazon Athena over a Glue table per datastore; needs [`StorageConfig::S3`].
+    #[cfg(feature = "lambda-host")]
     Athena {
         /// The Athena client.
         athena: aws_sdk_athena::Client,

@@ -16,7 +16,12 @@
 //! ```
 
 mod api;
+#[cfg(feature = "lambda-host")]
 pub mod athena;
+#[cfg(feature = "lambda-host")]
+pub mod aws_activities;
+#[cfg(not(feature = "lambda-host"))]
+#[path = "aws_activities_refused.rs"]
 pub mod aws_activities;
 pub mod catalog;
 pub mod config;
@@ -24,7 +29,9 @@ pub mod cron;
 pub mod delivery;
 pub mod delta;
 pub mod error;
+#[cfg(feature = "lambda-host")]
 pub mod glue;
+#[cfg(feature = "lambda-host")]
 pub mod host;
 pub mod limits;
 pub mod math;
@@ -207,16 +214,20 @@ pub async fn app(config: ServiceConfig) -> Result<App, Error> {
             Backend::Fs(FsBackend::open(&config.data_dir, config.durable)?)
         }
         StorageConfig::S3 { location, client } => {
-            let glue = match &config.engine {
-                QueryEngineConfig::Athena { glue, database, .. } => Some(glue::GlueTables::new(
-                    glue.clone(),
-                    database.clone(),
-                    location.bucket.clone(),
-                    location.prefix.clone(),
-                )),
-                QueryEngineConfig::DataFusion => None,
+            let backend = S3Backend::new(client.clone(), location.clone());
+            #[cfg(feature = "lambda-host")]
+            let backend = match &config.engine {
+                QueryEngineConfig::Athena { glue, database, .. } => {
+                    backend.with_glue_tables(glue::GlueTables::new(
+                        glue.clone(),
+                        database.clone(),
+                        location.bucket.clone(),
+                        location.prefix.clone(),
+                    ))
+                }
+                QueryEngineConfig::DataFusion => backend,
             };
-            Backend::S3(S3Backend::new(client.clone(), location.clone(), glue))
+            Backend::S3(backend)
         }
     });
     let engine = match &config.engine {
@@ -224,6 +235,7 @@ pub async fn app(config: ServiceConfig) -> Result<App, Error> {
             fail_interrupted_contents(&backend).await?;
             Engine::DataFusion(DataFusionEngine::new(config.query_limits)?)
         }
+        #[cfg(feature = "lambda-host")]
         QueryEngineConfig::Athena {
             athena,
             workgroup,

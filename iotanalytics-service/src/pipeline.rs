@@ -553,6 +553,7 @@ mod tests {
         assert_eq!(Value::Object(out), json!({"temp": 1, "temp_copy": 1}));
     }
 
+    #[cfg(feature = "lambda-host")]
     #[test]
     fn aws_activities_compile_only_with_clients_and_mark_the_pipeline_as_calling_aws() {
         let sdk = aws_config::SdkConfig::builder()

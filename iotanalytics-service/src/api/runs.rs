@@ -100,7 +100,7 @@ pub(crate) async fn start_content(
         return Ok(None);
     };
     tracing::info!(dataset = %name, version = %version_id, ?origin, "dataset content started");
-    let started = match &svc.engine {
+    let started: Result<Started, Error> = match &svc.engine {
         Engine::DataFusion(engine) => {
             let datastores = svc.backend.list::<DatastoreDef>().await?;
             let scratch = match &*svc.backend {
@@ -117,6 +117,7 @@ pub(crate) async fn start_content(
                 scratch,
             ))
         }
+        #[cfg(feature = "lambda-host")]
         Engine::Athena(athena) => athena
             .start(&sql, &version_id)
             .await

@@ -177,6 +177,7 @@ impl S3Backend {
             }
             // Glue is told on every change this instance sees, and whenever it first reads a
             // schema, so a Glue update lost to a crash is repeated by the next instance.
+            #[cfg(feature = "lambda-host")]
             if let Some(glue) = &self.glue {
                 glue.sync_table(datastore, &schema).await?;
             }
@@ -326,6 +327,7 @@ impl S3Backend {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(name);
+            #[cfg(feature = "lambda-host")]
             if let Some(glue) = &self.glue {
                 glue.drop_table(name).await?;
             }

@@ -24,6 +24,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::error::Error;
+#[cfg(feature = "lambda-host")]
 use crate::glue::GlueTables;
 use crate::validate::AttrType;
 
@@ -79,21 +80,32 @@ impl std::fmt::Display for S3Location {
 pub struct S3Backend {
     client: aws_sdk_s3::Client,
     location: S3Location,
+    #[cfg(feature = "lambda-host")]
     glue: Option<GlueTables>,
     channels_seen: Mutex<HashMap<String, Instant>>,
     schemas: Mutex<HashMap<String, KnownSchema>>,
 }
 
 impl S3Backend {
-    /// A backend over `location`; with `glue`, every datastore's schema change is declared to
-    /// its Glue table so Athena can query it.
-    pub fn new(client: aws_sdk_s3::Client, location: S3Location, glue: Option<GlueTables>) -> Self {
+    /// A backend over `location`.
+    pub fn new(client: aws_sdk_s3::Client, location: S3Location) -> Self {
         Self {
             client,
             location,
-            glue,
+            #[cfg(feature = "lambda-host")]
+            glue: None,
             channels_seen: Mutex::new(HashMap::new()),
             schemas: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The same backend declaring every datastore's schema change to its Glue table, so that
+    /// Athena can query it.
+    #[cfg(feature = "lambda-host")]
+    pub fn with_glue_tables(self, glue: GlueTables) -> Self {
+        Self {
+            glue: Some(glue),
+            ..self
         }
     }
 

@@ -68,47 +68,7 @@ pub async fn start_content(
     let versions = VersioningConfiguration::builder()
         .max_versions(VALIDATION_VERSIONS)
         .build();
-    match client.describe_dataset().dataset_name(name).send().await {
-        Ok(described) => {
-            let dataset = described.dataset();
-            let current = dataset
-                .and_then(|d| d.actions().first())
-                .and_then(|a| a.query_action())
-                .map(|q| q.sql_query());
-            let kept = dataset.and_then(|d| d.versioning_configuration());
-            let keeps_enough = kept.is_some_and(|v| {
-                v.unlimited() || v.max_versions().is_some_and(|n| n >= VALIDATION_VERSIONS)
-            });
-            if current != Some(sql.as_str()) || !keeps_enough {
-                client
-                    .update_dataset()
-                    .dataset_name(name)
-                    .actions(action)
-                    .versioning_configuration(
-                        kept.filter(|_| keeps_enough).cloned().unwrap_or(versions),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| iota_error("UpdateDataset", name, CallFailure::from_sdk(&e)))?;
-                tracing::info!(dataset = %name, %sql, "dataset query updated");
-            }
-        }
-        Err(e) => {
-            let failure = CallFailure::from_sdk(&e);
-            if !failure.has_code("ResourceNotFoundException") {
-                return Err(iota_error("DescribeDataset", name, failure));
-            }
-            client
-                .create_dataset()
-                .dataset_name(name)
-                .actions(action)
-                .versioning_configuration(versions)
-                .send()
-                .await
-                .map_err(|e| iota_error("CreateDataset", name, CallFailure::from_sdk(&e)))?;
-            tracing::info!(dataset = %name, %sql, "dataset created");
-        }
-    }
+    point_dataset(client, name, &sql, action, versions).await?;
     // The service allows one CreateDatasetContent per second per dataset, so two runs
     // validating at once collide; the second waits out the quota here rather than failing.
     let created = retry(
@@ -155,18 +115,92 @@ pub async fn start_content(
     })
 }
 
+/// Makes the dataset `name` run `sql` and keep enough versions: describes it, then updates it
+/// or creates it. Two runs validating at once may both find it missing; the one whose create
+/// loses sees it exist and describes it again.
+async fn point_dataset(
+    client: &aws_sdk_iotanalytics::Client,
+    name: &str,
+    sql: &str,
+    action: DatasetAction,
+    versions: VersioningConfiguration,
+) -> Result<(), IngestError> {
+    let mut lost_a_create = false;
+    loop {
+        let failure = match client.describe_dataset().dataset_name(name).send().await {
+            Ok(described) => {
+                let dataset = described.dataset();
+                let current = dataset
+                    .and_then(|d| d.actions().first())
+                    .and_then(|a| a.query_action())
+                    .map(|q| q.sql_query());
+                let kept = dataset.and_then(|d| d.versioning_configuration());
+                let keeps_enough = kept.is_some_and(|v| {
+                    v.unlimited() || v.max_versions().is_some_and(|n| n >= VALIDATION_VERSIONS)
+                });
+                if current != Some(sql) || !keeps_enough {
+                    client
+                        .update_dataset()
+                        .dataset_name(name)
+                        .actions(action)
+                        .versioning_configuration(
+                            kept.filter(|_| keeps_enough).cloned().unwrap_or(versions),
+                        )
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            iota_error("UpdateDataset", name, CallFailure::from_sdk(&e))
+                        })?;
+                    tracing::info!(dataset = %name, %sql, "dataset query updated");
+                }
+                return Ok(());
+            }
+            Err(e) => CallFailure::from_sdk(&e),
+        };
+        // A dataset that exists but cannot be described is an error, not a reason to loop.
+        if lost_a_create || !failure.has_code("ResourceNotFoundException") {
+            return Err(iota_error("DescribeDataset", name, failure));
+        }
+        let created = client
+            .create_dataset()
+            .dataset_name(name)
+            .actions(action.clone())
+            .versioning_configuration(versions.clone())
+            .send()
+            .await;
+        match created {
+            Ok(_) => {
+                tracing::info!(dataset = %name, %sql, "dataset created");
+                return Ok(());
+            }
+            Err(e) => {
+                let failure = CallFailure::from_sdk(&e);
+                if !failure.has_code("ResourceAlreadyExistsException") {
+                    return Err(iota_error("CreateDataset", name, failure));
+                }
+                tracing::info!(dataset = %name, "another run created the dataset first");
+                lost_a_create = true;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::launcher::{ObjectCounts, Totals};
-    use aws_sdk_iotanalytics::operation::create_dataset::CreateDatasetOutput;
+    use aws_sdk_iotanalytics::operation::create_dataset::{
+        CreateDatasetError, CreateDatasetOutput,
+    };
     use aws_sdk_iotanalytics::operation::create_dataset_content::CreateDatasetContentOutput;
     use aws_sdk_iotanalytics::operation::describe_dataset::{
         DescribeDatasetError, DescribeDatasetOutput,
     };
     use aws_sdk_iotanalytics::operation::update_dataset::UpdateDatasetOutput;
     use aws_sdk_iotanalytics::types::Dataset;
-    use aws_sdk_iotanalytics::types::error::ResourceNotFoundException;
+    use aws_sdk_iotanalytics::types::error::{
+        ResourceAlreadyExistsException, ResourceNotFoundException,
+    };
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
 
     #[tokio::test]
@@ -279,5 +313,74 @@ mod tests {
         .unwrap();
         assert_eq!(update.num_calls(), 1);
         assert_eq!(out.sql, "SELECT count(*) AS n FROM store");
+    }
+    #[tokio::test]
+    async fn a_dataset_another_run_created_first_is_described_again_not_an_error() {
+        let missing = mock!(aws_sdk_iotanalytics::Client::describe_dataset).then_error(|| {
+            DescribeDatasetError::ResourceNotFoundException(
+                ResourceNotFoundException::builder()
+                    .meta(crate::sender::tests::code("ResourceNotFoundException"))
+                    .build(),
+            )
+        });
+        let lost = mock!(aws_sdk_iotanalytics::Client::create_dataset).then_error(|| {
+            CreateDatasetError::ResourceAlreadyExistsException(
+                ResourceAlreadyExistsException::builder()
+                    .meta(crate::sender::tests::code("ResourceAlreadyExistsException"))
+                    .build(),
+            )
+        });
+        let found = mock!(aws_sdk_iotanalytics::Client::describe_dataset).then_output(|| {
+            let action = DatasetAction::builder()
+                .action_name(ACTION_NAME)
+                .query_action(
+                    SqlQueryDatasetAction::builder()
+                        .sql_query("SELECT count(*) AS row_count FROM store")
+                        .build()
+                        .unwrap(),
+                )
+                .build();
+            let versions = VersioningConfiguration::builder()
+                .max_versions(VALIDATION_VERSIONS)
+                .build();
+            DescribeDatasetOutput::builder()
+                .dataset(
+                    Dataset::builder()
+                        .name("check")
+                        .actions(action)
+                        .versioning_configuration(versions)
+                        .build(),
+                )
+                .build()
+        });
+        let content =
+            mock!(aws_sdk_iotanalytics::Client::create_dataset_content).then_output(|| {
+                CreateDatasetContentOutput::builder()
+                    .version_id("v-3")
+                    .build()
+            });
+        let client = mock_client!(
+            aws_sdk_iotanalytics,
+            RuleMode::Sequential,
+            &[&missing, &lost, &found, &content]
+        );
+        let out = start_content(
+            &client,
+            &StartValidation {
+                dataset_name: "check".into(),
+                datastore_name: "store".into(),
+                sql: None,
+                expected: None,
+                totals: Totals::default(),
+                results: Vec::new(),
+                row_identity: false,
+                per_object: None,
+                wait_seconds: 0,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.version_id, "v-3");
+        assert_eq!(found.num_calls(), 1, "the dataset is described again");
     }
 }

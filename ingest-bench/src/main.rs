@@ -14,6 +14,7 @@ mod prices;
 mod quota;
 mod report;
 mod runtime_api;
+mod sample_run;
 mod scale;
 mod small_objects;
 mod startup;
@@ -55,9 +56,11 @@ Python worker in the classic style (ingest-bench/baseline/worker.py):
   scale       a bucket of 200,000 small objects: pages listed per second, and every
               execution's history (target: ≤ 25,000 events)
   startup     each function's release binary: start to handler ready, and its size
-  small-objects  the sample data set and 10,000 objects of 20 KB through the whole workflow:
-              wall time, objects/s, and per object S3 requests, state transitions, Express
-              children, Lambda invocations and BatchPutMessage requests
+  small-objects  `s3-ingest run` (release binary, default flags) over the sample data set
+              (target: ≤ 0.6 s wall); then the sample data set and 10,000 objects of 20 KB
+              through the whole workflow: wall time, objects/s, and per object S3 requests,
+              state transitions, Express children, Lambda invocations and BatchPutMessage
+              requests
   cost        the cost on AWS (us-east-1 prices) of 100,000 objects of 20 KB and 1,000 of
               100 MB, before (every object alone in a Standard child) and after (small
               objects batched through Express children), from local runs' counts (target:

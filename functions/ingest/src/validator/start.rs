@@ -53,15 +53,7 @@ pub async fn start_content(
         (None, Some(_)) => identity_sql(&input.datastore_name),
         (None, None) => default_sql(&input.datastore_name),
     };
-    let action = DatasetAction::builder()
-        .action_name(ACTION_NAME)
-        .query_action(
-            SqlQueryDatasetAction::builder()
-                .sql_query(&sql)
-                .build()
-                .expect("sql is set"),
-        )
-        .build();
+    let action = query_action(&sql);
     let name = &input.dataset_name;
     // By default a dataset keeps only its latest contents: a run validating while another
     // does would find its own content dropped before it read it.
@@ -113,6 +105,19 @@ pub async fn start_content(
         totals,
         per_object,
     })
+}
+
+/// The dataset's one action: the validation query.
+fn query_action(sql: &str) -> DatasetAction {
+    DatasetAction::builder()
+        .action_name(ACTION_NAME)
+        .query_action(
+            SqlQueryDatasetAction::builder()
+                .sql_query(sql)
+                .build()
+                .expect("sql is set"),
+        )
+        .build()
 }
 
 /// Makes the dataset `name` run `sql` and keep enough versions: describes it, then updates it
@@ -203,15 +208,19 @@ mod tests {
     };
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
 
-    #[tokio::test]
-    async fn start_creates_a_missing_dataset_then_its_content() {
-        let describe = mock!(aws_sdk_iotanalytics::Client::describe_dataset).then_error(|| {
+    fn dataset_missing() -> aws_smithy_mocks::Rule {
+        mock!(aws_sdk_iotanalytics::Client::describe_dataset).then_error(|| {
             DescribeDatasetError::ResourceNotFoundException(
                 ResourceNotFoundException::builder()
                     .meta(crate::sender::tests::code("ResourceNotFoundException"))
                     .build(),
             )
-        });
+        })
+    }
+
+    #[tokio::test]
+    async fn start_creates_a_missing_dataset_then_its_content() {
+        let describe = dataset_missing();
         let create = mock!(aws_sdk_iotanalytics::Client::create_dataset)
             .match_requests(|req| {
                 req.actions()[0].query_action().map(|q| q.sql_query())
@@ -269,15 +278,7 @@ mod tests {
     #[tokio::test]
     async fn start_points_an_existing_dataset_at_the_requested_query() {
         let describe = mock!(aws_sdk_iotanalytics::Client::describe_dataset).then_output(|| {
-            let action = DatasetAction::builder()
-                .action_name(ACTION_NAME)
-                .query_action(
-                    SqlQueryDatasetAction::builder()
-                        .sql_query("SELECT 1")
-                        .build()
-                        .unwrap(),
-                )
-                .build();
+            let action = query_action("SELECT 1");
             DescribeDatasetOutput::builder()
                 .dataset(Dataset::builder().name("check").actions(action).build())
                 .build()
@@ -314,15 +315,10 @@ mod tests {
         assert_eq!(update.num_calls(), 1);
         assert_eq!(out.sql, "SELECT count(*) AS n FROM store");
     }
+
     #[tokio::test]
     async fn a_dataset_another_run_created_first_is_described_again_not_an_error() {
-        let missing = mock!(aws_sdk_iotanalytics::Client::describe_dataset).then_error(|| {
-            DescribeDatasetError::ResourceNotFoundException(
-                ResourceNotFoundException::builder()
-                    .meta(crate::sender::tests::code("ResourceNotFoundException"))
-                    .build(),
-            )
-        });
+        let missing = dataset_missing();
         let lost = mock!(aws_sdk_iotanalytics::Client::create_dataset).then_error(|| {
             CreateDatasetError::ResourceAlreadyExistsException(
                 ResourceAlreadyExistsException::builder()
@@ -331,15 +327,7 @@ mod tests {
             )
         });
         let found = mock!(aws_sdk_iotanalytics::Client::describe_dataset).then_output(|| {
-            let action = DatasetAction::builder()
-                .action_name(ACTION_NAME)
-                .query_action(
-                    SqlQueryDatasetAction::builder()
-                        .sql_query("SELECT count(*) AS row_count FROM store")
-                        .build()
-                        .unwrap(),
-                )
-                .build();
+            let action = query_action("SELECT count(*) AS row_count FROM store");
             let versions = VersioningConfiguration::builder()
                 .max_versions(VALIDATION_VERSIONS)
                 .build();

@@ -43,6 +43,9 @@ pub fn measure(bench: &Bench, runs: usize) -> anyhow::Result<Option<SampleRuns>>
     let result = (0..runs.max(1))
         .map(|i| {
             crate::progress(format!("sample run {} of {runs}: s3-ingest run", i + 1));
+            // Each run starts on an idle disk, as a user's command does, not behind the
+            // previous run's writeback.
+            crate::settle_disk();
             time_one(&binary, &dir.join(format!("run-{i}")))
         })
         .collect::<anyhow::Result<Vec<_>>>();

@@ -472,7 +472,7 @@ pub async fn run(bench: &Bench, args: &SmallObjectsArgs) -> anyhow::Result<Secti
         intro: format!(
             "First the README's first command as a user runs it: the `s3-ingest` release \
              binary's `run` with its default flags over the sample data set, each run on a \
-             fresh data directory, timed from spawn to exit (the stack's start, the workflow, \
+             fresh data directory after a `sync` (an idle disk), timed from spawn to exit (the stack's start, the workflow, \
              the validation and the shutdown). Then the whole local workflow with its default settings (small objects in batches \
              through Express children), concurrency {}, channel quota unlimited, on a fresh \
              stack for each data set; the IoT Analytics-compatible service keeps its data in \

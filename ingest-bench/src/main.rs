@@ -52,7 +52,8 @@ Python worker in the classic style (ingest-bench/baseline/worker.py):
   memory      the worker's peak RSS on a 1 GB object, in a process of its own (target:
               ≤ 64 MB), the baseline's beside it
   quota       the whole workflow over the sample data set at 1,000 and 100,000 messages/s,
-              concurrency 10 (target: ≥ 0.95 of the quota, no ThrottlingException)
+              concurrency 10, the sample ingested as many times over as fills 5 s at the
+              quota (target: ≥ 0.95 of the quota, no ThrottlingException)
   scale       a bucket of 200,000 small objects: pages listed per second, and every
               execution's history (target: ≤ 25,000 events)
   startup     each function's release binary: start to handler ready, and its size

@@ -271,7 +271,10 @@ impl WorkerPlan {
     /// The plan for `batched` small and `alone` large objects. A worker's share of the rate is
     /// the rate over the workers that run at once; with fewer batches than `max_concurrency`,
     /// dividing by `max_concurrency` would leave most of the rate unused, so the small objects
-    /// are first spread over as many batches as may run.
+    /// are first spread over as many batches as may run. More objects than one round of
+    /// workers takes are cut into equal batches that fill whole rounds: 18 batches for 10
+    /// workers would leave two of them idle in the second round, and their share of the rate
+    /// unused.
     pub fn for_page(
         batched: u64,
         alone: u64,
@@ -285,7 +288,11 @@ impl WorkerPlan {
         let most_per_batch = u64::from(objects_per_batch.max(1));
         let per_batch = match max_concurrency {
             0 => most_per_batch,
-            most => most_per_batch.min(batched.div_ceil(u64::from(most))).max(1),
+            most => {
+                let most = u64::from(most);
+                let rounds = batched.div_ceil(most * most_per_batch).max(1);
+                batched.div_ceil(most * rounds).max(1)
+            }
         };
         let to_u32 = |n: u64| u32::try_from(n.max(1)).unwrap_or(u32::MAX);
         Self {
@@ -675,6 +682,18 @@ mod tests {
         // Uneven: 23 objects over 10 workers is 8 batches of 3, not 10.
         let uneven = WorkerPlan::for_page(23, 0, 50, 10);
         assert_eq!((uneven.objects_per_batch, uneven.batch_workers), (3, 8));
+    }
+
+    #[test]
+    fn a_page_of_many_small_objects_fills_whole_rounds_of_workers() {
+        // 900 objects in batches of 50 would be 18: a second round of 8 with 2 workers idle.
+        let plan = WorkerPlan::for_page(900, 0, 50, 10);
+        assert_eq!((plan.objects_per_batch, plan.batch_workers), (45, 10));
+        assert_eq!(900_u64.div_ceil(45), 20);
+        // Three rounds: 30 batches of at most 34, never more than 50 a batch.
+        let plan = WorkerPlan::for_page(1001, 0, 50, 10);
+        assert_eq!(plan.objects_per_batch, 34);
+        assert_eq!(1001_u64.div_ceil(34), 30);
     }
 
     #[test]

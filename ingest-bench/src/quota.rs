@@ -40,6 +40,11 @@ pub struct QuotaArgs {
 }
 
 impl QuotaArgs {
+    /// How many of the sample's objects a run ingests (each copy holds them all).
+    fn objects(&self) -> usize {
+        self.sample_objects.min(sample::files().len())
+    }
+
     /// How many copies of the objects a run at `quota` ingests, given their `rows`.
     fn copies(&self, quota: u32, rows: u64) -> usize {
         let wanted = f64::from(quota) * self.min_ingest_seconds;
@@ -87,7 +92,6 @@ fn write_sample_copies(dir: &Path, count: usize, copies: usize) -> anyhow::Resul
 /// One run's figures.
 struct QuotaRun {
     quota: u32,
-    objects: usize,
     rows: u64,
     ingest_seconds: f64,
     wall_seconds: f64,
@@ -98,7 +102,12 @@ struct QuotaRun {
     max_events: usize,
 }
 
-async fn run_one(bench: &Bench, args: &QuotaArgs, quota: u32) -> anyhow::Result<QuotaRun> {
+async fn run_one(
+    bench: &Bench,
+    args: &QuotaArgs,
+    quota: u32,
+    copies: usize,
+) -> anyhow::Result<QuotaRun> {
     let dir = bench.section_dir(&format!("quota-{quota}"))?;
     let data_dir = dir.join("stack");
     let quota_text = quota.to_string();
@@ -117,8 +126,7 @@ async fn run_one(bench: &Bench, args: &QuotaArgs, quota: u32) -> anyhow::Result<
     ];
     let source = dir.join("source");
     let source_text = source.to_string_lossy().into_owned();
-    let count = args.sample_objects.min(sample::files().len());
-    let copies = args.copies(quota, subset_rows(count));
+    let count = args.objects();
     if count < sample::files().len() || copies > 1 {
         write_sample_copies(&source, count, copies)?;
         argv.extend(["--source", source_text.as_str()]);
@@ -133,7 +141,6 @@ async fn run_one(bench: &Bench, args: &QuotaArgs, quota: u32) -> anyhow::Result<
         let (_, max_events) = history::top_level_events(&stack);
         anyhow::Ok(QuotaRun {
             quota,
-            objects: count * copies,
             rows: report.rows,
             ingest_seconds: ingesting.as_secs_f64(),
             wall_seconds: report.elapsed.as_secs_f64(),
@@ -166,15 +173,15 @@ fn subset_rows(count: usize) -> u64 {
 pub async fn run(bench: &Bench, args: &QuotaArgs) -> anyhow::Result<Section> {
     let mut table = Table::new(&["quota", "figure", "measured", "target", "verdict"]);
     let mut checks = Vec::new();
-    let objects = args.sample_objects.min(sample::files().len());
+    let objects = args.objects();
     let rows = subset_rows(objects);
     for &quota in &args.quotas {
+        let copies = args.copies(quota, rows);
         crate::progress(format!(
-            "quota: the workflow over {} × {objects} sample objects at {quota} messages/s, concurrency {}",
-            args.copies(quota, rows),
+            "quota: the workflow over {copies} × {objects} sample objects at {quota} messages/s, concurrency {}",
             args.concurrency
         ));
-        let run = run_one(bench, args, quota).await?;
+        let run = run_one(bench, args, quota, copies).await?;
         let q = thousands(f64::from(run.quota));
         let ingest_rate = run.rows as f64 / run.ingest_seconds.max(1e-9);
         let used = ingest_rate / f64::from(run.quota);
@@ -184,7 +191,7 @@ pub async fn run(bench: &Bench, args: &QuotaArgs) -> anyhow::Result<Section> {
             "{used:.3} ({} msg/s: {} rows of {} objects in {:.2} s)",
             thousands(ingest_rate),
             thousands(run.rows as f64),
-            thousands(run.objects as f64),
+            thousands((copies * objects) as f64),
             run.ingest_seconds
         );
         table.row(vec![

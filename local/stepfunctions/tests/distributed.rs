@@ -84,16 +84,29 @@ async fn express_children_run_every_item_but_are_not_kept_as_executions() {
         children.executions().is_empty(),
         "Express children are not listed"
     );
-    let records = std::fs::read_dir(h.dir.path().join("executions"))
-        .unwrap()
-        .filter(|f| {
-            !f.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".events.jsonl")
-        })
-        .count();
+    // The store writes records in the background: wait for the parent's, then count.
+    let count_records = || {
+        std::fs::read_dir(h.dir.path().join("executions"))
+            .map(|dir| {
+                dir.filter(|f| {
+                    !f.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".events.jsonl")
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
+    let mut records = count_records();
+    for _ in 0..50 {
+        if records > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        records = count_records();
+    }
     assert_eq!(
         records, 1,
         "only the parent execution is written to the data directory"

@@ -573,17 +573,14 @@ async fn failing_runs(env: &std::collections::HashMap<String, String>) -> Checke
         bucket: "ingest-ledger".to_owned(),
         prefix: ingest::ledger::DEFAULT_LEDGER_PREFIX.to_owned(),
     };
-    let entry = s3
-        .get_object()
-        .bucket("ingest-ledger")
-        .key(ledger.entry_key("bpm-blog-generated-data", &set_aside_key))
-        .send()
+    let entry = ingest::ledger::Ledger::new(&s3, &ledger)
+        .read("bpm-blog-generated-data", &set_aside_key)
         .await
-        .unwrap();
-    let entry: Value =
-        serde_json::from_slice(&entry.body.collect().await.unwrap().into_bytes()).unwrap();
-    assert_eq!(entry["state"], "setAside");
-    let set_aside_rows = entry["rows"].as_u64().unwrap();
+        .unwrap()
+        .expect("the set-aside object has an entry")
+        .entry;
+    assert_eq!(entry.state, ingest::ledger::EntryState::SetAside);
+    let set_aside_rows = entry.rows;
 
     // The sample again, into a channel of its own and a ledger prefix of its own, one object at
     // a time; once two are in, the channel is deleted and the next item fails.

@@ -474,22 +474,29 @@ mod tests {
         assert!(result.failures("src")[0].starts_with("100 rows missing from 50 objects:"));
     }
 
-    /// A ledger of `s3://src/00.csv` … `04.csv` (4 rows each, the last still held) that lists
-    /// two keys a page.
+    /// A ledger of `s3://src/00.csv` … `04.csv` (4 rows each, the last still held), one record
+    /// per object, that lists two records a page.
     fn ledger_listing_two_a_page() -> aws_sdk_s3::Client {
+        use crate::ledger::records::RangeRecord;
         use aws_sdk_s3::operation::get_object::GetObjectOutput;
         use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
         use aws_sdk_s3::primitives::ByteStream;
         use aws_sdk_s3::types::Object;
         use aws_smithy_mocks::{RuleMode, mock, mock_client};
 
-        let keys: Vec<String> = (0..5)
-            .map(|i| format!("ingest-ledger/objects/src/{i:02}.csv.json"))
+        const FOLDER: &str = "ingest-ledger/records/src/";
+        // Record i holds `{i:02}.csv` and ends where the next object's key starts.
+        let bound = |i: usize| (i < 4).then(|| format!("{:02}.csv", i + 1));
+        let names: Vec<String> = (0..5)
+            .map(|i| match bound(i) {
+                Some(hi) => format!("{FOLDER}r/{hi}"),
+                None => format!("{FOLDER}z"),
+            })
             .collect();
         let list = mock!(aws_sdk_s3::Client::list_objects_v2).then_compute_output(move |req| {
             let prefix = req.prefix().unwrap_or_default();
             let after = req.start_after().unwrap_or_default();
-            let listed: Vec<&String> = keys
+            let listed: Vec<&String> = names
                 .iter()
                 .filter(|k| k.starts_with(prefix) && k.as_str() > after)
                 .collect();
@@ -504,18 +511,31 @@ mod tests {
                 .is_truncated(listed.len() > 2)
                 .build()
         });
-        let get = mock!(aws_sdk_s3::Client::get_object).then_compute_output(|req| {
-            let key = req.key().unwrap_or_default();
-            let name = key.rsplit('/').next().unwrap().trim_end_matches(".json");
-            let state = if name == "04.csv" {
+        let get = mock!(aws_sdk_s3::Client::get_object).then_compute_output(move |req| {
+            let name = req.key().unwrap_or_default().strip_prefix(FOLDER).unwrap();
+            let i = match name.strip_prefix("r/") {
+                Some(hi) => hi[..2].parse::<usize>().unwrap() - 1,
+                None => 4,
+            };
+            let state = if i == 4 {
                 EntryState::InProgress
             } else {
                 EntryState::Ingested
             };
-            let body = serde_json::to_vec(&entry(name, state, 4)).unwrap();
+            let record = RangeRecord {
+                bucket: "src".into(),
+                lo: if i == 0 {
+                    String::new()
+                } else {
+                    format!("{i:02}.csv")
+                },
+                hi: bound(i),
+                splitting: Vec::new(),
+                entries: vec![entry(&format!("{i:02}.csv"), state, 4)],
+            };
             GetObjectOutput::builder()
                 .e_tag("\"v1\"")
-                .body(ByteStream::from(body))
+                .body(ByteStream::from(serde_json::to_vec(&record).unwrap()))
                 .build()
         });
         mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[&list, &get])
@@ -575,8 +595,8 @@ mod tests {
             }
         };
         assert_eq!(paged, whole);
-        // Three pages of the objects' folder, then the (empty) folder of long keys.
-        assert_eq!(calls, 4);
+        // Three pages of two, two and one records.
+        assert_eq!(calls, 3);
     }
 
     #[test]

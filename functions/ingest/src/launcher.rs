@@ -6,7 +6,6 @@
 //! the Distributed Map reads the manifest with its S3 ItemReader.
 
 use aws_sdk_s3::primitives::ByteStream;
-use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
@@ -41,9 +40,6 @@ pub const DEFAULT_MAX_CONCURRENCY: u32 = 10;
 fn default_max_concurrency() -> u32 {
     DEFAULT_MAX_CONCURRENCY
 }
-
-/// Ledger entries read at once while a page is checked against the ledger.
-const LEDGER_READS_IN_FLIGHT: usize = 32;
 
 fn default_suffix() -> String {
     ".csv".to_owned()
@@ -394,6 +390,18 @@ pub async fn list_page(
     let (batched, alone): (Vec<&WorkItem>, Vec<&WorkItem>) = items
         .iter()
         .partition(|item| u64::try_from(item.size).unwrap_or(0) <= input.small_object_bytes);
+    let workers = WorkerPlan::for_page(
+        batched.len() as u64,
+        alone.len() as u64,
+        input.objects_per_batch,
+        input.max_concurrency,
+    );
+    if let Some(location) = &input.ledger {
+        let points = batch_boundaries(&batched, workers.objects_per_batch as usize);
+        Ledger::new(s3, location)
+            .split_at(&input.bucket, &points)
+            .await?;
+    }
     let folder = format!("{}{}", manifest_location.prefix, input.run_id);
     let manifest = ManifestObject {
         bucket: manifest_location.bucket.clone(),
@@ -436,12 +444,7 @@ pub async fn list_page(
         page,
         item_count: items.len() as u64,
         batched_count: batched.len() as u64,
-        workers: WorkerPlan::for_page(
-            batched.len() as u64,
-            alone.len() as u64,
-            input.objects_per_batch,
-            input.max_concurrency,
-        ),
+        workers,
         manifest,
         batch_manifest,
         has_more: continuation_token.is_some(),
@@ -476,32 +479,45 @@ async fn write_manifest(
 }
 
 /// The items the ledger does not record as ingested with their listed ETag, with how many
-/// were left out and the rows the ledger records for them.
+/// were left out and the rows the ledger records for them. `listed` is in key order, as
+/// ListObjectsV2 lists it, and of one bucket.
 async fn leave_out_ingested(
     ledger: Ledger<'_>,
     listed: Vec<WorkItem>,
 ) -> Result<(Vec<WorkItem>, u64, u64), IngestError> {
-    let names: Vec<(String, String)> = listed
-        .iter()
-        .map(|item| (item.bucket.clone(), item.key.clone()))
-        .collect();
-    let entries: Vec<_> = futures::stream::iter(names)
-        .map(|(bucket, key)| async move { ledger.read(&bucket, &key).await })
-        .buffered(LEDGER_READS_IN_FLIGHT)
-        .try_collect()
+    let (Some(first), Some(last)) = (listed.first(), listed.last()) else {
+        return Ok((listed, 0, 0));
+    };
+    let entries = ledger
+        .entries_between(&first.bucket, &first.key, &last.key)
         .await?;
     let (mut skipped, mut skipped_rows) = (0, 0);
     let mut items = Vec::with_capacity(listed.len());
-    for (item, stored) in listed.into_iter().zip(entries) {
-        match stored {
-            Some(stored) if stored.entry.is_ingested(&item.etag) => {
+    for item in listed {
+        match entries.get(&item.key) {
+            Some(entry) if entry.is_ingested(&item.etag) => {
                 skipped += 1;
-                skipped_rows += stored.entry.rows;
+                skipped_rows += entry.rows;
             }
             _ => items.push(item),
         }
     }
     Ok((items, skipped, skipped_rows))
+}
+
+/// Where the ledger's records should start so that each batch of `batched` (in key order,
+/// `per_batch` objects each) has records of its own: its workers then claim and checkpoint
+/// without racing another batch's workers for the same record.
+fn batch_boundaries(batched: &[&WorkItem], per_batch: usize) -> Vec<String> {
+    let mut points: Vec<String> = batched.first().map(|i| i.key.clone()).into_iter().collect();
+    points.extend(
+        batched
+            .windows(2)
+            .enumerate()
+            .filter(|(i, _)| (i + 1) % per_batch.max(1) == 0)
+            .filter_map(|(_, pair)| Ledger::separator(&pair[0].key, &pair[1].key)),
+    );
+    points
 }
 
 #[cfg(test)]

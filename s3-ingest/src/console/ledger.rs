@@ -8,14 +8,15 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::extract::{Query, State};
 use axum::response::Html;
+use ingest::ledger::records::RangeRecord;
 use ingest::ledger::{EntryState, LedgerEntry, ObjectReport};
 use serde::de::DeserializeOwned;
 
 use super::html::{self, badge, escape};
 use super::{PageResult, Sources};
 
-/// Ledger entries per page.
-const OBJECTS_PAGE: i32 = 50;
+/// Ledger records per page (each holds the entries of a range of keys, a batch's or so).
+const RECORDS_PAGE: i32 = 2;
 /// Report parts per page.
 const REPORTS_PAGE: i32 = 10;
 /// Bad rows shown per report part.
@@ -94,14 +95,25 @@ pub(crate) async fn objects(
     Query(query): Query<ObjectsQuery>,
 ) -> PageResult {
     let ledger = &sources.ledger;
-    let (entries, next) = read_page::<LedgerEntry>(
+    let (records, next) = read_page::<RangeRecord>(
         &sources.s3,
         &ledger.bucket,
-        &format!("{}objects/", ledger.prefix),
+        &format!("{}records/", ledger.prefix),
         &query.next,
-        OBJECTS_PAGE,
+        RECORDS_PAGE,
     )
     .await?;
+    let entries: Vec<(String, anyhow::Result<LedgerEntry>)> = records
+        .into_iter()
+        .flat_map(|(name, record)| match record {
+            Ok(record) => record
+                .entries
+                .into_iter()
+                .map(|entry| (name.clone(), Ok(entry)))
+                .collect::<Vec<_>>(),
+            Err(error) => vec![(name, Err(error))],
+        })
+        .collect();
     let mut body = format!(
         "<p>The ledger in <code>s3://{}/{}</code>: set-aside reports first, then every object.</p>",
         escape(&ledger.bucket),
@@ -166,7 +178,10 @@ pub(crate) async fn objects(
         (!query.reports.is_empty()).then_some(query.reports.as_str()),
         reports_next.as_deref(),
     ));
-    let _ = write!(body, "<h2>Objects (the ledger, {OBJECTS_PAGE} a page)</h2>");
+    let _ = write!(
+        body,
+        "<h2>Objects (the ledger, {RECORDS_PAGE} of its records a page)</h2>"
+    );
     body.push_str(
         "<table id=\"objects\"><thead><tr><th>Object</th><th>State</th><th>Rows</th><th>Bad rows</th>\
          <th>Re-sends</th><th>Run</th><th>Updated</th><th>Reason</th></tr></thead><tbody>",

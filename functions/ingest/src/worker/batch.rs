@@ -17,7 +17,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::ingest::{ingest_object_in, stop_instant};
+use super::claim::{Claimed, Session};
+use super::ingest::{end_session, ingest_claimed, lease_until_ms, stop_instant};
 use super::io::{WorkerInput, WorkerOutput};
 use crate::clients::Clients;
 use crate::error::IngestError;
@@ -119,23 +120,48 @@ pub async fn ingest_batch_in(
         .and_then(|input| input.ledger.clone().map(|l| (l, input.run_id.clone())));
     let mut ordered: Vec<Option<Result<WorkerOutput, IngestError>>> =
         (0..inputs.len()).map(|_| None).collect();
-    // Owned inputs keep the futures free of borrowed closure arguments, which the stream
-    // combinators cannot prove `Send` for.
-    let mut results = futures::stream::iter(inputs.into_iter().enumerate())
-        .map(|(index, input)| async move {
-            // An object started this late could not finish before the deadline, and would
-            // keep the invocation past it; it waits for the next invocation instead. The first
-            // one always starts, so every invocation makes progress.
-            let stop_at = stop_instant(deadline, Duration::from_secs(input.time_margin_seconds));
-            if index > 0 && Instant::now() >= stop_at {
-                return (index, None);
-            }
-            let result = ingest_object_in(clients, pacing, &input, deadline).await;
-            (index, Some(result))
+    // An object whose input is invalid fails alone; the others are claimed together.
+    let mut valid = Vec::with_capacity(inputs.len());
+    for (index, input) in inputs.into_iter().enumerate() {
+        match input.validate() {
+            Ok(()) => valid.push((index, input)),
+            Err(error) => ordered[index] = Some(Err(error)),
+        }
+    }
+    let session = ledger.as_ref().map(|(location, _)| {
+        let every = valid.first().map_or(1, |(_, input)| input.checkpoint_every);
+        Session::new(Ledger::new(&clients.s3, location), every, valid.len())
+    });
+    let mut claims: Vec<Option<Claimed<'_>>> = match &session {
+        Some(session) => {
+            let refs: Vec<&WorkerInput> = valid.iter().map(|(_, input)| input).collect();
+            session
+                .claim(&refs, lease_until_ms(deadline))
+                .await?
+                .into_iter()
+                .map(Some)
+                .collect()
+        }
+        None => valid.iter().map(|_| None).collect(),
+    };
+    // Futures made up front from an `async fn`: stream combinators over closures with
+    // borrowed arguments cannot be proven `Send`.
+    let work: Vec<_> = valid
+        .iter()
+        .zip(claims.iter_mut().map(Option::take))
+        .map(|((index, input), claimed)| {
+            run_item(clients, pacing, *index, input, claimed, deadline)
         })
-        .buffer_unordered(OBJECTS_IN_FLIGHT);
-    while let Some((index, result)) = results.next().await {
+        .collect();
+    let results: Vec<_> = futures::stream::iter(work)
+        .buffer_unordered(OBJECTS_IN_FLIGHT)
+        .collect()
+        .await;
+    for (index, result) in results {
         ordered[index] = result;
+    }
+    if let Some(session) = &session {
+        end_session(session, Ok(())).await?;
     }
 
     let mut counted = batch.counted.unwrap_or_default();
@@ -186,6 +212,26 @@ pub async fn ingest_batch_in(
         counted,
         remaining,
     })
+}
+
+/// One object of a batch, under its claim: `None` when it was not started. An object
+/// started this late could not finish before the deadline, and would keep the invocation past
+/// it; it waits for the next invocation instead (its claim is this run's, so that invocation
+/// resumes it). The first one always starts, so every invocation makes progress.
+async fn run_item(
+    clients: &Clients,
+    pacing: &Pacing,
+    index: usize,
+    input: &WorkerInput,
+    claimed: Option<Claimed<'_>>,
+    deadline: SystemTime,
+) -> (usize, Option<Result<WorkerOutput, IngestError>>) {
+    let stop_at = stop_instant(deadline, Duration::from_secs(input.time_margin_seconds));
+    if index > 0 && Instant::now() >= stop_at {
+        return (index, None);
+    }
+    let result = ingest_claimed(clients, pacing, input, deadline, claimed).await;
+    (index, Some(result))
 }
 
 #[cfg(test)]

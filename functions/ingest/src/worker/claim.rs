@@ -1,10 +1,17 @@
-//! The ledger claim protocol as the worker uses it: take the object's entry with a
-//! conditional write (or learn there is nothing to do), then save checkpoints and the end
-//! state under that claim, noticing when another run has taken it over.
+//! The ledger claim protocol as a worker invocation uses it: one [`Session`] per invocation
+//! claims every object it was given, with one conditional write per ledger record, and keeps
+//! their checkpoints and end states, written together once the objects have acknowledged
+//! `checkpointEvery` batches each (as many objects as run at once) since the last write, and
+//! at the end. A cut-short invocation so re-sends no more than a per-object checkpoint would
+//! let it, and a batch of small objects costs a few ledger writes instead of two per object.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::error::IngestError;
-use crate::ledger::{Decision, EntryState, Ledger, LedgerEntry, Write, decide, now_ms};
+use crate::ledger::records::Loaded;
+use crate::ledger::{Decision, EntryState, Ledger, LedgerEntry, decide, now_ms};
 
+use super::batch::OBJECTS_IN_FLIGHT;
 use super::io::{Checkpoint, Outcome, WorkerInput, WorkerOutput};
 use super::progress::Progress;
 
@@ -36,11 +43,236 @@ pub(super) enum LedgerUpdate {
     },
 }
 
-/// This worker's claim on an object in the ledger.
-pub(super) struct Claim<'a> {
+/// A source object: its bucket and key.
+type ObjectId = (String, String);
+
+/// The ledger as one worker invocation uses it.
+pub(super) struct Session<'a> {
     ledger: Ledger<'a>,
+    /// Acknowledged batches, over every object, between two writes.
+    budget: u64,
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Records read or written, with their ETags.
+    cache: Vec<Loaded>,
+    /// Each object's entry as this session last wrote it: the next write is made only over it.
+    written: HashMap<ObjectId, LedgerEntry>,
+    /// Entries to write next.
+    pending: BTreeMap<ObjectId, LedgerEntry>,
+    /// Objects another run took over.
+    lost: HashSet<ObjectId>,
+    /// Batches acknowledged since the last write.
+    unwritten: u64,
+}
+
+/// What claiming one object decided.
+enum Plan {
+    /// Work to do under this entry, from the checkpoint, after `earlier` runs' counts.
+    Work {
+        entry: LedgerEntry,
+        checkpoint: Option<Checkpoint>,
+        earlier: Counts,
+    },
+    /// Nothing to do: the finished output.
+    Nothing(WorkerOutput),
+}
+
+impl<'a> Session<'a> {
+    /// A session on `ledger` for an invocation on `objects` objects that checkpoints every
+    /// `checkpoint_every` batches.
+    pub(super) fn new(ledger: Ledger<'a>, checkpoint_every: u64, objects: usize) -> Self {
+        let at_once = objects.clamp(1, OBJECTS_IN_FLIGHT) as u64;
+        Self {
+            ledger,
+            budget: checkpoint_every.max(1) * at_once,
+            state: tokio::sync::Mutex::new(State::default()),
+        }
+    }
+
+    /// Reads the entries of `inputs` and claims those with work, one conditional write per
+    /// record. Answers in the order of `inputs`.
+    pub(super) async fn claim(
+        &self,
+        inputs: &[&WorkerInput],
+        lease_until_ms: u64,
+    ) -> Result<Vec<Claimed<'_>>, IngestError> {
+        let mut by_bucket: BTreeMap<&str, Vec<(&str, usize)>> = BTreeMap::new();
+        for (index, input) in inputs.iter().enumerate() {
+            by_bucket
+                .entry(input.bucket.as_str())
+                .or_default()
+                .push((input.key.as_str(), index));
+        }
+        let mut plans: Vec<Option<Plan>> = inputs.iter().map(|_| None).collect();
+        let mut state = self.state.lock().await;
+        for (bucket, mut objects) in by_bucket {
+            objects.sort_unstable();
+            if let Some(pair) = objects.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(IngestError::invalid_input(
+                    &format!("Items[{}] ({})", pair[1].1, pair[1].0),
+                    "the object appears twice in the batch",
+                ));
+            }
+            let keys: Vec<&str> = objects.iter().map(|(key, _)| *key).collect();
+            let answers = self
+                .ledger
+                .modify(bucket, &keys, &mut state.cache, |key, current| {
+                    let index = objects[objects
+                        .binary_search_by(|(k, _)| (*k).cmp(key))
+                        .expect("keys come from the objects")]
+                    .1;
+                    match plan(current, inputs[index], lease_until_ms) {
+                        Plan::Work {
+                            entry,
+                            checkpoint,
+                            earlier,
+                        } => (
+                            Some(entry.clone()),
+                            Plan::Work {
+                                entry,
+                                checkpoint,
+                                earlier,
+                            },
+                        ),
+                        nothing => (None, nothing),
+                    }
+                })
+                .await?;
+            for ((_, index), answer) in objects.iter().zip(answers) {
+                if let Plan::Work { entry, .. } = &answer {
+                    state
+                        .written
+                        .insert((entry.bucket.clone(), entry.key.clone()), entry.clone());
+                }
+                plans[*index] = Some(answer);
+            }
+        }
+        Ok(plans
+            .into_iter()
+            .map(|plan| match plan.expect("every object is planned") {
+                Plan::Work {
+                    entry,
+                    checkpoint,
+                    earlier,
+                } => Claimed::Work(
+                    Claim {
+                        session: self,
+                        batches_saved: checkpoint.as_ref().map_or(0, |c| c.batches),
+                        entry,
+                        earlier,
+                    },
+                    checkpoint,
+                ),
+                Plan::Nothing(output) => Claimed::Nothing(output),
+            })
+            .collect())
+    }
+
+    /// Keeps `entry` for the next write, which is made now when the objects acknowledged the
+    /// budget's batches since the last one (`batches` of them since this object's last save).
+    async fn save(&self, entry: LedgerEntry, batches: u64) -> Result<Saved, IngestError> {
+        let mut state = self.state.lock().await;
+        let id = (entry.bucket.clone(), entry.key.clone());
+        if state.lost.contains(&id) {
+            return Ok(Saved::TakenOver);
+        }
+        state.unwritten += batches;
+        state.pending.insert(id.clone(), entry);
+        if state.unwritten >= self.budget {
+            self.write_pending(&mut state).await?;
+        }
+        Ok(if state.lost.contains(&id) {
+            Saved::TakenOver
+        } else {
+            Saved::Written
+        })
+    }
+
+    /// Writes what is pending: the invocation's last ledger write.
+    pub(super) async fn finish(&self) -> Result<(), IngestError> {
+        let mut state = self.state.lock().await;
+        if state.pending.is_empty() {
+            return Ok(());
+        }
+        self.write_pending(&mut state).await
+    }
+
+    /// Writes every pending entry over the entry this session last wrote; an entry changed by
+    /// someone else since is not written, and its object is lost to this session.
+    async fn write_pending(&self, state: &mut State) -> Result<(), IngestError> {
+        let pending = std::mem::take(&mut state.pending);
+        let unwritten = std::mem::take(&mut state.unwritten);
+        let mut by_bucket: BTreeMap<&str, Vec<&LedgerEntry>> = BTreeMap::new();
+        for entry in pending.values() {
+            by_bucket
+                .entry(entry.bucket.as_str())
+                .or_default()
+                .push(entry);
+        }
+        for (bucket, entries) in by_bucket {
+            let keys: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+            let State {
+                cache,
+                written,
+                lost,
+                ..
+            } = &mut *state;
+            let written_before = &*written;
+            let answers = self
+                .ledger
+                .modify(bucket, &keys, cache, |key, current| {
+                    let new = entries[keys
+                        .binary_search(&key)
+                        .expect("keys come from the entries")];
+                    let ours = written_before.get(&(bucket.to_owned(), key.to_owned()));
+                    if current == Some(new) {
+                        // Written by an attempt that failed after storing it.
+                        (None, true)
+                    } else if current == ours {
+                        (Some(new.clone()), true)
+                    } else {
+                        (None, false)
+                    }
+                })
+                .await;
+            let answers = match answers {
+                Ok(answers) => answers,
+                Err(error) => {
+                    // Kept for the next write: the change above accepts what was stored.
+                    for (id, entry) in &pending {
+                        state
+                            .pending
+                            .entry(id.clone())
+                            .or_insert_with(|| entry.clone());
+                    }
+                    state.unwritten += unwritten;
+                    return Err(error);
+                }
+            };
+            for (entry, kept) in entries.into_iter().zip(answers) {
+                let id = (entry.bucket.clone(), entry.key.clone());
+                if kept {
+                    written.insert(id, entry.clone());
+                } else {
+                    tracing::warn!(bucket = %entry.bucket, key = %entry.key, run = %entry.run_id, "the ledger entry was taken over by another run");
+                    lost.insert(id);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// This worker's claim on an object in the ledger.
+pub(super) struct Claim<'s> {
+    session: &'s Session<'s>,
+    /// The entry as last saved.
     entry: LedgerEntry,
-    version: String,
+    /// The object's acknowledged batches at the last save.
+    batches_saved: u64,
     /// Counts earlier runs recorded for this ETag; the entry holds them plus this run's.
     earlier: Counts,
 }
@@ -58,140 +290,116 @@ struct Counts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub(super) enum Saved {
-    /// The entry now holds the update.
+    /// The update is kept, and written with the session's next write.
     Written,
     /// Another run took the entry over since this claim last wrote it: nothing was written.
     TakenOver,
 }
 
 /// What taking a claim gave.
-pub(super) enum Claimed<'a> {
+pub(super) enum Claimed<'s> {
     /// Work to do, maybe from a checkpoint.
-    Work(Claim<'a>, Option<Checkpoint>),
+    Work(Claim<'s>, Option<Checkpoint>),
     /// Nothing to do: the finished output.
     Nothing(WorkerOutput),
 }
 
-impl<'a> Claim<'a> {
-    /// Reads the object's entry and, when there is work, claims it with a conditional write.
-    pub(super) async fn take(
-        ledger: Ledger<'a>,
-        input: &WorkerInput,
-        lease_until_ms: u64,
-    ) -> Result<Claimed<'a>, IngestError> {
-        // Two rounds: a lost race means another writer just changed the entry; read it again.
-        for _ in 0..3 {
-            let stored = ledger.read(&input.bucket, &input.key).await?;
-            let mut earlier = Counts::default();
-            let decision = decide(
-                stored.as_ref().map(|s| &s.entry),
-                &input.etag,
-                &input.run_id,
-                input.bad_rows,
-                now_ms(),
-            );
-            let checkpoint = match decision {
-                Decision::Start => None,
-                // Another run's checkpoint gives the position; its counts stay that run's,
-                // so this run's totals count only what this run sent.
-                Decision::Resume(Some(mut checkpoint))
-                    if stored
-                        .as_ref()
-                        .is_some_and(|s| s.entry.run_id != input.run_id) =>
-                {
-                    earlier = Counts {
-                        rows: checkpoint.rows_sent,
-                        batches: checkpoint.batches,
-                        retries: checkpoint.retries,
-                        bad_rows: checkpoint.bad_rows,
-                    };
-                    checkpoint.rows_sent = 0;
-                    checkpoint.batches = 0;
-                    checkpoint.retries = 0;
-                    checkpoint.bad_rows = 0;
-                    checkpoint.duration_ms = 0;
-                    Some(checkpoint)
-                }
-                Decision::Resume(checkpoint) => checkpoint,
-                Decision::AlreadyIngested
-                    if stored
-                        .as_ref()
-                        .is_some_and(|s| s.entry.run_id == input.run_id) =>
-                {
-                    // An earlier attempt of this run finished it, and its output was lost with
-                    // the attempt (a retried batch, a lost response): the rows are this run's.
-                    let entry = &stored.as_ref().expect("decided from an entry").entry;
-                    tracing::info!(key = %input.key, rows = entry.rows, "finished by an earlier attempt of this run");
-                    return Ok(Claimed::Nothing(WorkerOutput {
-                        rows: entry.rows,
-                        batches: entry.batches,
-                        retries: entry.retries,
-                        bad_rows: entry.bad_rows,
-                        ..WorkerOutput::empty(input, Outcome::AlreadyIngested)
-                    }));
-                }
-                Decision::AlreadyIngested | Decision::AlreadySetAside => {
-                    let entry = &stored.as_ref().expect("decided from an entry").entry;
-                    let outcome = if decision == Decision::AlreadyIngested {
-                        Outcome::AlreadyIngested
-                    } else {
-                        Outcome::SetAside
-                    };
-                    tracing::info!(key = %input.key, etag = %input.etag, ?outcome, "nothing to do");
-                    return Ok(Claimed::Nothing(skipped_output(input, outcome, entry)));
-                }
-                Decision::HeldElsewhere { run_id } => {
-                    tracing::info!(key = %input.key, holder = %run_id, "another run is ingesting the object");
-                    let mut output = skipped_output(
-                        input,
-                        Outcome::HeldElsewhere,
-                        &stored.expect("decided from an entry").entry,
-                    );
-                    // Its rows are the holder's to count.
-                    output.skipped_rows = 0;
-                    return Ok(Claimed::Nothing(output));
-                }
+/// Decides, from the object's entry as stored now, whether this run has work on it and the
+/// entry that claims it.
+fn plan(existing: Option<&LedgerEntry>, input: &WorkerInput, lease_until_ms: u64) -> Plan {
+    let mut earlier = Counts::default();
+    let decision = decide(
+        existing,
+        &input.etag,
+        &input.run_id,
+        input.bad_rows,
+        now_ms(),
+    );
+    let checkpoint = match decision {
+        Decision::Start => None,
+        // Another run's checkpoint gives the position; its counts stay that run's, so this
+        // run's totals count only what this run sent.
+        Decision::Resume(Some(mut checkpoint))
+            if existing.is_some_and(|e| e.run_id != input.run_id) =>
+        {
+            earlier = Counts {
+                rows: checkpoint.rows_sent,
+                batches: checkpoint.batches,
+                retries: checkpoint.retries,
+                bad_rows: checkpoint.bad_rows,
             };
-            let entry = LedgerEntry {
-                bucket: input.bucket.clone(),
-                key: input.key.clone(),
-                etag: input.etag.clone(),
-                state: EntryState::InProgress,
-                run_id: input.run_id.clone(),
-                lease_until_ms,
-                updated_ms: now_ms(),
-                checkpoint: checkpoint.clone(),
-                rows: earlier.rows + checkpoint.as_ref().map_or(0, |c| c.rows_sent),
-                batches: earlier.batches + checkpoint.as_ref().map_or(0, |c| c.batches),
-                retries: earlier.retries + checkpoint.as_ref().map_or(0, |c| c.retries),
-                bad_rows: earlier.bad_rows + checkpoint.as_ref().map_or(0, |c| c.bad_rows),
-                reason: None,
-                report: None,
-            };
-            let previous = stored.as_ref().map(|s| s.version.as_str());
-            if let Write::Stored(version) = ledger.write(&entry, previous).await? {
-                return Ok(Claimed::Work(
-                    Claim {
-                        ledger,
-                        entry,
-                        version,
-                        earlier,
-                    },
-                    checkpoint,
-                ));
+            checkpoint.rows_sent = 0;
+            checkpoint.batches = 0;
+            checkpoint.retries = 0;
+            checkpoint.bad_rows = 0;
+            checkpoint.duration_ms = 0;
+            Some(checkpoint)
+        }
+        Decision::Resume(checkpoint) => checkpoint,
+        Decision::AlreadyIngested | Decision::AlreadySetAside | Decision::HeldElsewhere { .. } => {
+            let entry = existing.expect("decided from an entry");
+            return Plan::Nothing(nothing_to_do(input, entry, &decision));
+        }
+    };
+    let entry = LedgerEntry {
+        bucket: input.bucket.clone(),
+        key: input.key.clone(),
+        etag: input.etag.clone(),
+        state: EntryState::InProgress,
+        run_id: input.run_id.clone(),
+        lease_until_ms,
+        updated_ms: now_ms(),
+        checkpoint: checkpoint.clone(),
+        rows: earlier.rows + checkpoint.as_ref().map_or(0, |c| c.rows_sent),
+        batches: earlier.batches + checkpoint.as_ref().map_or(0, |c| c.batches),
+        retries: earlier.retries + checkpoint.as_ref().map_or(0, |c| c.retries),
+        bad_rows: earlier.bad_rows + checkpoint.as_ref().map_or(0, |c| c.bad_rows),
+        reason: None,
+        report: None,
+    };
+    Plan::Work {
+        entry,
+        checkpoint,
+        earlier,
+    }
+}
+
+/// The output of an object the ledger says there is nothing to do for.
+fn nothing_to_do(input: &WorkerInput, entry: &LedgerEntry, decision: &Decision) -> WorkerOutput {
+    match decision {
+        Decision::AlreadyIngested if entry.run_id == input.run_id => {
+            // An earlier attempt of this run finished it, and its output was lost with the
+            // attempt (a retried batch, a lost response): the rows are this run's.
+            tracing::info!(key = %input.key, rows = entry.rows, "finished by an earlier attempt of this run");
+            WorkerOutput {
+                rows: entry.rows,
+                batches: entry.batches,
+                retries: entry.retries,
+                bad_rows: entry.bad_rows,
+                ..WorkerOutput::empty(input, Outcome::AlreadyIngested)
             }
         }
-        Err(IngestError::ServiceUnavailable {
-            service: "S3",
-            operation: "PutObject".to_owned(),
-            message: format!(
-                "the ledger entry of s3://{}/{} kept changing while it was being claimed",
-                input.bucket, input.key
-            ),
-        })
+        Decision::HeldElsewhere { run_id } => {
+            tracing::info!(key = %input.key, holder = %run_id, "another run is ingesting the object");
+            let mut output = skipped_output(input, Outcome::HeldElsewhere, entry);
+            // Its rows are the holder's to count.
+            output.skipped_rows = 0;
+            output
+        }
+        _ => {
+            let outcome = if *decision == Decision::AlreadySetAside {
+                Outcome::SetAside
+            } else {
+                Outcome::AlreadyIngested
+            };
+            tracing::info!(key = %input.key, etag = %input.etag, ?outcome, "nothing to do");
+            skipped_output(input, outcome, entry)
+        }
     }
+}
 
-    /// Writes the entry with `update`; [`Saved::TakenOver`] when another run took it over.
+impl Claim<'_> {
+    /// Saves `update`; [`Saved::TakenOver`] when another run took the object over.
     pub(super) async fn save(
         &mut self,
         update: LedgerUpdate,
@@ -220,14 +428,13 @@ impl<'a> Claim<'a> {
                 entry.report = report;
             }
         }
-        match self.ledger.write(&entry, Some(&self.version)).await? {
-            Write::Stored(version) => {
-                self.version = version;
-                self.entry = entry;
-                Ok(Saved::Written)
-            }
-            Write::Conflict => Ok(Saved::TakenOver),
+        let batches = progress.batches.saturating_sub(self.batches_saved);
+        self.batches_saved = progress.batches;
+        let saved = self.session.save(entry.clone(), batches).await?;
+        if saved == Saved::Written {
+            self.entry = entry;
         }
+        Ok(saved)
     }
 }
 

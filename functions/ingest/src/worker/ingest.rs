@@ -4,7 +4,7 @@
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::claim::{Claim, Claimed, LedgerUpdate, Saved, later_checkpoint, lost_claim};
+use super::claim::{Claim, Claimed, LedgerUpdate, Saved, Session, later_checkpoint, lost_claim};
 use super::io::{BadRowReport, Checkpoint, Outcome, WorkerInput, WorkerOutput, header_error};
 use super::progress::{Progress, report_folder};
 use super::read_loop::{LoopEnd, Reading, Stop, read_and_send};
@@ -35,38 +35,82 @@ pub async fn ingest_object_in(
     deadline: SystemTime,
 ) -> Result<WorkerOutput, IngestError> {
     input.validate()?;
+    let Some(location) = input.ledger.as_ref() else {
+        return ingest_claimed(clients, pacing, input, deadline, None).await;
+    };
+    // Claim: the ledger says whether there is work at all, and may know a later checkpoint
+    // than the input (a crashed or timed-out invocation checkpoints there, not in the state).
+    let session = Session::new(
+        Ledger::new(&clients.s3, location),
+        input.checkpoint_every,
+        1,
+    );
+    let claimed = session
+        .claim(&[input], lease_until_ms(deadline))
+        .await?
+        .pop()
+        .expect("one claim per object");
+    let result = ingest_claimed(clients, pacing, input, deadline, Some(claimed)).await;
+    end_session(&session, result).await
+}
+
+/// Until when an invocation ending at `deadline` holds its claims.
+pub(super) fn lease_until_ms(deadline: SystemTime) -> u64 {
+    to_ms(deadline) + LEASE_MARGIN_MS
+}
+
+/// Writes what `session` still holds, and gives `result`: an object's error comes first, and
+/// an error writing the ledger fails an invocation that otherwise succeeded (its retry finds
+/// the objects where the ledger last recorded them).
+pub(super) async fn end_session<T>(
+    session: &Session<'_>,
+    result: Result<T, IngestError>,
+) -> Result<T, IngestError> {
+    match (session.finish().await, result) {
+        (Err(written), Err(error)) => {
+            tracing::warn!(error = %written, "the ledger could not be written after the error");
+            Err(error)
+        }
+        (Err(written), Ok(_)) => Err(written),
+        (Ok(()), result) => result,
+    }
+}
+
+/// Ingests an object under its claim (`None`: the run keeps no ledger).
+pub(super) async fn ingest_claimed(
+    clients: &Clients,
+    pacing: &Pacing,
+    input: &WorkerInput,
+    deadline: SystemTime,
+    claimed: Option<Claimed<'_>>,
+) -> Result<WorkerOutput, IngestError> {
     let policy = RetryPolicy {
         max_attempts: input.max_attempts,
         ..RetryPolicy::default()
     };
     let started = Instant::now();
-    let lease_until_ms = to_ms(deadline) + LEASE_MARGIN_MS;
     let rate = input.worker_rate();
     let batch_limit = rate.map_or(MAX_BATCH_MESSAGES, |r| {
         (r.get() as usize).min(MAX_BATCH_MESSAGES)
     });
-    // Taken before the claim and the GET, so this environment's share of the rate banks
-    // while they take their round trips, and the first batches spend it.
-    let limiter =
-        rate.map(|rate| pacing.limiter(&input.channel_name, rate, first_batch(batch_limit)));
-
-    // Claim: the ledger says whether there is work at all, and may know a later checkpoint
-    // than the input (a crashed or timed-out invocation checkpoints there, not in the state).
     let ledger = input
         .ledger
         .as_ref()
         .map(|location| Ledger::new(&clients.s3, location));
     let mut claim = None;
     let mut start_at = input.checkpoint.clone();
-    if let Some(ledger) = ledger {
-        match Claim::take(ledger, input, lease_until_ms).await? {
-            Claimed::Work(taken, checkpoint) => {
-                start_at = later_checkpoint(start_at, checkpoint);
-                claim = Some(taken);
-            }
-            Claimed::Nothing(output) => return Ok(output),
+    match claimed {
+        Some(Claimed::Work(taken, checkpoint)) => {
+            start_at = later_checkpoint(start_at, checkpoint);
+            claim = Some(taken);
         }
+        Some(Claimed::Nothing(output)) => return Ok(output),
+        None => {}
     }
+    // Taken before the GET, so this environment's share of the rate banks while it takes its
+    // round trip, and the first batches spend it.
+    let limiter =
+        rate.map(|rate| pacing.limiter(&input.channel_name, rate, first_batch(batch_limit)));
 
     // Open: the batcher at the checkpoint, the object at its byte offset.
     let stop_at = stop_instant(deadline, Duration::from_secs(input.time_margin_seconds));

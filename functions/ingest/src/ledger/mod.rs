@@ -1,14 +1,16 @@
-//! The ledger: one small JSON record per source object in S3, written only with conditional
+//! The ledger: one [`LedgerEntry`] per source object in S3, written only with conditional
 //! writes, that says whether the object was ingested (and with which ETag), which run is
 //! ingesting it and where its last checkpoint is; and the bad-input reports beside it.
 //!
 //! Layout under the ledger prefix (default [`DEFAULT_LEDGER_PREFIX`]):
-//! - `objects/<bucket>/<key>.json`: the object's [`LedgerEntry`];
+//! - `records/<bucket>/…`: the entries, kept together in range records ([`records`]);
 //! - `reports/<runId>/<bucket>/<key>/lines-<first line>.json`: rows or objects set aside.
 //!
-//! Every write carries `If-None-Match: *` (first claim) or `If-Match: <ledger ETag>` (every
-//! later one), so two workers can never both believe they own an object: the loser of a race
-//! gets `412 Precondition Failed` and reads again.
+//! Every write carries `If-None-Match: *` (a new record) or `If-Match: <record ETag>` (every
+//! later one), and changes an entry only if it is still as the writer read it, so two workers
+//! can never both believe they own an object: the loser of a race reads again.
+
+pub mod records;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,9 +31,6 @@ pub const REPORT_PART_ROWS: usize = 1000;
 /// How long a claim outlives its invocation's deadline before another run may take it over.
 pub const LEASE_MARGIN_MS: u64 = 60_000;
 
-/// Ledger entries read at once when a whole prefix is read.
-const ENTRY_READS_AT_ONCE: usize = 32;
-
 /// S3's limit on key length, in bytes.
 const MAX_KEY_BYTES: usize = 1024;
 
@@ -42,15 +41,11 @@ fn default_prefix() -> String {
     DEFAULT_LEDGER_PREFIX.to_owned()
 }
 
-/// Where a listing of ledger entries continues: in the folder of the objects' own keys, or in
-/// `#hashed/` (long keys) after it, after the ledger key `after`.
+/// Where a listing of ledger entries continues: after the record named `after`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EntryCursor {
-    /// Whether the listing is in `#hashed/`.
-    #[serde(default)]
-    pub hashed: bool,
-    /// The last ledger key read (`None`: the folder's start).
+    /// The last record read (`None`: the range's start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
 }
@@ -67,9 +62,17 @@ pub struct LedgerLocation {
 }
 
 impl LedgerLocation {
-    /// The ledger entry's key for an object.
-    pub fn entry_key(&self, bucket: &str, key: &str) -> String {
-        bounded_key(&format!("{}objects/{bucket}/", self.prefix), key, ".json")
+    /// The folder of the range records of a source bucket's objects.
+    pub fn records_folder(&self, bucket: &str) -> String {
+        format!("{}records/{bucket}/", self.prefix)
+    }
+
+    /// The name of the record of `bucket` whose keys end before `hi` (`None`: the last one).
+    pub fn record_key(&self, bucket: &str, hi: Option<&str>) -> String {
+        match hi {
+            Some(hi) => format!("{}r/{hi}", self.records_folder(bucket)),
+            None => format!("{}z", self.records_folder(bucket)),
+        }
     }
 
     /// The folder holding one run's reports.
@@ -107,7 +110,7 @@ impl LedgerLocation {
 }
 
 /// `folder + key + suffix`, or, when that exceeds S3's key limit, the key replaced by a hash
-/// of it (the entry itself still names the key).
+/// of it (the document itself still names the key).
 fn bounded_key(folder: &str, key: &str, suffix: &str) -> String {
     let full = format!("{folder}{key}{suffix}");
     if full.len() <= MAX_KEY_BYTES {
@@ -183,13 +186,27 @@ impl LedgerEntry {
     }
 }
 
-/// A ledger entry with the ETag of the ledger object itself, for the next conditional write.
+/// A ledger entry with its version, for the next conditional write of it.
 #[derive(Debug, Clone)]
 pub struct Stored {
-    /// The record.
+    /// The entry.
     pub entry: LedgerEntry,
-    /// ETag of the ledger object.
+    /// A digest of the entry as read ([`Ledger::write`] stores over it only while it is so).
     pub version: String,
+}
+
+impl Stored {
+    fn of(entry: LedgerEntry) -> Self {
+        let version = entry_version(&entry);
+        Self { entry, version }
+    }
+}
+
+/// A digest of an entry's contents: two reads give the same version exactly when the entry
+/// did not change between them.
+fn entry_version(entry: &LedgerEntry) -> String {
+    let json = serde_json::to_string(entry).expect("ledger entries always serialise");
+    format!("{:032x}", key_hash(&json))
 }
 
 /// What a worker should do with an object, given its ledger entry.
@@ -268,20 +285,15 @@ impl<'a> Ledger<'a> {
     }
 
     /// The entry of an object, `None` when the object was never claimed.
-    // Not an `async fn` wrapping another: one state machine less in the worker's future,
-    // whose nesting is near the compiler's query depth limit.
-    pub fn read(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> impl Future<Output = Result<Option<Stored>, IngestError>> + Send + '_ {
-        self.read_key(self.location.entry_key(bucket, key))
+    pub async fn read(&self, bucket: &str, key: &str) -> Result<Option<Stored>, IngestError> {
+        let loaded = self.locate(bucket, key).await?;
+        Ok(loaded.record.get(key).cloned().map(Stored::of))
     }
 
-    /// The entry stored at `ledger_key`, `None` when there is none.
-    async fn read_key(&self, ledger_key: String) -> Result<Option<Stored>, IngestError> {
-        // A body cut off mid-way is read again: entries are small, and one broken connection
-        // must not fail a whole page's check.
+    /// [`Ledger::get_bytes`], made again when the body broke off or S3 answered with a
+    /// transient error: ledger documents are small, and one broken connection must not fail
+    /// a whole page's check.
+    async fn get_retried(&self, key: &str) -> Result<Option<(String, Vec<u8>)>, IngestError> {
         retry(
             "ledger GetObject",
             READ_ATTEMPTS,
@@ -292,24 +304,9 @@ impl<'a> Ledger<'a> {
                     IngestError::ServiceUnavailable { .. } | IngestError::Throttled { .. }
                 )
             },
-            || self.read_once(&ledger_key),
+            || self.get_bytes(key),
         )
         .await
-    }
-
-    async fn read_once(&self, ledger_key: &str) -> Result<Option<Stored>, IngestError> {
-        let Some((version, body)) = self.get_bytes(ledger_key).await? else {
-            return Ok(None);
-        };
-        let entry = serde_json::from_slice(&body).map_err(|e| IngestError::ServiceError {
-            service: "S3",
-            operation: "GetObject".to_owned(),
-            message: format!(
-                "ledger entry s3://{}/{ledger_key} is not a ledger record: {e}",
-                self.location.bucket
-            ),
-        })?;
-        Ok(Some(Stored { entry, version }))
     }
 
     /// The ETag and body of the ledger object at `ledger_key`, `None` when there is none.
@@ -351,20 +348,20 @@ impl<'a> Ledger<'a> {
         Ok(Some((version, body.to_vec())))
     }
 
-    /// Writes `entry`: only if no entry exists (`previous` `None`) or only over the entry
-    /// read as `previous`. [`Write::Conflict`] when another writer got there first.
-    pub async fn write(
+    /// Writes `body` at `ledger_key`: only if nothing is there (`previous` `None`) or only
+    /// over the object whose ETag is `previous`. [`Write::Conflict`] when another writer got
+    /// there first.
+    async fn put_conditional(
         &self,
-        entry: &LedgerEntry,
+        ledger_key: &str,
+        body: Vec<u8>,
         previous: Option<&str>,
     ) -> Result<Write, IngestError> {
-        let ledger_key = self.location.entry_key(&entry.bucket, &entry.key);
-        let body = serde_json::to_vec_pretty(entry).expect("ledger entries always serialise");
         let request = self
             .s3
             .put_object()
             .bucket(&self.location.bucket)
-            .key(&ledger_key)
+            .key(ledger_key)
             .content_type("application/json")
             .body(ByteStream::from(body));
         let request = match previous {
@@ -382,13 +379,38 @@ impl<'a> Ledger<'a> {
                 {
                     Ok(Write::Conflict)
                 } else {
-                    Err(self.error("PutObject", &ledger_key, failure))
+                    Err(self.error("PutObject", ledger_key, failure))
                 }
             }
         }
     }
 
-    /// Every entry of objects under `prefix` in `bucket`, in key order, read concurrently.
+    /// Writes `entry`: only if the object has no entry (`previous` `None`) or only over the
+    /// entry read as version `previous`. [`Write::Conflict`] when another writer got there
+    /// first; [`Write::Stored`] carries the entry's new version.
+    pub async fn write(
+        &self,
+        entry: &LedgerEntry,
+        previous: Option<&str>,
+    ) -> Result<Write, IngestError> {
+        let mut answers = self
+            .modify(
+                &entry.bucket,
+                &[entry.key.as_str()],
+                &mut Vec::new(),
+                |_, current| {
+                    if current.map(entry_version).as_deref() == previous {
+                        (Some(entry.clone()), Write::Stored(entry_version(entry)))
+                    } else {
+                        (None, Write::Conflict)
+                    }
+                },
+            )
+            .await?;
+        Ok(answers.pop().expect("one answer per key"))
+    }
+
+    /// Every entry of objects under `prefix` in `bucket`, in key order.
     pub async fn entries(&self, bucket: &str, prefix: &str) -> Result<Vec<Stored>, IngestError> {
         let mut out: Vec<Stored> = Vec::new();
         let mut cursor = Some(EntryCursor::default());
@@ -397,73 +419,61 @@ impl<'a> Ledger<'a> {
             out.extend(page);
             cursor = next;
         }
-        out.sort_by(|a, b| a.entry.key.cmp(&b.entry.key));
         Ok(out)
     }
 
-    /// The entries of objects under `prefix` in `bucket` from one ListObjectsV2 page of the
-    /// ledger (at most 1,000), read concurrently, and where the listing continues (`None`:
-    /// done). A ledger of any size can so be read over several calls, each within its time.
+    /// The entries of objects under `prefix` in `bucket` from the records of one
+    /// ListObjectsV2 page of the ledger (at most 1,000), in key order, and where the listing
+    /// continues (`None`: done). A ledger of any size can so be read over several calls,
+    /// each within its time.
     pub async fn entries_page(
         &self,
         bucket: &str,
         prefix: &str,
         cursor: &EntryCursor,
     ) -> Result<(Vec<Stored>, Option<EntryCursor>), IngestError> {
-        use futures::StreamExt as _;
-        let folder = format!("{}objects/{bucket}/", self.location.prefix);
-        // Long keys live under `#hashed/`, outside the prefix's folder; their entries name them.
-        let listed = if cursor.hashed {
-            format!("{folder}#hashed/")
-        } else {
-            format!("{folder}{prefix}")
-        };
-        let page = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.location.bucket)
-            .prefix(&listed)
-            .set_start_after(cursor.after.clone())
-            .send()
-            .await
-            .map_err(|e| self.error("ListObjectsV2", &listed, CallFailure::from_sdk(&e)))?;
-        let last = page
-            .contents()
-            .last()
-            .and_then(|o| o.key())
-            .map(str::to_owned);
-        let next = match (page.is_truncated().unwrap_or(false), last) {
-            (true, Some(after)) => Some(EntryCursor {
-                hashed: cursor.hashed,
-                after: Some(after),
-            }),
-            _ if !cursor.hashed => Some(EntryCursor {
-                hashed: true,
-                after: None,
-            }),
-            _ => None,
-        };
-        let ledger_keys = page
-            .contents()
-            .iter()
-            .filter_map(|o| o.key())
-            .filter(|k| k.ends_with(".json"))
-            .map(str::to_owned)
-            .collect::<Vec<_>>();
-        let reads = futures::stream::iter(ledger_keys)
-            .map(|ledger_key| self.read_key(ledger_key))
-            .buffer_unordered(ENTRY_READS_AT_ONCE);
-        let mut out: Vec<Stored> = Vec::new();
-        let mut reads = std::pin::pin!(reads);
-        while let Some(read) = reads.next().await {
-            if let Some(stored) = read?
-                && stored.entry.bucket == bucket
-                && stored.entry.key.starts_with(prefix)
-            {
-                out.push(stored);
+        let start_after = cursor
+            .after
+            .clone()
+            .unwrap_or_else(|| format!("{}r/{prefix}", self.location.records_folder(bucket)));
+        let beyond = |lo: &str| lo > prefix && !lo.starts_with(prefix);
+        let (records, next) = self.records_page(bucket, &start_after, &beyond).await?;
+        let entries = records
+            .into_iter()
+            .flat_map(|loaded| loaded.record.entries)
+            .filter(|entry| entry.key.starts_with(prefix))
+            .map(Stored::of)
+            .collect();
+        Ok((
+            entries,
+            next.map(|after| EntryCursor { after: Some(after) }),
+        ))
+    }
+
+    /// The entries of the objects of `bucket` from `first` to `last` (both included), by key.
+    pub async fn entries_between(
+        &self,
+        bucket: &str,
+        first: &str,
+        last: &str,
+    ) -> Result<std::collections::BTreeMap<String, LedgerEntry>, IngestError> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut start_after = format!("{}r/{first}", self.location.records_folder(bucket));
+        let beyond = |lo: &str| lo > last;
+        loop {
+            let (records, next) = self.records_page(bucket, &start_after, &beyond).await?;
+            out.extend(
+                records
+                    .into_iter()
+                    .flat_map(|loaded| loaded.record.entries)
+                    .filter(|e| e.key.as_str() >= first && e.key.as_str() <= last)
+                    .map(|e| (e.key.clone(), e)),
+            );
+            match next {
+                Some(after) => start_after = after,
+                None => return Ok(out),
             }
         }
-        Ok((out, next))
     }
 
     /// Ends the claims `run_id` holds on objects under `prefix` in `bucket`: their leases
@@ -476,25 +486,40 @@ impl<'a> Ledger<'a> {
         bucket: &str,
         prefix: &str,
     ) -> Result<Vec<String>, IngestError> {
-        let mut released = Vec::new();
-        for stored in self.entries(bucket, prefix).await? {
-            let mut entry = stored.entry;
-            let now = now_ms();
-            if entry.state != EntryState::InProgress
-                || entry.run_id != run_id
-                || entry.lease_until_ms <= now
-            {
-                continue;
-            }
-            entry.lease_until_ms = now;
-            entry.updated_ms = now;
-            // A conflict means someone else wrote the entry meanwhile: it is no longer this
-            // run's to release.
-            if let Write::Stored(_) = self.write(&entry, Some(&stored.version)).await? {
-                released.push(entry.key);
-            }
-        }
-        Ok(released)
+        let held = |entry: &LedgerEntry, now: u64| {
+            entry.state == EntryState::InProgress
+                && entry.run_id == run_id
+                && entry.lease_until_ms > now
+        };
+        let now = now_ms();
+        let keys: Vec<String> = self
+            .entries(bucket, prefix)
+            .await?
+            .into_iter()
+            .filter(|stored| held(&stored.entry, now))
+            .map(|stored| stored.entry.key)
+            .collect();
+        let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        // An entry changed meanwhile by someone else is no longer this run's to release.
+        let answers = self
+            .modify(bucket, &key_refs, &mut Vec::new(), |_, current| {
+                let now = now_ms();
+                match current {
+                    Some(entry) if held(entry, now) => {
+                        let mut entry = entry.clone();
+                        entry.lease_until_ms = now;
+                        entry.updated_ms = now;
+                        (Some(entry), true)
+                    }
+                    _ => (None, false),
+                }
+            })
+            .await?;
+        Ok(keys
+            .into_iter()
+            .zip(answers)
+            .filter_map(|(key, released)| released.then_some(key))
+            .collect())
     }
 
     /// Ledger object keys under `prefix`.
@@ -691,19 +716,30 @@ pub(crate) mod tests {
             prefix: DEFAULT_LEDGER_PREFIX.into(),
         };
         assert_eq!(
-            location.entry_key("src", "1/a b+ü.csv"),
-            "ingest-ledger/objects/src/1/a b+ü.csv.json"
+            location.failure_key("run-1", "src", "1/a b+ü.csv"),
+            "ingest-ledger/failures/run-1/src/1/a b+ü.csv.json"
         );
         let long = "k".repeat(1024);
-        let hashed = location.entry_key("src", &long);
+        let hashed = location.failure_key("run-1", "src", &long);
         assert!(hashed.len() <= MAX_KEY_BYTES);
-        assert!(hashed.starts_with("ingest-ledger/objects/src/#hashed/"));
-        assert_ne!(hashed, location.entry_key("src", &"k".repeat(1023)));
+        assert!(hashed.starts_with("ingest-ledger/failures/run-1/src/#hashed/"));
+        assert_ne!(
+            hashed,
+            location.failure_key("run-1", "src", &"k".repeat(1023))
+        );
+        assert_eq!(
+            location.record_key("src", Some("1/b")),
+            "ingest-ledger/records/src/r/1/b"
+        );
+        assert_eq!(
+            location.record_key("src", None),
+            "ingest-ledger/records/src/z"
+        );
         assert_eq!(
             location.report_key("run-1", "src", "a.csv", 7),
             "ingest-ledger/reports/run-1/src/a.csv/lines-000000000007.json"
         );
-        assert!(location.holds("l", "ingest-ledger/objects/x"));
-        assert!(!location.holds("other", "ingest-ledger/objects/x"));
+        assert!(location.holds("l", "ingest-ledger/records/x"));
+        assert!(!location.holds("other", "ingest-ledger/records/x"));
     }
 }

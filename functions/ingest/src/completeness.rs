@@ -484,14 +484,14 @@ mod tests {
         use aws_sdk_s3::types::Object;
         use aws_smithy_mocks::{RuleMode, mock, mock_client};
 
-        const FOLDER: &str = "ingest-ledger/records/src/";
+        let location = LedgerLocation {
+            bucket: "ledger".into(),
+            prefix: "ingest-ledger/".into(),
+        };
         // Record i holds `{i:02}.csv` and ends where the next object's key starts.
         let bound = |i: usize| (i < 4).then(|| format!("{:02}.csv", i + 1));
         let names: Vec<String> = (0..5)
-            .map(|i| match bound(i) {
-                Some(hi) => format!("{FOLDER}r/{hi}"),
-                None => format!("{FOLDER}z"),
-            })
+            .map(|i| location.record_key("src", bound(i).as_deref()))
             .collect();
         let list = mock!(aws_sdk_s3::Client::list_objects_v2).then_compute_output(move |req| {
             let prefix = req.prefix().unwrap_or_default();
@@ -512,10 +512,9 @@ mod tests {
                 .build()
         });
         let get = mock!(aws_sdk_s3::Client::get_object).then_compute_output(move |req| {
-            let name = req.key().unwrap_or_default().strip_prefix(FOLDER).unwrap();
-            let i = match name.strip_prefix("r/") {
-                Some(hi) => hi[..2].parse::<usize>().unwrap() - 1,
-                None => 4,
+            let i = match location.record_bound("src", req.key().unwrap_or_default()) {
+                Some(Some(hi)) => hi[..2].parse::<usize>().unwrap() - 1,
+                _ => 4,
             };
             let state = if i == 4 {
                 EntryState::InProgress

@@ -15,8 +15,11 @@ use serde::de::DeserializeOwned;
 use super::html::{self, badge, escape};
 use super::{PageResult, Sources};
 
-/// Ledger records per page (each holds the entries of a range of keys, a batch's or so).
-const RECORDS_PAGE: i32 = 2;
+/// Ledger entries per page, at least: whole records are shown, each holding the entries of a
+/// range of keys (a batch's, or so).
+const OBJECTS_PAGE: usize = 50;
+/// Records listed at once while a page is filled.
+const RECORDS_LISTED: i32 = 10;
 /// Report parts per page.
 const REPORTS_PAGE: i32 = 10;
 /// Bad rows shown per report part.
@@ -56,29 +59,84 @@ async fn read_page<T: DeserializeOwned>(
         .iter()
         .filter_map(|o| o.key().map(str::to_owned))
         .collect();
-    let bodies = futures::future::join_all(keys.iter().map(|key| async move {
-        let object = s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .context("GetObject")?;
-        let bytes = object
-            .body
-            .collect()
-            .await
-            .context("reading the object")?
-            .into_bytes();
-        serde_json::from_slice::<T>(&bytes).context("parsing the object")
-    }))
-    .await;
+    let bodies =
+        futures::future::join_all(keys.iter().map(|key| read_json::<T>(s3, bucket, key))).await;
     let next = if listed.is_truncated() == Some(true) {
         listed.next_continuation_token().map(str::to_owned)
     } else {
         None
     };
     Ok((keys.into_iter().zip(bodies).collect(), next))
+}
+
+/// Entries of the ledger records under `folder`, whole records in key order after the record
+/// named `after` (the start when empty) until at least [`OBJECTS_PAGE`] entries, each named by
+/// its record; and the record the next page starts after.
+async fn entries_page(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    folder: &str,
+    after: &str,
+) -> anyhow::Result<(Vec<(String, anyhow::Result<LedgerEntry>)>, Option<String>)> {
+    let mut entries = Vec::new();
+    let mut after = after.to_owned();
+    loop {
+        let mut request = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(folder)
+            .max_keys(RECORDS_LISTED);
+        if !after.is_empty() {
+            request = request.start_after(&after);
+        }
+        let listed = request
+            .send()
+            .await
+            .with_context(|| format!("ListObjectsV2 s3://{bucket}/{folder}"))?;
+        let names: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+        let more_listed = listed.is_truncated() == Some(true);
+        for (at, name) in names.iter().enumerate() {
+            match read_json::<RangeRecord>(s3, bucket, name).await {
+                Ok(record) => entries.extend(
+                    record
+                        .entries
+                        .into_iter()
+                        .map(|entry| ((*name).to_owned(), Ok(entry))),
+                ),
+                Err(error) => entries.push(((*name).to_owned(), Err(error))),
+            }
+            if entries.len() >= OBJECTS_PAGE {
+                let more = more_listed || at + 1 < names.len();
+                return Ok((entries, more.then(|| (*name).to_owned())));
+            }
+        }
+        match names.last() {
+            Some(last) if more_listed => after = (*last).to_owned(),
+            _ => return Ok((entries, None)),
+        }
+    }
+}
+
+/// The JSON document at `key`.
+async fn read_json<T: DeserializeOwned>(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<T> {
+    let object = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .context("GetObject")?;
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .context("reading the object")?
+        .into_bytes();
+    serde_json::from_slice::<T>(&bytes).context("parsing the object")
 }
 
 fn state_name(state: EntryState) -> &'static str {
@@ -95,25 +153,13 @@ pub(crate) async fn objects(
     Query(query): Query<ObjectsQuery>,
 ) -> PageResult {
     let ledger = &sources.ledger;
-    let (records, next) = read_page::<RangeRecord>(
+    let (entries, next) = entries_page(
         &sources.s3,
         &ledger.bucket,
         &format!("{}records/", ledger.prefix),
         &query.next,
-        RECORDS_PAGE,
     )
     .await?;
-    let entries: Vec<(String, anyhow::Result<LedgerEntry>)> = records
-        .into_iter()
-        .flat_map(|(name, record)| match record {
-            Ok(record) => record
-                .entries
-                .into_iter()
-                .map(|entry| (name.clone(), Ok(entry)))
-                .collect::<Vec<_>>(),
-            Err(error) => vec![(name, Err(error))],
-        })
-        .collect();
     let mut body = format!(
         "<p>The ledger in <code>s3://{}/{}</code>: set-aside reports first, then every object.</p>",
         escape(&ledger.bucket),
@@ -178,10 +224,7 @@ pub(crate) async fn objects(
         (!query.reports.is_empty()).then_some(query.reports.as_str()),
         reports_next.as_deref(),
     ));
-    let _ = write!(
-        body,
-        "<h2>Objects (the ledger, {RECORDS_PAGE} of its records a page)</h2>"
-    );
+    let _ = write!(body, "<h2>Objects (the ledger, {OBJECTS_PAGE} a page)</h2>");
     body.push_str(
         "<table id=\"objects\"><thead><tr><th>Object</th><th>State</th><th>Rows</th><th>Bad rows</th>\
          <th>Re-sends</th><th>Run</th><th>Updated</th><th>Reason</th></tr></thead><tbody>",

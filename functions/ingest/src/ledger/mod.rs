@@ -68,11 +68,29 @@ impl LedgerLocation {
     }
 
     /// The name of the record of `bucket` whose keys end before `hi` (`None`: the last one).
+    /// The bound is written in hex, which sorts as the key does and holds no `/`, so no
+    /// record's name is the folder of another's.
     pub fn record_key(&self, bucket: &str, hi: Option<&str>) -> String {
         match hi {
-            Some(hi) => format!("{}r/{hi}", self.records_folder(bucket)),
+            Some(hi) => format!("{}r/{}", self.records_folder(bucket), to_hex(hi)),
             None => format!("{}z", self.records_folder(bucket)),
         }
+    }
+
+    /// Where a listing of `bucket`'s records starts so that the first record listed is the
+    /// one holding `key`.
+    pub fn records_after(&self, bucket: &str, key: &str) -> String {
+        self.record_key(bucket, Some(key))
+    }
+
+    /// The upper bound a record name of `bucket` carries: `Some(None)` for the last record,
+    /// `None` for a name that is not a record's.
+    pub fn record_bound(&self, bucket: &str, name: &str) -> Option<Option<String>> {
+        let rest = name.strip_prefix(&self.records_folder(bucket))?;
+        if rest == "z" {
+            return Some(None);
+        }
+        from_hex(rest.strip_prefix("r/")?).map(Some)
     }
 
     /// The folder holding one run's reports.
@@ -118,6 +136,28 @@ fn bounded_key(folder: &str, key: &str, suffix: &str) -> String {
     } else {
         format!("{folder}#hashed/{:032x}{suffix}", key_hash(key))
     }
+}
+
+/// The bytes of `text` as lowercase hex: the order of two texts is the order of their hex.
+fn to_hex(text: &str) -> String {
+    use std::fmt::Write as _;
+    text.bytes()
+        .fold(String::with_capacity(text.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// The text [`to_hex`] wrote, `None` when `hex` is not such.
+fn from_hex(hex: &str) -> Option<String> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// FNV-1a over 128 bits: stable across builds and platforms, unlike the std hasher.
@@ -435,7 +475,7 @@ impl<'a> Ledger<'a> {
         let start_after = cursor
             .after
             .clone()
-            .unwrap_or_else(|| format!("{}r/{prefix}", self.location.records_folder(bucket)));
+            .unwrap_or_else(|| self.location.records_after(bucket, prefix));
         let beyond = |lo: &str| lo > prefix && !lo.starts_with(prefix);
         let (records, next) = self.records_page(bucket, &start_after, &beyond).await?;
         let entries = records
@@ -458,7 +498,7 @@ impl<'a> Ledger<'a> {
         last: &str,
     ) -> Result<std::collections::BTreeMap<String, LedgerEntry>, IngestError> {
         let mut out = std::collections::BTreeMap::new();
-        let mut start_after = format!("{}r/{first}", self.location.records_folder(bucket));
+        let mut start_after = self.location.records_after(bucket, first);
         let beyond = |lo: &str| lo > last;
         loop {
             let (records, next) = self.records_page(bucket, &start_after, &beyond).await?;
@@ -729,8 +769,36 @@ pub(crate) mod tests {
         );
         assert_eq!(
             location.record_key("src", Some("1/b")),
-            "ingest-ledger/records/src/r/1/b"
+            "ingest-ledger/records/src/r/312f62"
         );
+        for bound in ["1/b", "", "ü/ß x"] {
+            let name = location.record_key("src", Some(bound));
+            assert_eq!(
+                location.record_bound("src", &name),
+                Some(Some(bound.into()))
+            );
+        }
+        assert_eq!(
+            location.record_bound("src", "ingest-ledger/records/src/z"),
+            Some(None)
+        );
+        assert_eq!(
+            location.record_bound("src", "ingest-ledger/records/src/r/3"),
+            None
+        );
+        // Names sort as their bounds do, a bound before the keys it is a prefix of.
+        let mut bounds = ["a/b", "a", "a.b", "a b", "ab", "a/", "é"];
+        let mut names: Vec<String> = bounds
+            .iter()
+            .map(|b| location.record_key("src", Some(b)))
+            .collect();
+        bounds.sort_unstable();
+        names.sort();
+        let decoded: Vec<String> = names
+            .iter()
+            .map(|n| location.record_bound("src", n).unwrap().unwrap())
+            .collect();
+        assert_eq!(decoded, bounds);
         assert_eq!(
             location.record_key("src", None),
             "ingest-ledger/records/src/z"

@@ -2,9 +2,10 @@
 //! one source bucket's keys in `[lo, hi)`, so that a batch of objects is claimed, checkpointed
 //! and finished with one conditional write per record rather than one per object.
 //!
-//! A record lives at `<prefix>records/<bucket>/r/<hi>`, or at `<prefix>records/<bucket>/z`
-//! when it has no upper bound. The record holding a key is the first whose name sorts after
-//! `r/<key>`, so one ListObjectsV2 call with `StartAfter` finds it, whichever keys exist.
+//! A record lives at `<prefix>records/<bucket>/r/<hi in hex>`, or at
+//! `<prefix>records/<bucket>/z` when it has no upper bound. Hex sorts as the keys do, so the
+//! record holding a key is the first whose name sorts after `r/<key in hex>`, and one
+//! ListObjectsV2 call with `StartAfter` finds it, whichever keys exist.
 //!
 //! Records are split, never merged, in three steps that any reader or writer can finish:
 //! 1. the record is marked with its split points (a conditional write); nobody changes the
@@ -123,7 +124,7 @@ impl Ledger<'_> {
 
     /// The record holding `key` of `bucket`, with every split it meets finished first; the
     /// bucket's first record is created when it has none.
-    pub(crate) async fn locate(&self, bucket: &str, key: &str) -> Result<Loaded, IngestError> {
+    pub async fn locate(&self, bucket: &str, key: &str) -> Result<Loaded, IngestError> {
         for _ in 0..ROUNDS {
             let Some(name) = self.first_record_after(bucket, key).await? else {
                 let first = RangeRecord {
@@ -161,7 +162,7 @@ impl Ledger<'_> {
             .list_objects_v2()
             .bucket(&self.location.bucket)
             .prefix(&folder)
-            .start_after(format!("{folder}r/{key}"))
+            .start_after(self.location.records_after(bucket, key))
             .max_keys(1)
             .send()
             .await
@@ -210,7 +211,7 @@ impl Ledger<'_> {
     /// returns the entry to store (`None`: leave it) and an answer; it is called again for a
     /// record whose write lost a race. `cache` holds records read before, and gets the ones
     /// read or written here.
-    pub(crate) async fn modify<T>(
+    pub async fn modify<T>(
         &self,
         bucket: &str,
         keys: &[&str],
@@ -284,11 +285,7 @@ impl Ledger<'_> {
 
     /// Splits the records of `bucket` so that one starts at each of `points`. Points that
     /// already start a record, and points too long for a record's name, are passed over.
-    pub(crate) async fn split_at(
-        &self,
-        bucket: &str,
-        points: &[String],
-    ) -> Result<(), IngestError> {
+    pub async fn split_at(&self, bucket: &str, points: &[String]) -> Result<(), IngestError> {
         let mut points: Vec<&String> = points
             .iter()
             .filter(|p| {
@@ -397,7 +394,7 @@ impl Ledger<'_> {
     /// as one ListObjectsV2 page goes and until one whose keys all sort after the range wanted
     /// (`beyond` its first key); splits met are finished and the page read again. Returns the
     /// records and the name the next page starts after (`None`: the range is done).
-    pub(crate) async fn records_page(
+    pub async fn records_page(
         &self,
         bucket: &str,
         start_after: &str,
@@ -420,8 +417,9 @@ impl Ledger<'_> {
                 // A record's first key is the bound its predecessor's name carries.
                 let lo = names
                     .last()
-                    .and_then(|previous| previous.strip_prefix(&format!("{folder}r/")));
-                if lo.is_some_and(beyond) {
+                    .and_then(|previous| self.location.record_bound(bucket, previous))
+                    .flatten();
+                if lo.as_deref().is_some_and(beyond) {
                     done = true;
                     break;
                 }
@@ -448,7 +446,7 @@ impl Ledger<'_> {
                 continue;
             }
             let next = match names.last() {
-                Some(last) if !done && last.starts_with(&format!("{folder}r/")) => {
+                Some(last) if !done && self.location.record_bound(bucket, last) != Some(None) => {
                     Some(last.clone())
                 }
                 _ => None,

@@ -451,3 +451,125 @@ pub(super) fn skipped_output(
         ..WorkerOutput::empty(input, outcome)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::input;
+    use super::*;
+    use crate::ledger::LedgerLocation;
+
+    fn held(state: EntryState, run_id: &str, checkpoint: Option<Checkpoint>) -> LedgerEntry {
+        LedgerEntry {
+            key: "1/a.csv".into(),
+            checkpoint,
+            ..crate::ledger::tests::entry(state, run_id, 0)
+        }
+    }
+
+    fn checkpoint(rows: u64) -> Checkpoint {
+        Checkpoint {
+            byte_offset: 40,
+            next_row: rows + 1,
+            next_line: rows + 2,
+            header: vec!["a".into()],
+            rows_sent: rows,
+            batches: 1,
+            retries: 2,
+            bad_rows: 0,
+            duration_ms: 5,
+        }
+    }
+
+    #[test]
+    fn a_new_object_is_claimed_from_its_start_until_the_lease_ends() {
+        let Plan::Work {
+            entry, checkpoint, ..
+        } = plan(None, &input(serde_json::json!({"runId": "run"})), 1_234)
+        else {
+            panic!("no work on a new object");
+        };
+        assert_eq!(checkpoint, None);
+        assert_eq!(
+            (entry.state, entry.run_id.as_str(), entry.lease_until_ms),
+            (EntryState::InProgress, "run", 1_234)
+        );
+        assert_eq!((entry.rows, entry.key.as_str()), (0, "1/a.csv"));
+    }
+
+    #[test]
+    fn an_abandoned_claim_of_another_run_resumes_there_counting_only_this_runs_rows() {
+        let abandoned = held(EntryState::InProgress, "old", Some(checkpoint(100)));
+        let Plan::Work {
+            entry,
+            checkpoint,
+            earlier,
+        } = plan(
+            Some(&abandoned),
+            &input(serde_json::json!({"runId": "run"})),
+            9,
+        )
+        else {
+            panic!("an abandoned claim is work");
+        };
+        let checkpoint = checkpoint.unwrap();
+        assert_eq!((checkpoint.byte_offset, checkpoint.next_row), (40, 101));
+        assert_eq!((checkpoint.rows_sent, checkpoint.retries), (0, 0));
+        assert_eq!(
+            (earlier.rows, entry.rows, entry.run_id.as_str()),
+            (100, 100, "run")
+        );
+    }
+
+    #[test]
+    fn an_object_this_run_finished_before_counts_its_rows_again_and_another_runs_does_not() {
+        let done = held(EntryState::Ingested, "run", None);
+        let Plan::Nothing(mine) = plan(Some(&done), &input(serde_json::json!({"runId": "run"})), 9)
+        else {
+            panic!("an ingested object is no work");
+        };
+        assert_eq!(
+            (mine.outcome, mine.rows, mine.skipped),
+            (Outcome::AlreadyIngested, 10, 0)
+        );
+        let Plan::Nothing(other) =
+            plan(Some(&done), &input(serde_json::json!({"runId": "next"})), 9)
+        else {
+            panic!("an ingested object is no work");
+        };
+        assert_eq!((other.rows, other.skipped, other.skipped_rows), (0, 1, 10));
+    }
+
+    #[test]
+    fn a_live_claim_of_another_run_is_skipped_without_its_rows() {
+        let claimed = LedgerEntry {
+            lease_until_ms: u64::MAX,
+            ..held(EntryState::InProgress, "other", None)
+        };
+        let Plan::Nothing(output) = plan(
+            Some(&claimed),
+            &input(serde_json::json!({"runId": "run"})),
+            9,
+        ) else {
+            panic!("a live claim is not this run's work");
+        };
+        assert_eq!(output.outcome, Outcome::HeldElsewhere);
+        assert_eq!((output.skipped, output.skipped_rows), (1, 0));
+    }
+
+    #[test]
+    fn the_ledger_is_written_every_checkpoint_interval_of_each_object_running_at_once() {
+        let (clients, _) = super::super::test_support::clients(b"");
+        let location = LedgerLocation {
+            bucket: "l".into(),
+            prefix: "p/".into(),
+        };
+        let ledger = Ledger::new(&clients.s3, &location);
+        assert_eq!(Session::new(ledger, 10, 1).budget, 10);
+        assert_eq!(Session::new(ledger, 10, 3).budget, 30);
+        assert_eq!(
+            Session::new(ledger, 10, 50).budget,
+            10 * OBJECTS_IN_FLIGHT as u64
+        );
+        assert_eq!(Session::new(ledger, 0, 0).budget, 1);
+    }
+}

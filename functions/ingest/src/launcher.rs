@@ -387,9 +387,10 @@ pub async fn list_page(
     };
 
     let page = input.totals.pages + 1;
-    let (batched, alone): (Vec<&WorkItem>, Vec<&WorkItem>) = items
-        .iter()
-        .partition(|item| u64::try_from(item.size).unwrap_or(0) <= input.small_object_bytes);
+    let is_small =
+        |item: &WorkItem| u64::try_from(item.size).unwrap_or(0) <= input.small_object_bytes;
+    let (batched, alone): (Vec<&WorkItem>, Vec<&WorkItem>) =
+        items.iter().partition(|item| is_small(item));
     let workers = WorkerPlan::for_page(
         batched.len() as u64,
         alone.len() as u64,
@@ -397,7 +398,12 @@ pub async fn list_page(
         input.max_concurrency,
     );
     if let Some(location) = &input.ledger {
-        let points = batch_boundaries(&batched, workers.objects_per_batch as usize);
+        let points = record_bounds(
+            &items,
+            |item| !is_small(item),
+            &batched,
+            workers.objects_per_batch as usize,
+        );
         Ledger::new(s3, location)
             .split_at(&input.bucket, &points)
             .await?;
@@ -506,9 +512,15 @@ async fn leave_out_ingested(
 }
 
 /// Where the ledger's records should start so that each batch of `batched` (in key order,
-/// `per_batch` objects each) has records of its own: its workers then claim and checkpoint
-/// without racing another batch's workers for the same record.
-fn batch_boundaries(batched: &[&WorkItem], per_batch: usize) -> Vec<String> {
+/// `per_batch` objects each) and each object of `items` (the page's work, in key order) that
+/// `is_alone` has records of its own: their workers then claim and checkpoint without racing
+/// other workers for one record.
+fn record_bounds(
+    items: &[WorkItem],
+    is_alone: impl Fn(&WorkItem) -> bool,
+    batched: &[&WorkItem],
+    per_batch: usize,
+) -> Vec<String> {
     let mut points: Vec<String> = batched.first().map(|i| i.key.clone()).into_iter().collect();
     points.extend(
         batched
@@ -517,6 +529,12 @@ fn batch_boundaries(batched: &[&WorkItem], per_batch: usize) -> Vec<String> {
             .filter(|(i, _)| (i + 1) % per_batch.max(1) == 0)
             .filter_map(|(_, pair)| Ledger::separator(&pair[0].key, &pair[1].key)),
     );
+    for (i, item) in items.iter().enumerate() {
+        if is_alone(item) {
+            points.push(item.key.clone());
+            points.extend(items.get(i + 1).map(|next| next.key.clone()));
+        }
+    }
     points
 }
 
@@ -562,6 +580,31 @@ mod tests {
             .then_output(|| PutObjectOutput::builder().build());
         let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &[&list, &put]);
         (client, puts)
+    }
+
+    #[test]
+    fn each_batch_and_each_large_object_gets_records_of_its_own() {
+        let item = |key: &str, size: i64| WorkItem {
+            bucket: "src".into(),
+            key: key.into(),
+            etag: "\"e\"".into(),
+            size,
+        };
+        let items = vec![
+            item("a/1.csv", 1),
+            item("a/2.csv", 1),
+            item("b/big.csv", 100),
+            item("c/1.csv", 1),
+            item("c/2.csv", 1),
+            item("c/3.csv", 1),
+        ];
+        let batched: Vec<&WorkItem> = items.iter().filter(|i| i.size == 1).collect();
+        let mut points = record_bounds(&items, |i| i.size > 1, &batched, 2);
+        points.sort();
+        points.dedup();
+        // Batches [a/1, a/2], [c/1, c/2], [c/3] (the second starting at "c", the shortest key
+        // after a/2); the large object alone from its key to the next object's.
+        assert_eq!(points, ["a/1.csv", "b/big.csv", "c", "c/1.csv", "c/3"]);
     }
 
     #[tokio::test]

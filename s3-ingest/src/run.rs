@@ -547,33 +547,35 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
     if let Some(console) = console {
         // The run is over; the console stays for looking at it until the user is done.
         std::io::Write::flush(&mut std::io::stdout())?;
+        let stop = interrupted();
         eprintln!("console: still serving {} until Ctrl-C", console.url());
-        interrupted().await;
+        stop.await;
         console.shutdown().await;
     }
     stack.shutdown().await;
     Ok(status)
 }
 
-/// Completes at the first Ctrl-C or SIGTERM.
-pub async fn interrupted() {
+/// Listens for Ctrl-C and SIGTERM from now on: their handlers are installed before this
+/// returns, so a signal sent right after (by a service manager, or a test that has just seen
+/// the endpoints printed) is not missed. The future completes at the first of them.
+pub fn interrupted() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    let listeners = {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::interrupt())
+            .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+            .ok()
+    };
+    async move {
+        #[cfg(unix)]
+        if let Some((mut int, mut term)) = listeners {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

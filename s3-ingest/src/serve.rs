@@ -132,6 +132,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             return Err(error);
         }
     };
+    // Listening before the endpoints are printed: whoever reads them may stop us at once.
+    let stop = s3_ingest::run::interrupted();
     for (name, value) in stack.exports() {
         println!("export {name}={value}");
     }
@@ -140,7 +142,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "# serving until Ctrl-C or SIGTERM; the console is at {}",
         console.url()
     );
-    s3_ingest::run::interrupted().await;
+    stop.await;
     tracing::info!("shutting down");
     console.shutdown().await;
     stack.shutdown().await;

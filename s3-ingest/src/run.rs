@@ -198,11 +198,15 @@ pub async fn run_until(
     let mut ingest_rate = (0u64, 0.001f64);
     let mut interrupt = std::pin::pin!(interrupt);
     let mut interrupted = false;
-    // Quick looks at first, since a small run ends within a second, then five a second.
+    // Quick looks at first, since a small run ends within a second, then five a second; the
+    // embedded Step Functions also wakes the loop the moment the execution ends, so a short
+    // run does not wait out a pause to be reported.
     let mut pause = Duration::from_millis(10);
+    let steps = stack.stepfunctions.handle();
     let (status, output, failure) = loop {
+        let watched = executions.last().expect("one execution at least").clone();
         tokio::select! {
-            () = tokio::time::sleep(pause) => pause = (pause * 3 / 2).min(Duration::from_millis(200)),
+            _ = steps.wait_for_execution(&watched, pause) => pause = (pause * 3 / 2).min(Duration::from_millis(200)),
             () = &mut interrupt, if !interrupted => {
                 interrupted = true;
                 bar.suspend(|| tracing::warn!("interrupted: stopping the execution"));

@@ -258,7 +258,12 @@ impl TableProvider for DatastoreTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batches = read_datastore(&self.backend, &self.name, self.schema.clone())
+        // Only the columns the query reads are decoded.
+        let schema = match projection {
+            Some(columns) => Arc::new(self.schema.project(columns)?),
+            None => self.schema.clone(),
+        };
+        let batches = read_datastore(&self.backend, &self.name, schema.clone())
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         // Two partitions let both cores work on the aggregation.
@@ -267,8 +272,8 @@ impl TableProvider for DatastoreTable {
         for (i, b) in batches.into_iter().enumerate() {
             parts[i % partitions].push(b);
         }
-        let table = MemTable::try_new(self.schema.clone(), parts)?;
-        table.scan(state, projection, filters, limit).await
+        let table = MemTable::try_new(schema, parts)?;
+        table.scan(state, None, filters, limit).await
     }
 }
 

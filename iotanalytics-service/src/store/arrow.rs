@@ -89,7 +89,9 @@ impl Col {
     }
 }
 
-/// Decodes JSON lines into batches of `schema` (attribute names matched case-insensitively).
+/// Decodes JSON lines into batches of `schema` (attribute names matched case-insensitively;
+/// the first of two that match wins). Only the schema's attributes are decoded, so a query
+/// that reads two columns of a wide datastore passes over the rest without building them.
 pub fn decode_jsonl(data: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>, Error> {
     let index: HashMap<String, usize> = schema
         .fields()
@@ -102,7 +104,7 @@ pub fn decode_jsonl(data: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>,
         .iter()
         .map(|f| Col::new(f.data_type()))
         .collect();
-    let mut set = vec![false; cols.len()];
+    let mut found: Vec<Option<Value>> = vec![None; cols.len()];
     let mut batches = Vec::new();
     let mut rows = 0usize;
     let finish = |cols: &mut Vec<Col>, rows: usize| -> Result<RecordBatch, Error> {
@@ -112,30 +114,24 @@ pub fn decode_jsonl(data: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>,
         if line.is_empty() {
             continue;
         }
-        let obj: serde_json::Map<String, Value> = match serde_json::from_slice(line) {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!(error = %e, "skipping an unreadable stored line");
-                continue;
-            }
-        };
-        set.fill(false);
-        for (k, v) in &obj {
-            let idx = if k.bytes().any(|b| b.is_ascii_uppercase()) {
-                index.get(&k.to_ascii_lowercase())
-            } else {
-                index.get(k.as_str())
-            };
-            if let Some(&i) = idx
-                && !set[i]
-            {
-                cols[i].push(v);
-                set[i] = true;
-            }
+        found.iter_mut().for_each(|v| *v = None);
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let read = serde::de::DeserializeSeed::deserialize(
+            Wanted {
+                index: &index,
+                found: &mut found,
+            },
+            &mut de,
+        )
+        .and_then(|()| de.end());
+        if let Err(e) = read {
+            tracing::warn!(error = %e, "skipping an unreadable stored line");
+            continue;
         }
-        for (i, was_set) in set.iter().enumerate() {
-            if !was_set {
-                cols[i].push_null();
+        for (col, value) in cols.iter_mut().zip(&found) {
+            match value {
+                Some(v) => col.push(v),
+                None => col.push_null(),
             }
         }
         rows += 1;
@@ -148,6 +144,68 @@ pub fn decode_jsonl(data: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>,
         batches.push(finish(&mut cols, rows)?);
     }
     Ok(batches)
+}
+
+/// One stored line read for the attributes a schema wants: their values land in `found` by
+/// column, every other value is skipped without being built.
+struct Wanted<'a> {
+    index: &'a HashMap<String, usize>,
+    found: &'a mut [Option<Value>],
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Wanted<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Wanted<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(AttrName(name)) = map.next_key()? {
+            let column = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                self.index.get(&name.to_ascii_lowercase())
+            } else {
+                self.index.get(name.as_ref())
+            };
+            match column {
+                Some(&i) if self.found[i].is_none() => self.found[i] = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An attribute name, borrowed from the line unless it has escapes.
+struct AttrName<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for AttrName<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl<'de> serde::de::Visitor<'de> for Name {
+            type Value = AttrName<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an attribute name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(AttrName(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(AttrName(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(Name)
+    }
 }
 
 /// Reshapes a batch to `schema`: missing columns become nulls, other types are cast.
@@ -194,4 +252,56 @@ pub fn arrow_schema(attrs: &[(String, AttrType)]) -> SchemaRef {
             .map(|(n, t)| Field::new(n, attr_data_type(*t), true))
             .collect::<Vec<_>>(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Int64Type;
+
+    fn schema(fields: &[(&str, DataType)]) -> SchemaRef {
+        Arc::new(Schema::new(
+            fields
+                .iter()
+                .map(|(n, t)| Field::new(*n, t.clone(), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    #[test]
+    fn only_the_schemas_attributes_are_decoded_whatever_their_case() {
+        let data = br#"{"Location":"a","rowid":"7","extra":{"deep":[1,2]},"temp":"1.5"}
+{"rowid":8,"location":"b\u00e9"}
+"#;
+        let schema = schema(&[("location", DataType::Utf8), ("rowid", DataType::Int64)]);
+        let batches = decode_jsonl(data, &schema).unwrap();
+        assert_eq!(batches.len(), 1);
+        let batch = &batches[0];
+        assert_eq!(batch.num_columns(), 2);
+        let location = batch.column(0).as_string::<i32>();
+        assert_eq!(location.value(0), "a");
+        assert_eq!(location.value(1), "b\u{e9}");
+        let rowid = batch.column(1).as_primitive::<Int64Type>();
+        assert_eq!((rowid.value(0), rowid.value(1)), (7, 8));
+    }
+
+    #[test]
+    fn unreadable_lines_are_skipped_and_missing_attributes_are_null() {
+        let data = b"{\"a\":\"1\"}\n{\"a\":\"3\",\"b\":\n{\"a\":\"2\",\"b\":[1,2]}\nnot json\n{\"b\":\"x\"}\n";
+        let schema = schema(&[("a", DataType::Utf8), ("b", DataType::Utf8)]);
+        let batch = &decode_jsonl(data, &schema).unwrap()[0];
+        assert_eq!(batch.num_rows(), 3);
+        let a = batch.column(0).as_string::<i32>();
+        assert_eq!((a.value(0), a.value(1), a.is_null(2)), ("1", "2", true));
+        let b = batch.column(1).as_string::<i32>();
+        assert_eq!((b.is_null(0), b.value(1), b.value(2)), (true, "[1,2]", "x"));
+    }
+
+    #[test]
+    fn a_schema_without_columns_still_counts_the_rows() {
+        let data = b"{\"a\":1}\n{\"b\":2}\n";
+        let batches = decode_jsonl(data, &schema(&[])).unwrap();
+        assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
+    }
 }

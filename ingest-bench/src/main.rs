@@ -280,6 +280,7 @@ impl Plan {
 #[tokio::main]
 #[allow(clippy::print_stdout, reason = "the tables are the command's output")]
 async fn main() -> ExitCode {
+    iotanalytics_service::memory::disable_transparent_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

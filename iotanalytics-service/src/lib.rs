@@ -35,6 +35,7 @@ pub mod glue;
 pub mod host;
 pub mod limits;
 pub mod math;
+pub mod memory;
 pub mod pipeline;
 pub mod query;
 pub mod retention;

@@ -7,6 +7,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
+    iotanalytics_service::memory::disable_transparent_huge_pages();
     lambda_http::tracing::init_default_subscriber();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let config = iotanalytics_service::host::config_from_env(&sdk).await?;

@@ -68,6 +68,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    iotanalytics_service::memory::disable_transparent_huge_pages();
     let cli = Cli::parse();
     match dispatch(cli).await {
         Ok(code) => code,

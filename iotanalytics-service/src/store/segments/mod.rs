@@ -30,6 +30,7 @@ use crate::validate::AttrType;
 mod compaction;
 mod read;
 mod recover;
+mod sync;
 mod writer;
 
 use compaction::run_compactor;

@@ -1,10 +1,12 @@
 //! The writer thread: appends to the active segments, seals them, and syncs each group of
 //! queued batches at once before acknowledging it (group commit).
 
+use super::sync::SyncHelpers;
 use super::*;
 
 struct Active {
-    file: File,
+    /// Shared with the sync helpers while a commit waits for them.
+    file: Arc<File>,
     id: u64,
     len: u64,
     records: u64,
@@ -13,6 +15,7 @@ struct Active {
 pub(super) struct Writer {
     shared: Arc<Shared>,
     files: HashMap<(Kind, String), Active>,
+    syncs: SyncHelpers,
 }
 
 impl Writer {
@@ -20,6 +23,7 @@ impl Writer {
         Self {
             shared,
             files: HashMap::new(),
+            syncs: SyncHelpers::new(),
         }
     }
 
@@ -134,28 +138,12 @@ impl Writer {
             write_atomic(&log.dir.join("schema.json"), &attrs, self.shared.durable)?;
         }
         if self.shared.durable {
-            let files: Vec<&File> = dirty
+            let files: Vec<Arc<File>> = dirty
                 .iter()
                 .filter_map(|log| self.files.get(&(log.kind, log.name.clone())))
-                .map(|a| &a.file)
+                .map(|a| a.file.clone())
                 .collect();
-            // A sync waits for the device; the files of a group (a channel and its
-            // datastores) are synced side by side so the group waits about once.
-            std::thread::scope(|scope| {
-                let others: Vec<_> = files
-                    .iter()
-                    .skip(1)
-                    .map(|f| scope.spawn(move || f.sync_data()))
-                    .collect();
-                let first = files.first().map_or(Ok(()), |f| f.sync_data());
-                others
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked")))
-                    })
-                    .fold(first, |acc, r| acc.and(r))
-            })?;
+            self.syncs.sync_data(&files)?;
         }
         Ok(())
     }
@@ -183,7 +171,7 @@ impl Writer {
             self.files.insert(
                 key.clone(),
                 Active {
-                    file,
+                    file: Arc::new(file),
                     id,
                     len,
                     records,
@@ -220,7 +208,7 @@ impl Writer {
             schema_dirty.push(log.clone());
         }
         let a = self.active(log)?;
-        a.file.write_all(&w.data)?;
+        (&*a.file).write_all(&w.data)?;
         a.len += w.data.len() as u64;
         a.records += w.records;
         if !dirty.iter().any(|l| Arc::ptr_eq(l, log)) {

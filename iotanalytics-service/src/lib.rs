@@ -29,6 +29,7 @@ pub mod cron;
 pub mod delivery;
 pub mod delta;
 pub mod error;
+pub mod flat_payload;
 #[cfg(feature = "lambda-host")]
 pub mod glue;
 #[cfg(feature = "lambda-host")]

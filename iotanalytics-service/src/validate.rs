@@ -103,10 +103,25 @@ impl AttrType {
 /// lower-cased, in order of first appearance; kinds widen with [`AttrType::merge`]).
 /// Returns whether the schema changed.
 pub fn merge_attr(schema: &mut Vec<(String, AttrType)>, name: &str, ty: AttrType) -> bool {
-    match schema
-        .iter_mut()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-    {
+    merge_attr_at(schema, usize::MAX, name, ty)
+}
+
+/// [`merge_attr`] for the attribute at `position` in its message: messages of one source
+/// list their attributes in the same order, so the schema's slot at that position is tried
+/// before the search.
+pub fn merge_attr_at(
+    schema: &mut Vec<(String, AttrType)>,
+    position: usize,
+    name: &str,
+    ty: AttrType,
+) -> bool {
+    let slot = match schema.get(position) {
+        Some((n, _)) if n.eq_ignore_ascii_case(name) => Some(position),
+        _ => schema
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name)),
+    };
+    match slot.map(|i| &mut schema[i]) {
         Some(slot) => {
             let merged = slot.1.merge(ty);
             let changed = merged != slot.1;
@@ -120,9 +135,9 @@ pub fn merge_attr(schema: &mut Vec<(String, AttrType)>, name: &str, ty: AttrType
     }
 }
 
-/// Top-level attributes of a payload, in document order, values left unparsed. Names borrow
-/// from the payload unless they hold escapes.
-pub struct Attributes<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+/// Top-level attributes of a payload, in document order: each name (borrowed from the payload
+/// unless it holds escapes) and the raw text of its value.
+pub struct Attributes<'a>(pub Vec<(Cow<'a, str>, &'a str)>);
 
 /// An attribute name, borrowed from the payload when it can be.
 struct Name<'a>(Cow<'a, str>);
@@ -149,31 +164,52 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Name<'a> {
     }
 }
 
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Attributes<'a> {
+/// Every member of a JSON object, in order and repeats kept, read by serde_json.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a str)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Members<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V<'a>(std::marker::PhantomData<&'a ()>);
         impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Attributes<'a>;
+            type Value = Members<'a>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
                 while let Some((Name(k), v)) = map.next_entry::<Name<'de>, &'de RawValue>()? {
-                    out.push((k, v));
+                    out.push((k, v.get()));
                 }
-                Ok(Attributes(out))
+                Ok(Members(out))
             }
         }
         deserializer.deserialize_map(V(std::marker::PhantomData))
     }
 }
 
+/// The members of a payload by serde_json, the parser that reads every JSON text and words
+/// the error for any other.
+pub(crate) fn parse_members(
+    payload: &[u8],
+) -> Result<Vec<(Cow<'_, str>, &str)>, serde_json::Error> {
+    serde_json::from_slice::<Members<'_>>(payload).map(|m| m.0)
+}
+
 /// Parses a payload and checks that it is a JSON object whose attribute names are valid and
 /// case-insensitively unique. The error text is what the client sees in its error entry.
+///
+/// Most payloads are flat objects of scalars; [`crate::flat_payload::members`] reads those in
+/// one pass, and serde_json reads the rest.
 pub fn parse_payload(payload: &[u8]) -> Result<Attributes<'_>, String> {
-    let attrs: Attributes<'_> = serde_json::from_slice(payload)
-        .map_err(|e| format!("The payload is not a valid JSON object: {e}"))?;
+    let members = match crate::flat_payload::members(payload) {
+        Some(flat) => flat
+            .into_iter()
+            .map(|(name, raw)| (Cow::Borrowed(name), raw))
+            .collect(),
+        None => parse_members(payload)
+            .map_err(|e| format!("The payload is not a valid JSON object: {e}"))?,
+    };
+    let attrs = Attributes(members);
     for (i, (name, _)) in attrs.0.iter().enumerate() {
         if !is_valid_attribute_name(name) {
             return Err(format!(
@@ -226,6 +262,26 @@ mod tests {
         assert!(check_resource_name("channelName", "bad-name").is_err());
         assert!(check_resource_name("channelName", "").is_err());
         assert!(check_resource_name("channelName", &"a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn a_merge_at_a_position_finds_the_name_wherever_it_is() {
+        let mut schema = vec![
+            ("a".to_owned(), AttrType::Int),
+            ("b".to_owned(), AttrType::Int),
+        ];
+        assert!(merge_attr_at(&mut schema, 0, "B", AttrType::Float));
+        assert!(!merge_attr_at(&mut schema, 1, "b", AttrType::Int));
+        assert!(!merge_attr_at(&mut schema, 7, "A", AttrType::Null));
+        assert!(merge_attr_at(&mut schema, 0, "C", AttrType::Str));
+        assert_eq!(
+            schema,
+            [
+                ("a".to_owned(), AttrType::Int),
+                ("b".to_owned(), AttrType::Float),
+                ("c".to_owned(), AttrType::Str)
+            ]
+        );
     }
 
     #[test]

@@ -180,7 +180,7 @@ async fn rerun(
             let attr_types: Vec<(&str, AttrType)> = attrs
                 .0
                 .iter()
-                .map(|(k, v)| (k.as_ref(), AttrType::of_raw(v.get())))
+                .map(|(k, v)| (k.as_ref(), AttrType::of_raw(v)))
                 .collect();
             messages::route(p, payload, &attr_types, &mut out, &mut pending)?;
         }

@@ -139,6 +139,16 @@ pub fn merge_attr_at(
 /// unless it holds escapes) and the raw text of its value.
 pub struct Attributes<'a>(pub Vec<(Cow<'a, str>, &'a str)>);
 
+impl Attributes<'_> {
+    /// Each attribute's name and the kind of its value, in order.
+    pub fn types(&self) -> Vec<(&str, AttrType)> {
+        self.0
+            .iter()
+            .map(|(name, raw)| (name.as_ref(), AttrType::of_raw(raw)))
+            .collect()
+    }
+}
+
 /// An attribute name, borrowed from the payload when it can be.
 struct Name<'a>(Cow<'a, str>);
 

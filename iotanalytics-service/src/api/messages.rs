@@ -226,11 +226,7 @@ async fn batch_put_message(State(svc): State<Arc<Service>>, body: Bytes) -> ApiR
                 continue;
             }
         };
-        let attr_types: Vec<(&str, AttrType)> = attrs
-            .0
-            .iter()
-            .map(|(k, v)| (k.as_ref(), AttrType::of_raw(v)))
-            .collect();
+        let attr_types = attrs.types();
         for ((p, out), pending) in pipelines.iter().zip(&mut outputs).zip(&mut pending) {
             route(p, &payload, &attr_types, out, pending)?;
         }

@@ -17,7 +17,7 @@ use crate::catalog::{PipelineDef, Reprocessing, ReprocessingStatus, ResourceKind
 use crate::error::Error;
 use crate::pipeline::{self, Compiled};
 use crate::store::{Append, DatastoreAppend};
-use crate::validate::{self, AttrType};
+use crate::validate;
 
 use super::{ApiResult, Service, messages, now, ok, parse};
 
@@ -177,11 +177,7 @@ async fn rerun(
             let Ok(attrs) = validate::parse_payload(payload) else {
                 continue;
             };
-            let attr_types: Vec<(&str, AttrType)> = attrs
-                .0
-                .iter()
-                .map(|(k, v)| (k.as_ref(), AttrType::of_raw(v)))
-                .collect();
+            let attr_types = attrs.types();
             messages::route(p, payload, &attr_types, &mut out, &mut pending)?;
         }
         messages::route_pending(p, pending, &mut out).await?;

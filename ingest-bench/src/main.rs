@@ -48,7 +48,8 @@ Benchmarks of the S3 → IoT Analytics workflow on this machine, through the loc
 Python worker in the classic style (ingest-bench/baseline/worker.py):
 
   throughput  rows/s from S3 object to acknowledged BatchPutMessage, 1/10/100 MB objects,
-              the Rust worker and the baseline (target: ≥ 10× the baseline)
+              the Rust worker (median of 5 runs) and the baseline (target: ≥ 10× the
+              baseline)
   memory      the worker's peak RSS on a 1 GB object, in a process of its own (target:
               ≤ 64 MB), the baseline's beside it
   quota       the whole workflow over the sample data set at 1,000 and 100,000 messages/s,
@@ -92,7 +93,11 @@ struct Cli {
     /// 1 GB and the messages ingested from them are written here.
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Keep each section's data instead of deleting it when the section ends.
+    /// Keep each section's data instead of deleting it once every section has run. (It is
+    /// not deleted between sections: on a file system without a journal, ext4 skips inodes
+    /// freed in the last minutes whenever it creates a file, so for minutes after a section
+    /// deleted 200,000 objects every file the next one creates costs several times as much,
+    /// and that section would measure the deletion. `all` needs about 10 GB.)
     #[arg(long, global = true)]
     keep_data: bool,
     /// Where the functions' release binaries are (`lambda/<name>/bootstrap` from `cargo
@@ -150,6 +155,8 @@ pub struct Bench {
     data_root: PathBuf,
     _temporary: Option<tempfile::TempDir>,
     keep: bool,
+    /// Section directories to delete when the bench ends (see `--keep-data`).
+    finished: std::sync::Mutex<Vec<PathBuf>>,
     /// Where the functions' release binaries are looked for.
     pub target_dir: PathBuf,
     /// The baseline's interpreter, or why it is not run.
@@ -171,10 +178,29 @@ impl Bench {
         Ok(dir)
     }
 
-    /// Deletes a section's data unless `--keep-data`.
+    /// Marks a section's data for deletion when every section has run (unless
+    /// `--keep-data`): deleting it now would slow down the next section's file creation.
     pub fn clean(&self, dir: &Path) {
         if !self.keep {
-            let _ = std::fs::remove_dir_all(dir);
+            self.finished
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(dir.to_path_buf());
+        }
+    }
+
+    /// Deletes the data of every finished section.
+    fn delete_finished(&self) {
+        let dirs = std::mem::take(&mut *self.finished.lock().unwrap_or_else(|p| p.into_inner()));
+        if !dirs.is_empty() {
+            progress(format!("deleting the data of {} sections", dirs.len()));
+        }
+        for dir in dirs {
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                progress(format!("could not delete {}: {e}", dir.display()));
+            }
         }
     }
 }
@@ -366,6 +392,7 @@ async fn main() -> ExitCode {
         data_root,
         _temporary: temporary,
         keep: cli.keep_data,
+        finished: std::sync::Mutex::new(Vec::new()),
         target_dir: startup::target_dir(cli.target_dir.as_deref()),
         baseline,
     };
@@ -385,6 +412,7 @@ async fn main() -> ExitCode {
         println!("{}", section.markdown());
         sections.push(section);
     }
+    bench.delete_finished();
     let machine = machine::describe(python);
     if plans.len() > 1 {
         println!("## Targets\n\n{}", report::summary(&sections).markdown());

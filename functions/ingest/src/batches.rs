@@ -5,12 +5,16 @@
 
 use aws_sdk_iotanalytics::primitives::Blob;
 use aws_sdk_iotanalytics::types::Message;
+use bytes::BytesMut;
 
 use crate::payload::{MAX_PAYLOAD_BYTES, PayloadEncoder, RowProblem, ValueMode, validate_header};
 use crate::rows::{ReadOutcome, RowReader};
 
 /// Messages per BatchPutMessage request, the service's fixed maximum.
 pub const MAX_BATCH_MESSAGES: usize = 100;
+
+/// Bytes of payload buffer allocated at a time: a batch of typical rows fits in one.
+const ARENA_BYTES: usize = 32 * 1024;
 
 /// The UTF-8 byte-order mark some tools write before the header.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -85,6 +89,10 @@ pub struct Batcher {
     pending: Vec<Message>,
     pending_lines: Vec<u64>,
     payload: Vec<u8>,
+    /// Where finished payloads are copied: each message's payload is a slice of one shared
+    /// buffer, so a message costs no allocation of its own and its clone for a re-send only
+    /// counts a reference.
+    arena: BytesMut,
     bom_checked: bool,
     boundary_line: u64,
     /// Where the pending batch ends: just past its last row, before any bad row after it.
@@ -149,6 +157,7 @@ impl Batcher {
             pending: Vec::with_capacity(batch_limit),
             pending_lines: Vec::with_capacity(batch_limit),
             payload: Vec::with_capacity(256),
+            arena: BytesMut::new(),
             bom_checked: false,
             boundary_line,
             pending_end: ResumePoint {
@@ -267,8 +276,10 @@ impl Batcher {
             let fields = self.reader.row();
             encoder.encode(ExactFields(fields), &mut self.payload)
         };
+        let mut row_text = itoa::Buffer::new();
+        let row_text = row_text.format(row);
         let encoded = encoded.and_then(|()| match &self.identity {
-            Some(identity) => append_identity(&mut self.payload, identity, row),
+            Some(identity) => append_identity(&mut self.payload, identity, row_text),
             None => Ok(()),
         });
         if let Err(problem) = encoded {
@@ -279,9 +290,13 @@ impl Batcher {
                 resume: self.resume_point(),
             })));
         }
+        if self.arena.capacity() < self.payload.len() {
+            self.arena.reserve(ARENA_BYTES.max(self.payload.len()));
+        }
+        self.arena.extend_from_slice(&self.payload);
         let message = Message::builder()
-            .message_id(row.to_string())
-            .payload(Blob::new(self.payload.clone()))
+            .message_id(row_text)
+            .payload(Blob::from_maybe_shared(self.arena.split().freeze()))
             .build()
             .expect("message id and payload are always set");
         if self.pending.is_empty() {
@@ -353,10 +368,10 @@ fn check_identity_names(header: &[String]) -> Result<(), HeaderProblem> {
 }
 
 /// Turns `{...}` into `{...,"_src":"..","_row":N}`.
-fn append_identity(payload: &mut Vec<u8>, identity: &[u8], row: u64) -> Result<(), RowProblem> {
+fn append_identity(payload: &mut Vec<u8>, identity: &[u8], row: &str) -> Result<(), RowProblem> {
     payload.pop();
     payload.extend_from_slice(identity);
-    payload.extend_from_slice(row.to_string().as_bytes());
+    payload.extend_from_slice(row.as_bytes());
     payload.push(b'}');
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(RowProblem::TooLarge {
@@ -509,5 +524,45 @@ mod tests {
         assert_eq!(at.next_row, 101);
         assert_eq!(at.line, 102);
         assert!(data[..at.byte_offset as usize].ends_with(b",A,99\n"));
+    }
+
+    #[test]
+    fn each_payload_keeps_its_own_row_when_the_shared_buffer_is_refilled() {
+        // Rows of about 2 KB: a batch of 100 spans several of the batcher's buffers.
+        let mut data = b"id,text\n".to_vec();
+        for i in 0..250u64 {
+            let text = format!("{i}-").repeat(2_000 / (i.to_string().len() + 1));
+            data.extend_from_slice(format!("{i},{text}\n").as_bytes());
+        }
+        let mut batcher = Batcher::at_start(ValueMode::Strings, 100)
+            .with_row_identity("0123456789abcdef")
+            .unwrap();
+        let mut messages = Vec::new();
+        let mut pos = 0;
+        loop {
+            let (produced, used) = batcher.push(&data[pos..]).unwrap();
+            pos += used;
+            match produced {
+                Produced::Batch(batch) => messages.extend(batch.messages),
+                Produced::NeedInput => break,
+                Produced::Header => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(matches!(batcher.finish().unwrap(), Produced::End));
+        messages.extend(batcher.take_batch().unwrap().messages);
+        assert_eq!(messages.len(), 250);
+        for (i, message) in messages.iter().enumerate() {
+            let row = i as u64 + 1;
+            let payload: serde_json::Value =
+                serde_json::from_slice(message.payload().as_ref()).unwrap();
+            let text = format!("{i}-").repeat(2_000 / (i.to_string().len() + 1));
+            assert_eq!(
+                payload,
+                serde_json::json!({"id": i.to_string(), "text": text, "_src": "0123456789abcdef", "_row": row}),
+                "row {row}"
+            );
+            assert_eq!(message.message_id(), row.to_string());
+        }
     }
 }

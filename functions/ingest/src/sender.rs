@@ -1,12 +1,11 @@
 //! Sends batches with BatchPutMessage at a paced rate, re-sending only the messages that
 //! failed, with capped exponential backoff and full jitter.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_iotanalytics::types::Message;
 use governor::DefaultDirectRateLimiter;
 
 use crate::batches::Batch;
@@ -104,13 +103,11 @@ impl BatchSender {
     /// connection failures re-send what was pending. After `max_attempts` it fails with
     /// [`IngestError::BatchPutFailed`] naming the rows still pending.
     pub async fn send(&self, batch: Batch) -> Result<BatchReport, IngestError> {
-        let lines: std::collections::HashMap<String, u64> = batch
-            .messages
-            .iter()
-            .zip(&batch.lines)
-            .map(|(m, &line)| (m.message_id().to_owned(), line))
-            .collect();
-        let mut pending: Vec<Message> = batch.messages;
+        // Positions in `batch.messages` of the messages not yet acknowledged or refused. Each
+        // attempt sends clones of those (a payload's clone shares its bytes); the batch keeps
+        // the originals, so a refused message's source line is found without a map built for
+        // every batch when almost none has an error entry.
+        let mut pending: Vec<usize> = (0..batch.messages.len()).collect();
         let mut report = BatchReport::default();
         let mut attempt = 0u32;
         // Throttling is the channel pacing its senders, not a failure: it has its own, larger
@@ -128,42 +125,51 @@ impl BatchSender {
                 .client
                 .batch_put_message()
                 .channel_name(&self.channel)
-                .set_messages(Some(pending.clone()))
+                .set_messages(Some(
+                    pending.iter().map(|&i| batch.messages[i].clone()).collect(),
+                ))
                 .send()
                 .await;
             let mut throttled = false;
             let last_error = match result {
                 Ok(output) => {
                     let entries = output.batch_put_message_error_entries();
-                    let mut retry_ids = HashSet::new();
+                    if entries.is_empty() {
+                        report.acknowledged += pending.len() as u64;
+                        return Ok(report);
+                    }
+                    let position: HashMap<&str, usize> = pending
+                        .iter()
+                        .map(|&i| (batch.messages[i].message_id(), i))
+                        .collect();
+                    // Every pending message is acknowledged unless an entry names it: those
+                    // with a permanent code are refused, the others are sent again.
+                    let mut answered = HashSet::new();
+                    let mut retry = HashSet::new();
                     for entry in entries {
                         let id = entry.message_id().unwrap_or_default();
+                        let Some(&index) = position.get(id) else {
+                            continue;
+                        };
+                        if !answered.insert(index) {
+                            continue;
+                        }
                         let code = entry.error_code().unwrap_or("UnknownError");
                         if PERMANENT_ENTRY_CODES.contains(&code) {
                             report.refused.push(RefusedMessage {
                                 row: id.parse().unwrap_or(0),
-                                line: lines.get(id).copied().unwrap_or(0),
+                                line: batch.lines.get(index).copied().unwrap_or(0),
                                 reason: format!(
                                     "{code}: {}",
                                     entry.error_message().unwrap_or_default()
                                 ),
                             });
                         } else {
-                            retry_ids.insert(id.to_owned());
+                            retry.insert(index);
                         }
                     }
-                    let refused: HashSet<&str> = entries
-                        .iter()
-                        .filter(|e| !retry_ids.contains(e.message_id().unwrap_or_default()))
-                        .filter_map(|e| e.message_id())
-                        .collect();
-                    report.acknowledged += pending
-                        .iter()
-                        .filter(|m| {
-                            !retry_ids.contains(m.message_id()) && !refused.contains(m.message_id())
-                        })
-                        .count() as u64;
-                    pending.retain(|m| retry_ids.contains(m.message_id()));
+                    report.acknowledged += (pending.len() - answered.len()) as u64;
+                    pending.retain(|i| retry.contains(i));
                     if pending.is_empty() {
                         return Ok(report);
                     }
@@ -207,7 +213,7 @@ impl BatchSender {
             if exhausted {
                 let rows: Vec<u64> = pending
                     .iter()
-                    .filter_map(|m| m.message_id().parse().ok())
+                    .filter_map(|&i| batch.messages[i].message_id().parse().ok())
                     .collect();
                 return Err(IngestError::BatchPutFailed {
                     bucket: self.bucket.clone(),
@@ -241,8 +247,8 @@ pub(crate) mod tests {
         BatchPutMessageError, BatchPutMessageOutput,
     };
     use aws_sdk_iotanalytics::primitives::Blob;
-    use aws_sdk_iotanalytics::types::BatchPutMessageErrorEntry;
     use aws_sdk_iotanalytics::types::error::{ResourceNotFoundException, ThrottlingException};
+    use aws_sdk_iotanalytics::types::{BatchPutMessageErrorEntry, Message};
     use aws_smithy_mocks::{MockResponse, RuleMode, mock, mock_client};
     use std::sync::Mutex;
 

@@ -115,18 +115,18 @@ pub fn decode_jsonl(data: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>,
             continue;
         }
         found.iter_mut().for_each(|v| *v = None);
-        let mut de = serde_json::Deserializer::from_slice(line);
-        let read = serde::de::DeserializeSeed::deserialize(
-            Wanted {
-                index: &index,
-                found: &mut found,
-            },
-            &mut de,
-        )
-        .and_then(|()| de.end());
-        if let Err(e) = read {
-            tracing::warn!(error = %e, "skipping an unreadable stored line");
-            continue;
+        let mut wanted = Wanted {
+            index: &index,
+            found: &mut found,
+        };
+        if !wanted.read_flat(line) {
+            let mut de = serde_json::Deserializer::from_slice(line);
+            let read =
+                serde::de::DeserializeSeed::deserialize(wanted, &mut de).and_then(|()| de.end());
+            if let Err(e) = read {
+                tracing::warn!(error = %e, "skipping an unreadable stored line");
+                continue;
+            }
         }
         for (col, value) in cols.iter_mut().zip(&found) {
             match value {
@@ -153,6 +153,49 @@ struct Wanted<'a> {
     found: &'a mut [Option<Value>],
 }
 
+impl Wanted<'_> {
+    /// The column of an attribute name, matched as the schema's names are (ignoring case).
+    fn column(&self, name: &str) -> Option<usize> {
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.index.get(&name.to_ascii_lowercase()).copied()
+        } else {
+            self.index.get(name).copied()
+        }
+    }
+
+    /// Reads a line that is a flat object ([`crate::flat_payload`], as most stored messages
+    /// are) in one pass, building only the wanted values; false, with nothing read, for any
+    /// other line, which serde_json then reads. A value is the same `Value` serde_json makes
+    /// of it: a string has no escapes on this path, so its text is the value.
+    fn read_flat(&mut self, line: &[u8]) -> bool {
+        let Some(members) = crate::flat_payload::members(line) else {
+            return false;
+        };
+        for (name, raw) in members {
+            let Some(i) = self.column(name) else {
+                continue;
+            };
+            if self.found[i].is_some() {
+                continue;
+            }
+            let value = match raw.strip_prefix('"') {
+                Some(quoted) => Value::String(quoted[..quoted.len() - 1].to_owned()),
+                None => match serde_json::from_str(raw) {
+                    Ok(value) => value,
+                    // Not reached: the quick reader passes only valid scalars. Reading the
+                    // whole line with serde_json keeps whatever it would have made of it.
+                    Err(_) => {
+                        self.found.iter_mut().for_each(|v| *v = None);
+                        return false;
+                    }
+                },
+            };
+            self.found[i] = Some(value);
+        }
+        true
+    }
+}
+
 impl<'de> serde::de::DeserializeSeed<'de> for Wanted<'_> {
     type Value = ();
 
@@ -170,13 +213,8 @@ impl<'de> serde::de::Visitor<'de> for Wanted<'_> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(AttrName(name)) = map.next_key()? {
-            let column = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-                self.index.get(&name.to_ascii_lowercase())
-            } else {
-                self.index.get(name.as_ref())
-            };
-            match column {
-                Some(&i) if self.found[i].is_none() => self.found[i] = Some(map.next_value()?),
+            match self.column(&name) {
+                Some(i) if self.found[i].is_none() => self.found[i] = Some(map.next_value()?),
                 _ => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
@@ -303,5 +341,63 @@ mod tests {
         let data = b"{\"a\":1}\n{\"b\":2}\n";
         let batches = decode_jsonl(data, &schema(&[])).unwrap();
         assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
+    }
+
+    #[test]
+    fn flat_lines_decode_as_serde_json_decodes_them() {
+        // Each value once as the only thing on a flat line (the quick reader's) and once
+        // beside a member with an escape (serde_json's): the columns must come out the same.
+        let values = [
+            r#""text""#,
+            r#""  12 ""#,
+            r#""1.5""#,
+            r#""true""#,
+            r#""""#,
+            "12",
+            "-7",
+            "1.0",
+            "1e3",
+            "-0",
+            "2.5E-1",
+            "123456789012345678901",
+            "true",
+            "false",
+            "null",
+        ];
+        let types = [
+            DataType::Utf8,
+            DataType::Int64,
+            DataType::Float64,
+            DataType::Boolean,
+        ];
+        let fields: Vec<(String, DataType)> = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("c{i}"), t.clone()))
+            .collect();
+        let fields: Vec<(&str, DataType)> = fields
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.clone()))
+            .collect();
+        let schema = schema(&fields);
+        let mut flat = String::new();
+        let mut escaped = String::new();
+        for value in values {
+            let members: Vec<String> = (0..types.len())
+                .map(|i| format!(r#""C{i}":{value},"c{i}":"second""#))
+                .collect();
+            flat.push_str(&format!("{{{}}}\n", members.join(",")));
+            escaped.push_str(&format!(r#"{{"z":"\u0041",{}}}"#, members.join(",")));
+            escaped.push('\n');
+        }
+        assert!(crate::flat_payload::members(flat.lines().next().unwrap().as_bytes()).is_some());
+        assert!(crate::flat_payload::members(escaped.lines().next().unwrap().as_bytes()).is_none());
+        let quick = &decode_jsonl(flat.as_bytes(), &schema).unwrap()[0];
+        let full = &decode_jsonl(escaped.as_bytes(), &schema).unwrap()[0];
+        assert_eq!(quick.num_rows(), values.len());
+        assert_eq!(quick, full);
+        // The first of two names that match wins on both paths.
+        let text = quick.column(0).as_string::<i32>();
+        assert_eq!((text.value(0), text.value(5)), ("text", "12"));
     }
 }

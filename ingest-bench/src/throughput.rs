@@ -14,6 +14,14 @@ use crate::report::{Check, Section, Table, Verdict, thousands};
 /// The baseline must be beaten this many times over.
 pub const TARGET_RATIO: f64 = 10.0;
 
+/// Rows per second the worker must reach on objects of [`TARGET_RATE_FROM_MB`] and more,
+/// whatever the baseline makes.
+pub const TARGET_ROWS_PER_SECOND: f64 = 400_000.0;
+
+/// The object size from which [`TARGET_ROWS_PER_SECOND`] applies: smaller objects spend a
+/// larger share of their time on the first and last batches.
+pub const TARGET_RATE_FROM_MB: u64 = 100;
+
 /// Options of the throughput section.
 #[derive(Debug, Clone, Args)]
 pub struct ThroughputArgs {
@@ -90,6 +98,16 @@ fn describe_runs(runs: &mut [WorkerRun]) -> (f64, String) {
         ));
     }
     (median.rows_per_second, cell)
+}
+
+/// The check of the worker's own rate on an object of `size` MB.
+fn rate_check(size: u64, rows_per_second: f64) -> Check {
+    Check {
+        figure: format!("worker throughput, {size} MB object (median run)"),
+        value: format!("{} rows/s", thousands(rows_per_second)),
+        target: format!("≥ {} rows/s", thousands(TARGET_ROWS_PER_SECOND)),
+        verdict: Verdict::of(rows_per_second >= TARGET_ROWS_PER_SECOND),
+    }
 }
 
 fn names(bucket: &str, who: &str) -> WorkflowNames {
@@ -193,6 +211,9 @@ async fn measure(
                 )
             }
         };
+        if size >= TARGET_RATE_FROM_MB {
+            checks.push(rate_check(size, rust_rate));
+        }
         checks.push(Check {
             figure: format!("worker throughput ÷ baseline, {size} MB object"),
             value: ratio_cell.clone(),
@@ -257,6 +278,15 @@ mod tests {
             cell.ends_with("median of 3 runs: 300,000 / 400,000 / 450,000"),
             "{cell}"
         );
+    }
+
+    #[test]
+    fn the_rate_target_is_checked_on_its_own() {
+        let slow = rate_check(100, 309_553.0);
+        assert_eq!(slow.value, "309,553 rows/s");
+        assert_eq!(slow.target, "≥ 400,000 rows/s");
+        assert_eq!(slow.verdict, Verdict::Fail);
+        assert_eq!(rate_check(100, 400_000.0).verdict, Verdict::Pass);
     }
 
     #[test]

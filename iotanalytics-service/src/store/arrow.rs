@@ -182,8 +182,8 @@ impl Wanted<'_> {
                 Some(quoted) => Value::String(quoted[..quoted.len() - 1].to_owned()),
                 None => match serde_json::from_str(raw) {
                     Ok(value) => value,
-                    // Not reached: the quick reader passes only valid scalars. Reading the
-                    // whole line with serde_json keeps whatever it would have made of it.
+                    // A number serde_json refuses although it is valid JSON (one out of
+                    // f64's range, as 1e400): the whole line goes to serde_json, as before.
                     Err(_) => {
                         self.found.iter_mut().for_each(|v| *v = None);
                         return false;

@@ -110,6 +110,27 @@ fn rate_check(size: u64, rows_per_second: f64) -> Check {
     }
 }
 
+/// Waits for the service's background conversion of sealed segments, so a run does not pay
+/// for the one before it.
+async fn settle(stack: &LocalStack) {
+    let pending = stack.iotanalytics.pending_background_work();
+    if pending == 0 {
+        return;
+    }
+    crate::progress(format!(
+        "throughput: waiting for the service to convert {pending} sealed segments"
+    ));
+    if !stack
+        .iotanalytics
+        .wait_for_background_work(std::time::Duration::from_secs(300))
+        .await
+    {
+        crate::progress(
+            "throughput: the conversion is still running after 300 s; going on".to_owned(),
+        );
+    }
+}
+
 fn names(bucket: &str, who: &str) -> WorkflowNames {
     WorkflowNames {
         bucket: bucket.to_owned(),
@@ -174,6 +195,7 @@ async fn measure(
         }
         let mut runs = Vec::new();
         for run in 1..=args.worker_runs {
+            settle(stack).await;
             crate::progress(format!(
                 "throughput: Rust worker, {size} MB ({rows} rows), run {run} of {}",
                 args.worker_runs
@@ -189,6 +211,7 @@ async fn measure(
                 Verdict::NotRun("no baseline".to_owned()),
             ),
             Ok(baseline) => {
+                settle(stack).await;
                 crate::progress(format!("throughput: Python baseline, {size} MB"));
                 let run = baseline
                     .run(&env, &python.bucket, &key, &python.channel)
@@ -245,7 +268,10 @@ async fn measure(
                 durable storage, channel quota unlimited, rate unlimited). The Rust worker is \
                 `ingest::worker::ingest_object` with the function's defaults, in the bench's \
                 process beside the endpoints, run `--worker-runs` times on each object (the \
-                median run is the figure); the baseline is `ingest-bench/baseline/worker.py` \
+                median run is the figure). Every run, the baseline's too, starts once the \
+                service has converted the datastore segments earlier runs sealed to Parquet: \
+                that conversion waits for ingest to pause, so without the wait a run would \
+                share the CPU with the previous run's leftover work; the baseline is `ingest-bench/baseline/worker.py` \
                 (boto3, whole object read, `csv.DictReader`, sequential batches of 100) \
                 against the same endpoints, on its own channel. Objects are generated in the \
                 sample data set's shape (`deviceid,humidity,location,rowid,temp,timestamp`)."

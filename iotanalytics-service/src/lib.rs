@@ -107,6 +107,29 @@ impl RunningService {
         self.controls.set_channel_faults(channel, faults);
     }
 
+    /// Storage work still queued in the background: sealed datastore segments waiting for
+    /// their conversion to Parquet.
+    pub fn pending_background_work(&self) -> usize {
+        self.backend.pending_background_work()
+    }
+
+    /// Waits until the storage's background work (converting sealed datastore segments to
+    /// Parquet, which starts once appends pause) has caught up, or `timeout` has passed;
+    /// returns whether it caught up. For measurements that must not pay for the work an
+    /// earlier measurement left behind.
+    pub async fn wait_for_background_work(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.pending_background_work() == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops accepting requests, lets requests in flight finish and flushes storage.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -80,14 +80,28 @@ async fn a_parquet_datastore_keeps_its_schema_and_writes_parquet_files() {
                 .ends_with(".parquet")
         })
     };
+    let mut most_pending = 0;
     while !has_parquet() {
+        most_pending = most_pending.max(t.service.pending_background_work());
         assert!(
             Instant::now() < deadline,
             "no Parquet file appeared in {}",
             dir.display()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The sealed segment counted as pending until its conversion finished, and not after.
+    assert!(
+        t.service
+            .wait_for_background_work(Duration::from_secs(20))
+            .await,
+        "the converted segment is still counted as pending"
+    );
+    assert_eq!(t.service.pending_background_work(), 0);
+    assert!(
+        most_pending <= 1,
+        "one sealed segment was counted {most_pending} times"
+    );
     let csv = run_sql(&client, "pq", "select * from pq_datastore order by rowid").await;
     assert_eq!(csv, "rowid,temp\na,10\nb,63\n");
 }

@@ -189,6 +189,11 @@ impl FsBackend {
         self.store.log(Kind::Datastore, name)
     }
 
+    /// Sealed datastore segments the compaction thread has still to convert.
+    pub fn unconverted_segments(&self) -> usize {
+        self.store.unconverted_segments()
+    }
+
     fn results_dir(&self, dataset: &str) -> PathBuf {
         self.data_dir.join("datasets").join(dataset)
     }

@@ -270,6 +270,15 @@ impl Backend {
         }
     }
 
+    /// Background work still queued: datastore segments waiting for conversion to Parquet
+    /// (always zero on S3, where objects are written in their final format).
+    pub fn pending_background_work(&self) -> usize {
+        match self {
+            Backend::Fs(b) => b.unconverted_segments(),
+            Backend::S3(_) => 0,
+        }
+    }
+
     /// Flushes and stops background work.
     pub async fn shutdown(&self) {
         match self {

@@ -427,6 +427,22 @@ impl Store {
             .map_err(|_| Error::InternalFailure("the storage writer has stopped".into()))?
     }
 
+    /// Sealed datastore segments not yet converted to Parquet: the compaction thread's
+    /// outstanding work (zero once it has caught up).
+    pub fn unconverted_segments(&self) -> usize {
+        let logs = self.shared.logs.read().unwrap_or_else(|e| e.into_inner());
+        logs.values()
+            .filter(|log| log.kind == Kind::Datastore)
+            .map(|log| {
+                log.state()
+                    .segments
+                    .iter()
+                    .filter(|s| s.sealed && !s.parquet)
+                    .count()
+            })
+            .sum()
+    }
+
     /// Stops the threads after the writes already queued.
     pub fn shutdown(&self) {
         // Segments still waiting for conversion are queued again at the next start.

@@ -44,8 +44,12 @@ pub struct RunArgs {
     /// this many batches (plus those in flight) are sent again.
     #[arg(long, default_value_t = 10)]
     pub checkpoint_every: u64,
-    /// Worker invocations at once (each Distributed Map's MaxConcurrency).
-    #[arg(long, default_value_t = 10)]
+    /// Worker invocations at once (each Distributed Map's MaxConcurrency). The local
+    /// functions share this machine's cores, so the default is their number, at most 10:
+    /// on 2 cores, 10 invocations of 8 objects each keep some 500 requests in flight and
+    /// spend the time on connections and context switches (the sample run took 0.53 s at
+    /// 10 against 0.43 s at 2).
+    #[arg(long, default_value_t = default_concurrency())]
     pub concurrency: u32,
     /// Objects of at most this many bytes are ingested in batches, several per worker
     /// invocation in Express child workflows; bigger ones alone (0: every object alone).
@@ -147,6 +151,13 @@ impl RunArgs {
 pub const SOURCE_SUFFIX: &str = ".csv";
 
 /// Parses `--rate`: a whole number of messages per second, 0 for unpaced.
+/// This machine's cores, at most 10 (the deployed workflow's default).
+fn default_concurrency() -> u32 {
+    std::thread::available_parallelism()
+        .map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        .clamp(1, 10)
+}
+
 fn parse_rate(s: &str) -> Result<u32, String> {
     s.parse::<u32>().map_err(|_| {
         format!("{s:?} is not a rate: give messages per second as a whole number, 0 for unpaced")
@@ -216,6 +227,14 @@ mod tests {
         let error = parsed(&["--rate", "-5"]).unwrap_err().to_string();
         assert!(error.contains("\"-5\" is not a rate"), "{error}");
         assert!(error.contains("0 for unpaced"), "{error}");
+    }
+
+    #[test]
+    fn the_default_concurrency_is_this_machines_cores_up_to_ten() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let concurrency = parsed(&[]).unwrap().concurrency;
+        assert_eq!(concurrency as usize, cores.min(10));
+        assert_eq!(parsed(&["--concurrency", "10"]).unwrap().concurrency, 10);
     }
 
     #[test]

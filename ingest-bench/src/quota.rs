@@ -290,7 +290,9 @@ mod tests {
             .run;
         assert_eq!(args.rate, 1000);
         assert_eq!(args.channel_quota, 1000);
-        assert_eq!(args.concurrency, 10);
+        let defaults = RunCommand::try_parse_from(["run"]).unwrap().run;
+        assert_eq!(args.concurrency, defaults.concurrency);
+        assert_eq!(args.checkpoint_every, defaults.checkpoint_every);
         assert!(args.source.is_none());
     }
 

@@ -150,14 +150,14 @@ impl RunArgs {
 /// The suffix of the keys the workflow ingests (the definition's default `suffix`).
 pub const SOURCE_SUFFIX: &str = ".csv";
 
-/// Parses `--rate`: a whole number of messages per second, 0 for unpaced.
-/// This machine's cores, at most 10 (the deployed workflow's default).
+/// This machine's cores, at most the deployed workflow's default.
 fn default_concurrency() -> u32 {
     std::thread::available_parallelism()
         .map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
-        .clamp(1, 10)
+        .clamp(1, ingest::launcher::DEFAULT_MAX_CONCURRENCY)
 }
 
+/// Parses `--rate`: a whole number of messages per second, 0 for unpaced.
 fn parse_rate(s: &str) -> Result<u32, String> {
     s.parse::<u32>().map_err(|_| {
         format!("{s:?} is not a rate: give messages per second as a whole number, 0 for unpaced")

@@ -272,10 +272,10 @@ async fn measure(
                 service has converted the datastore segments earlier runs sealed to Parquet: \
                 that conversion waits for ingest to pause, so without the wait a run would \
                 share the CPU with the previous run's leftover work. The baseline is \
-                `ingest-bench/baseline/worker.py` \
-                (boto3, whole object read, `csv.DictReader`, sequential batches of 100) \
-                against the same endpoints, on its own channel. Objects are generated in the \
-                sample data set's shape (`deviceid,humidity,location,rowid,temp,timestamp`)."
+                `ingest-bench/baseline/worker.py` (boto3, whole object read, \
+                `csv.DictReader`, sequential batches of 100) against the same endpoints, on its own \
+                channel. Objects are generated in the sample data set's shape \
+                (`deviceid,humidity,location,rowid,temp,timestamp`)."
             .to_owned(),
         table,
         notes: Vec::new(),
